@@ -1,0 +1,55 @@
+//! Encode every pair of a corpus list (`family<TAB>old<TAB>new`), decode it again in odd-sized
+//! chunks, check the bytes, and print ratios. `cargo run --release -p bluesphere-core
+//! --example delta_corpus -- LIST [best|small]`.
+use bluesphere_core::delta::{DeltaDecoder, Params, SliceIo};
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let list = args.next().ok_or("usage: delta_corpus LIST [best|small]")?;
+    let params = match args.next().as_deref() {
+        Some("small") => Params::SMALL,
+        _ => Params::BEST,
+    };
+    let mut ratios = Vec::new();
+    let (mut tot_p, mut tot_n) = (0u64, 0u64);
+    for line in std::fs::read_to_string(list)?.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (old, new) = (std::fs::read(f[1])?, std::fs::read(f[2])?);
+        let t = Instant::now();
+        let patch = bluesphere_core::diff::make_delta(&old, &new, params)?;
+        let ct = t.elapsed();
+        let mut out = vec![0u8; new.len()];
+        let t = Instant::now();
+        {
+            let mut io = SliceIo::new(&old, &mut out);
+            let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
+            for c in patch.chunks(1021) {
+                d.push(c, &mut io).map_err(|e| format!("{e}"))?;
+            }
+            d.finish()?;
+        }
+        let at = t.elapsed();
+        if out != new {
+            return Err(format!("mismatch on {}", f[2]).into());
+        }
+        let r = patch.len() as f64 / new.len() as f64;
+        println!(
+            "{:<28} {:>9} {:>8} {:>7.2}% create {:>6.3}s apply {:>6.3}s",
+            f[0],
+            new.len(),
+            patch.len(),
+            r * 100.0,
+            ct.as_secs_f64(),
+            at.as_secs_f64()
+        );
+        ratios.push(r);
+        tot_p += patch.len() as u64;
+        tot_n += new.len() as u64;
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let n = ratios.len();
+    let med = if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 };
+    println!("pairs {n} median {:.2}% total {:.2}%", med * 100.0, tot_p as f64 * 100.0 / tot_n as f64);
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! Push decoder for BSD1 streams: feed payload bytes in any chunking, it reads the source
+//! through [`PatchIo::read_source`] and emits the target in order through
+//! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
+
+use super::model::Model;
+use super::{
+    ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES,
+};
+use crate::rc::{RangeDecoder, STEP_INPUT};
+
+/// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
+const CHUNK: usize = 16;
+
+/// Where the decoder reads the source image and writes the target image.
+pub trait PatchIo {
+    /// Error of the underlying storage.
+    type Error;
+    /// Fill `buf` with source bytes starting at `offset`.
+    fn read_source(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Append `data` to the target.
+    fn write_target(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// A [`PatchIo`] over memory: a source slice and a target slice filled in order.
+#[derive(Debug)]
+pub struct SliceIo<'a> {
+    source: &'a [u8],
+    target: &'a mut [u8],
+    written: usize,
+}
+
+/// The target slice was too small or a source read went out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("patch I/O out of range")]
+pub struct OutOfRange;
+
+impl<'a> SliceIo<'a> {
+    /// Read from `source`, write into `target` from its start.
+    pub fn new(source: &'a [u8], target: &'a mut [u8]) -> Self {
+        Self {
+            source,
+            target,
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+}
+
+impl PatchIo for SliceIo<'_> {
+    type Error = OutOfRange;
+    fn read_source(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        let start = usize::try_from(offset).map_err(|_| OutOfRange)?;
+        let src = self
+            .source
+            .get(start..start.saturating_add(buf.len()))
+            .ok_or(OutOfRange)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn write_target(&mut self, data: &[u8]) -> Result<(), OutOfRange> {
+        let end = self.written.saturating_add(data.len());
+        let dst = self.target.get_mut(self.written..end).ok_or(OutOfRange)?;
+        dst.copy_from_slice(data);
+        self.written = end;
+        Ok(())
+    }
+}
+
+/// A block boundary from which application can restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "std", derive(serde::Serialize))]
+pub struct Checkpoint {
+    /// Offset in the payload of the next block header.
+    pub payload_offset: u64,
+    /// Target bytes already written (a multiple of the block size).
+    pub target_offset: u64,
+    /// Index of the next block.
+    pub block: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Header,
+    BlockHeader,
+    Body,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Control,
+    Add(u32),
+    Copy(u32),
+}
+
+/// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each); a stream
+/// that needs more is refused with [`DeltaError::TooManyTables`].
+#[derive(Debug, Clone)]
+pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES> {
+    phase: Phase,
+    small: [u8; HEADER_LEN],
+    small_fill: usize,
+    header: Option<StreamHeader>,
+    source_len: u64,
+    payload_pos: u64,
+    target_pos: u64,
+    block: u64,
+    block_end: u64,
+    block_len: u32,
+    comp_left: u32,
+    rc: RangeDecoder,
+    rc_started: bool,
+    model: Model<LT>,
+    op: Op,
+    pending_copy: u32,
+    pending_seek: i64,
+    src_pos: u64,
+}
+
+impl<const LT: usize> DeltaDecoder<LT> {
+    /// A decoder for a stream made against a source of `source_len` bytes.
+    pub fn new(source_len: u64) -> Self {
+        Self {
+            phase: Phase::Header,
+            small: [0; HEADER_LEN],
+            small_fill: 0,
+            header: None,
+            source_len,
+            payload_pos: 0,
+            target_pos: 0,
+            block: 0,
+            block_end: 0,
+            block_len: 0,
+            comp_left: 0,
+            rc: RangeDecoder::new(),
+            rc_started: false,
+            model: Model::new(0, 0),
+            op: Op::Control,
+            pending_copy: 0,
+            pending_seek: 0,
+            src_pos: 0,
+        }
+    }
+
+    /// Restart at `cp` (from [`DeltaDecoder::checkpoint`]) of the stream whose first
+    /// [`HEADER_LEN`] bytes are `header`; then push the payload from `cp.payload_offset`.
+    pub fn resume(header: &[u8], source_len: u64, cp: Checkpoint) -> Result<Self, DeltaError> {
+        let mut d = Self::new(source_len);
+        let h = d.accept_header(header)?;
+        let bs = h.params.block_size();
+        let expected_target = cp.block.checked_mul(bs).ok_or(DeltaError::BadCheckpoint)?;
+        if cp.target_offset != expected_target
+            || cp.target_offset > u64::from(h.target_size)
+            || cp.payload_offset < HEADER_LEN as u64
+        {
+            return Err(DeltaError::BadCheckpoint);
+        }
+        d.payload_pos = cp.payload_offset;
+        d.target_pos = cp.target_offset;
+        d.block = cp.block;
+        d.phase = if cp.target_offset == u64::from(h.target_size) {
+            Phase::Done
+        } else {
+            Phase::BlockHeader
+        };
+        Ok(d)
+    }
+
+    fn accept_header(&mut self, bytes: &[u8]) -> Result<StreamHeader, DeltaError> {
+        let h = StreamHeader::parse(bytes)?;
+        if h.params.lit_tables() > LT {
+            return Err(DeltaError::TooManyTables {
+                needed: h.params.lit_tables(),
+                have: LT,
+            });
+        }
+        if u64::from(h.source_size) != self.source_len {
+            return Err(DeltaError::SourceSize {
+                expected: u64::from(h.source_size),
+                actual: self.source_len,
+            });
+        }
+        self.header = Some(h);
+        self.payload_pos = HEADER_LEN as u64;
+        self.phase = if h.target_size == 0 {
+            Phase::Done
+        } else {
+            Phase::BlockHeader
+        };
+        Ok(h)
+    }
+
+    /// The stream header, once read.
+    pub fn header(&self) -> Option<StreamHeader> {
+        self.header
+    }
+
+    /// Target bytes written so far.
+    pub fn target_written(&self) -> u64 {
+        self.target_pos
+    }
+
+    /// Payload bytes consumed so far.
+    pub fn payload_consumed(&self) -> u64 {
+        self.payload_pos
+    }
+
+    /// True once the whole target has been produced.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The current position if it is a block boundary (a safe resume point).
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let at_boundary = matches!(self.phase, Phase::BlockHeader | Phase::Done)
+            && self.small_fill == 0
+            && self.header.is_some();
+        at_boundary.then_some(Checkpoint {
+            payload_offset: self.payload_pos,
+            target_offset: self.target_pos,
+            block: self.block,
+        })
+    }
+
+    /// Error unless the stream is complete.
+    pub fn finish(&self) -> Result<(), DeltaError> {
+        if self.is_done() {
+            Ok(())
+        } else {
+            Err(DeltaError::Truncated)
+        }
+    }
+
+    fn take_small<'i>(&mut self, input: &'i [u8], want: usize) -> &'i [u8] {
+        let need = want.saturating_sub(self.small_fill);
+        let n = need.min(input.len());
+        if let (Some(dst), Some(src)) = (
+            self.small.get_mut(self.small_fill..self.small_fill + n),
+            input.get(..n),
+        ) {
+            dst.copy_from_slice(src);
+            self.small_fill += n;
+            self.payload_pos += n as u64;
+        }
+        input.get(n..).unwrap_or(&[])
+    }
+
+    fn corrupt(&self, reason: &'static str) -> DeltaError {
+        DeltaError::Corrupt {
+            block: self.block,
+            reason,
+        }
+    }
+
+    /// Feed the next payload bytes. All of `input` is consumed (bytes after the end of the
+    /// stream are an error).
+    pub fn push<IO: PatchIo>(
+        &mut self,
+        mut input: &[u8],
+        io: &mut IO,
+    ) -> Result<(), ApplyError<IO::Error>> {
+        loop {
+            match self.phase {
+                Phase::Header => {
+                    input = self.take_small(input, HEADER_LEN);
+                    if self.small_fill < HEADER_LEN {
+                        return Ok(());
+                    }
+                    self.small_fill = 0;
+                    let bytes = self.small;
+                    self.accept_header(&bytes)?;
+                }
+                Phase::BlockHeader => {
+                    input = self.take_small(input, BLOCK_HEADER_LEN);
+                    if self.small_fill < BLOCK_HEADER_LEN {
+                        return Ok(());
+                    }
+                    self.small_fill = 0;
+                    self.start_block()?;
+                }
+                Phase::Body => {
+                    let n = (self.comp_left as usize).min(input.len());
+                    let took = self.rc.fill(input.get(..n).unwrap_or(&[]));
+                    input = input.get(took..).unwrap_or(&[]);
+                    self.comp_left -= took as u32;
+                    self.payload_pos += took as u64;
+                    self.run_steps(io)?;
+                    if self.phase == Phase::Body && input.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Phase::Done => {
+                    if input.is_empty() {
+                        return Ok(());
+                    }
+                    return Err(DeltaError::TrailingData(input.len() as u64).into());
+                }
+            }
+        }
+    }
+
+    fn start_block(&mut self) -> Result<(), DeltaError> {
+        let h = self.header.ok_or(DeltaError::Truncated)?;
+        let s = &self.small;
+        let comp_len = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let src_pos = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+        let bad = |reason| DeltaError::BadBlockHeader {
+            block: self.block,
+            reason,
+        };
+        if comp_len < 5 || comp_len > h.max_block_len() {
+            return Err(bad("impossible compressed length"));
+        }
+        if u64::from(src_pos) > self.source_len {
+            return Err(bad("source position beyond the source image"));
+        }
+        self.block_len = comp_len;
+        self.comp_left = comp_len;
+        self.src_pos = u64::from(src_pos);
+        self.block_end = (self.target_pos + h.params.block_size()).min(u64::from(h.target_size));
+        self.rc.reset();
+        self.rc_started = false;
+        self.model = Model::new(h.params.lc, h.params.lp);
+        self.op = Op::Control;
+        self.phase = Phase::Body;
+        Ok(())
+    }
+
+    fn run_steps<IO: PatchIo>(&mut self, io: &mut IO) -> Result<(), ApplyError<IO::Error>> {
+        loop {
+            let all_in = self.comp_left == 0;
+            if !all_in && self.rc.available() < STEP_INPUT {
+                return Ok(());
+            }
+            if !self.rc_started {
+                if !self.rc.init() {
+                    return Err(self.corrupt("bad range coder start").into());
+                }
+                self.rc_started = true;
+            }
+            if self.op == Op::Control && self.target_pos == self.block_end {
+                if !all_in || self.rc.available() != 0 || self.rc.consumed() != self.block_len
+                {
+                    return Err(self.corrupt("data after the end of the block").into());
+                }
+                self.block += 1;
+                let total = self.header.map_or(0, |h| u64::from(h.target_size));
+                self.phase = if self.target_pos >= total {
+                    Phase::Done
+                } else {
+                    Phase::BlockHeader
+                };
+                return Ok(());
+            }
+            self.step(io)?;
+            if self.rc.overrun {
+                return Err(self.corrupt("coded data ends early").into());
+            }
+        }
+    }
+
+    fn step<IO: PatchIo>(&mut self, io: &mut IO) -> Result<(), ApplyError<IO::Error>> {
+        let mut buf = [0u8; CHUNK];
+        match self.op {
+            Op::Control => {
+                let add = self.model.add_len.decode(&mut self.rc);
+                let copy = self.model.copy_len.decode(&mut self.rc);
+                let seek = self.model.decode_seek(&mut self.rc);
+                let (Some(add), Some(copy), Some(seek)) = (add, copy, seek) else {
+                    return Err(self.corrupt("impossible length").into());
+                };
+                if self.rc.overrun {
+                    return Ok(());
+                }
+                if add == 0 && copy == 0 {
+                    return Err(self.corrupt("empty control").into());
+                }
+                let left = self.block_end - self.target_pos;
+                if u64::from(add) + u64::from(copy) > left {
+                    return Err(self.corrupt("control runs past the block").into());
+                }
+                if self.src_pos + u64::from(add) > self.source_len {
+                    return Err(self.corrupt("copy beyond the source image").into());
+                }
+                self.pending_copy = copy;
+                self.pending_seek = seek;
+                self.op = if add > 0 { Op::Add(add) } else { Op::Copy(copy) };
+            }
+            Op::Add(n) => {
+                let k = (n as usize).min(CHUNK);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                io.read_source(self.src_pos, chunk)
+                    .map_err(ApplyError::Io)?;
+                for (i, b) in chunk.iter_mut().enumerate() {
+                    *b = self
+                        .model
+                        .decode_diff(&mut self.rc, self.target_pos + i as u64, *b);
+                }
+                io.write_target(chunk).map_err(ApplyError::Io)?;
+                self.src_pos += k as u64;
+                self.target_pos += k as u64;
+                let rest = n - k as u32;
+                self.op = if rest > 0 {
+                    Op::Add(rest)
+                } else {
+                    Op::Copy(self.pending_copy)
+                };
+                if rest == 0 && self.pending_copy == 0 {
+                    self.end_control()?;
+                }
+            }
+            Op::Copy(n) => {
+                let k = (n as usize).min(CHUNK);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                for (i, b) in chunk.iter_mut().enumerate() {
+                    *b = self
+                        .model
+                        .decode_lit(&mut self.rc, self.target_pos + i as u64);
+                }
+                io.write_target(chunk).map_err(ApplyError::Io)?;
+                self.target_pos += k as u64;
+                let rest = n - k as u32;
+                if rest > 0 {
+                    self.op = Op::Copy(rest);
+                } else {
+                    self.end_control()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end_control(&mut self) -> Result<(), DeltaError> {
+        let pos = i64::try_from(self.src_pos).unwrap_or(i64::MAX);
+        let next = pos.checked_add(self.pending_seek).unwrap_or(-1);
+        if next < 0 || next as u64 > self.source_len {
+            return Err(self.corrupt("seek beyond the source image"));
+        }
+        self.src_pos = next as u64;
+        self.op = Op::Control;
+        Ok(())
+    }
+}

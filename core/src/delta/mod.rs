@@ -1,0 +1,248 @@
+//! The BlueSphere delta stream ("BSD1"): a sequential patch that reads the source (old image)
+//! at random and writes the target strictly in order, in independently decodable blocks.
+//!
+//! See `docs/FORMAT.md` for the byte layout. In short:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `BSD1` |
+//! | 4 | 1 | `lc`: literal context bits (high bits of the previous byte) |
+//! | 5 | 1 | `lp`: literal position bits (`lc + lp <= 4`) |
+//! | 6 | 1 | `block_log2`: target bytes per block, `12..=24` |
+//! | 7 | 1 | flags (0) |
+//! | 8 | 4 | target size (LE) |
+//! | 12 | 4 | source size (LE) |
+//!
+//! then `ceil(target / block)` blocks, each `comp_len: u32 LE`, `src_pos: u32 LE` and
+//! `comp_len` bytes of range-coded controls and bytes. The coder and all models restart at
+//! every block, so application can resume at any block boundary after a power loss.
+//!
+//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT>>()`, about 3 KiB + 512
+//! bytes per literal table) plus whatever buffering the target needs (one flash sector on a
+//! device). There is no dictionary: the source is read in place.
+
+mod decode;
+#[cfg(feature = "std")]
+mod encode;
+pub(crate) mod model;
+
+pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo};
+#[cfg(feature = "std")]
+pub use encode::{encode, EncodeError, Segment};
+
+/// Stream magic.
+pub const MAGIC: [u8; 4] = *b"BSD1";
+/// Size of the stream header.
+pub const HEADER_LEN: usize = 16;
+/// Size of a block header.
+pub const BLOCK_HEADER_LEN: usize = 8;
+/// Smallest and largest block size (log2).
+pub const MIN_BLOCK_LOG2: u8 = 12;
+/// Largest block size (log2): 16 MiB.
+pub const MAX_BLOCK_LOG2: u8 = 24;
+/// Most literal tables a stream may ask for (`1 << (lc + lp)`).
+pub const MAX_LIT_TABLES: usize = 16;
+
+/// Coding parameters of a stream (a "profile").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "std", derive(serde::Serialize))]
+pub struct Params {
+    /// Literal context bits: how many high bits of the previous byte select a literal table.
+    pub lc: u8,
+    /// Literal position bits: how many low bits of the target position select a table.
+    pub lp: u8,
+    /// log2 of the target bytes per independently decodable block.
+    pub block_log2: u8,
+}
+
+impl Params {
+    /// Best ratio: 16 literal tables (8 KiB of models), 1 MiB blocks.
+    pub const BEST: Params = Params {
+        lc: 2,
+        lp: 2,
+        block_log2: 20,
+    };
+    /// Small RAM: 1 literal table (decoder state under 4 KiB), 64 KiB blocks.
+    pub const SMALL: Params = Params {
+        lc: 0,
+        lp: 0,
+        block_log2: 16,
+    };
+
+    /// Literal tables this stream needs.
+    pub const fn lit_tables(&self) -> usize {
+        1usize << (self.lc as u32 + self.lp as u32)
+    }
+
+    /// Target bytes per block.
+    pub const fn block_size(&self) -> u64 {
+        1u64 << self.block_log2
+    }
+
+    /// Check the ranges a decoder accepts.
+    pub fn validate(&self) -> Result<(), DeltaError> {
+        if self.lc > 4 || self.lp > 4 || self.lc + self.lp > 4 {
+            return Err(DeltaError::Unsupported {
+                what: "literal context bits (lc + lp must be at most 4)",
+            });
+        }
+        if !(MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&self.block_log2) {
+            return Err(DeltaError::Unsupported {
+                what: "block size (must be 4 KiB .. 16 MiB)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parsed stream header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "std", derive(serde::Serialize))]
+pub struct StreamHeader {
+    /// Coding parameters.
+    pub params: Params,
+    /// Bytes the stream produces.
+    pub target_size: u32,
+    /// Bytes of source the stream was made against.
+    pub source_size: u32,
+}
+
+impl StreamHeader {
+    /// Parse and validate a stream header.
+    pub fn parse(b: &[u8]) -> Result<Self, DeltaError> {
+        let h: &[u8; HEADER_LEN] = b
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(DeltaError::Truncated)?;
+        if h[0..4] != MAGIC {
+            return Err(DeltaError::BadMagic);
+        }
+        if h[7] != 0 {
+            return Err(DeltaError::Unsupported {
+                what: "stream flags",
+            });
+        }
+        let params = Params {
+            lc: h[4],
+            lp: h[5],
+            block_log2: h[6],
+        };
+        params.validate()?;
+        Ok(Self {
+            params,
+            target_size: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+            source_size: u32::from_le_bytes([h[12], h[13], h[14], h[15]]),
+        })
+    }
+
+    /// Serialize.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4] = self.params.lc;
+        h[5] = self.params.lp;
+        h[6] = self.params.block_log2;
+        h[8..12].copy_from_slice(&self.target_size.to_le_bytes());
+        h[12..16].copy_from_slice(&self.source_size.to_le_bytes());
+        h
+    }
+
+    /// Number of blocks.
+    pub fn block_count(&self) -> u64 {
+        u64::from(self.target_size).div_ceil(self.params.block_size())
+    }
+
+    /// Largest `comp_len` a block may declare.
+    pub fn max_block_len(&self) -> u32 {
+        let bs = self.params.block_size();
+        u32::try_from(bs * 2 + 64).unwrap_or(u32::MAX)
+    }
+}
+
+/// What is wrong with a delta stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// Not a BSD1 stream.
+    #[error("not a BlueSphere delta stream (bad magic)")]
+    BadMagic,
+    /// A parameter this decoder does not support.
+    #[error("unsupported delta stream: {what}")]
+    Unsupported {
+        /// Which parameter.
+        what: &'static str,
+    },
+    /// The stream needs more literal tables than this decoder reserved.
+    #[error("delta stream needs {needed} literal tables, this decoder has {have}")]
+    TooManyTables {
+        /// Needed by the stream.
+        needed: usize,
+        /// Reserved by the decoder.
+        have: usize,
+    },
+    /// The stream was made against a source of another size.
+    #[error("delta expects a source of {expected} bytes, got {actual}")]
+    SourceSize {
+        /// From the stream header.
+        expected: u64,
+        /// Given.
+        actual: u64,
+    },
+    /// A block header declares an impossible length or position.
+    #[error("delta block {block}: {reason}")]
+    BadBlockHeader {
+        /// Block index.
+        block: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A block's coded data is inconsistent.
+    #[error("delta block {block} is corrupt: {reason}")]
+    Corrupt {
+        /// Block index.
+        block: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The stream ended before the target was complete.
+    #[error("delta stream is truncated")]
+    Truncated,
+    /// Bytes after the last block.
+    #[error("delta stream has {0} bytes after its last block")]
+    TrailingData(u64),
+    /// The resume checkpoint does not fit this stream.
+    #[error("resume checkpoint does not match the stream")]
+    BadCheckpoint,
+}
+
+/// Error from applying a stream: the stream itself or the caller's I/O.
+#[derive(Debug)]
+pub enum ApplyError<E> {
+    /// Bad stream.
+    Delta(DeltaError),
+    /// Reading the source or writing the target failed.
+    Io(E),
+}
+
+impl<E> From<DeltaError> for ApplyError<E> {
+    fn from(e: DeltaError) -> Self {
+        ApplyError::Delta(e)
+    }
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for ApplyError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ApplyError::Delta(e) => write!(f, "{e}"),
+            ApplyError::Io(e) => write!(f, "I/O error while patching: {e}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for ApplyError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ApplyError::Delta(e) => Some(e),
+            ApplyError::Io(e) => Some(e),
+        }
+    }
+}

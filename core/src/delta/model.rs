@@ -1,0 +1,248 @@
+//! Context models shared by the delta encoder and decoder. Both sides must update the models
+//! identically, so every coding decision lives here, written once for both directions.
+
+use crate::rc::{Prob, RangeDecoder, PROB_INIT};
+#[cfg(feature = "std")]
+use crate::rc::RangeEncoder;
+
+/// Number of mantissa bits (below the leading one) coded with adaptive models; the rest are
+/// coded as direct bits.
+const MANT_MODELLED: u32 = 3;
+
+/// Model for an unsigned 32-bit number: its bit length through a 6-bit tree, then the first
+/// [`MANT_MODELLED`] bits below the leading one through a tree per length, then direct bits.
+#[derive(Debug, Clone)]
+pub(crate) struct NumModel {
+    len: [Prob; 64],
+    mant: [[Prob; 8]; 33],
+}
+
+impl NumModel {
+    pub(crate) const fn new() -> Self {
+        Self {
+            len: [PROB_INIT; 64],
+            mant: [[PROB_INIT; 8]; 33],
+        }
+    }
+
+    /// Decode a number; `None` if the bit length is impossible (corrupt stream).
+    pub(crate) fn decode(&mut self, rc: &mut RangeDecoder) -> Option<u32> {
+        let nb = rc.tree(&mut self.len, 6);
+        if nb > 32 {
+            return None;
+        }
+        if nb == 0 {
+            return Some(0);
+        }
+        let rest = nb - 1;
+        let hi_n = rest.min(MANT_MODELLED);
+        let lo_n = rest - hi_n;
+        let mant = self.mant.get_mut(nb as usize)?;
+        let hi = rc.tree(mant, hi_n);
+        let lo = rc.direct_bits(lo_n);
+        let top = 1u64 << rest;
+        let v = top | (u64::from(hi) << lo_n) | u64::from(lo);
+        u32::try_from(v).ok()
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode(&mut self, rc: &mut RangeEncoder, v: u32) {
+        let nb = 32 - v.leading_zeros();
+        rc.tree(&mut self.len, 6, nb);
+        if nb == 0 {
+            return;
+        }
+        let rest = nb - 1;
+        let hi_n = rest.min(MANT_MODELLED);
+        let lo_n = rest - hi_n;
+        let hi = (v >> lo_n) & ((1u32 << hi_n) - 1);
+        if let Some(mant) = self.mant.get_mut(nb as usize) {
+            rc.tree(mant, hi_n, hi);
+        }
+        rc.direct_bits(v & ((1u32 << lo_n) - 1), lo_n);
+    }
+}
+
+/// All adaptive state of one block. `LT` is the number of literal tables the decoder
+/// reserves (`1 << (lc + lp)` must not exceed it); it fixes the RAM the decoder needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Model<const LT: usize> {
+    lit: [[Prob; 256]; LT],
+    dzero: [Prob; 64],
+    dsame: [Prob; 4],
+    dval: [[Prob; 256]; 2],
+    pub(crate) add_len: NumModel,
+    pub(crate) copy_len: NumModel,
+    seek: NumModel,
+    seek_sign: [Prob; 3],
+    /// Context history (reset with the model at each block).
+    d1: u8,
+    d2: u8,
+    last_nz: u8,
+    prev_out: u8,
+    last_seek_sign: u8,
+    lc: u8,
+    lp: u8,
+}
+
+impl<const LT: usize> Model<LT> {
+    pub(crate) const fn new(lc: u8, lp: u8) -> Self {
+        Self {
+            lit: [[PROB_INIT; 256]; LT],
+            dzero: [PROB_INIT; 64],
+            dsame: [PROB_INIT; 4],
+            dval: [[PROB_INIT; 256]; 2],
+            add_len: NumModel::new(),
+            copy_len: NumModel::new(),
+            seek: NumModel::new(),
+            seek_sign: [PROB_INIT; 3],
+            d1: 0,
+            d2: 0,
+            last_nz: 0,
+            prev_out: 0,
+            last_seek_sign: 0,
+            lc,
+            lp,
+        }
+    }
+
+    #[inline]
+    fn lit_ctx(&self, pos: u64) -> usize {
+        let lc = u32::from(self.lc);
+        let lp = u32::from(self.lp);
+        let hi = if lc == 0 {
+            0
+        } else {
+            usize::from(self.prev_out >> (8 - lc))
+        };
+        let p = (pos as usize) & ((1usize << lp) - 1);
+        (p << lc) | hi
+    }
+
+    #[inline]
+    fn diff_ctx(&self, pos: u64) -> usize {
+        usize::from(self.d1 != 0)
+            | (usize::from(self.d2 != 0) << 1)
+            | (usize::from(self.d1 == self.last_nz && self.d1 != 0) << 2)
+            | (((pos as usize) & 7) << 3)
+    }
+
+    #[inline]
+    fn push_diff(&mut self, d: u8, out: u8) {
+        self.d2 = self.d1;
+        self.d1 = d;
+        if d != 0 {
+            self.last_nz = d;
+        }
+        self.prev_out = out;
+    }
+
+    /// Decode one difference byte for target position `pos`.
+    #[inline]
+    pub(crate) fn decode_diff(&mut self, rc: &mut RangeDecoder, pos: u64, old: u8) -> u8 {
+        let ctx = self.diff_ctx(pos);
+        let nz = match self.dzero.get_mut(ctx) {
+            Some(p) => rc.bit(p),
+            None => 0,
+        };
+        let d = if nz == 0 {
+            0
+        } else {
+            let c = usize::from(self.d1 != 0);
+            let same = match self.dsame.get_mut(c) {
+                Some(p) => rc.bit(p),
+                None => 0,
+            };
+            if same == 1 {
+                self.last_nz
+            } else {
+                match self.dval.get_mut(c) {
+                    Some(t) => rc.tree(t, 8) as u8,
+                    None => 0,
+                }
+            }
+        };
+        let out = old.wrapping_add(d);
+        self.push_diff(d, out);
+        out
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_diff(&mut self, rc: &mut RangeEncoder, pos: u64, old: u8, new: u8) {
+        let d = new.wrapping_sub(old);
+        let ctx = self.diff_ctx(pos);
+        if let Some(p) = self.dzero.get_mut(ctx) {
+            rc.bit(p, u32::from(d != 0));
+        }
+        if d != 0 {
+            let c = usize::from(self.d1 != 0);
+            let same = d == self.last_nz;
+            if let Some(p) = self.dsame.get_mut(c) {
+                rc.bit(p, u32::from(same));
+            }
+            if !same {
+                if let Some(t) = self.dval.get_mut(c) {
+                    rc.tree(t, 8, u32::from(d));
+                }
+            }
+        }
+        self.push_diff(d, new);
+    }
+
+    /// Decode one literal byte for target position `pos`.
+    #[inline]
+    pub(crate) fn decode_lit(&mut self, rc: &mut RangeDecoder, pos: u64) -> u8 {
+        let ctx = self.lit_ctx(pos);
+        let b = match self.lit.get_mut(ctx) {
+            Some(t) => rc.tree(t, 8) as u8,
+            None => 0,
+        };
+        self.prev_out = b;
+        self.d2 = self.d1;
+        self.d1 = 0;
+        b
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_lit(&mut self, rc: &mut RangeEncoder, pos: u64, b: u8) {
+        let ctx = self.lit_ctx(pos);
+        if let Some(t) = self.lit.get_mut(ctx) {
+            rc.tree(t, 8, u32::from(b));
+        }
+        self.prev_out = b;
+        self.d2 = self.d1;
+        self.d1 = 0;
+    }
+
+    /// Decode a signed source seek.
+    pub(crate) fn decode_seek(&mut self, rc: &mut RangeDecoder) -> Option<i64> {
+        let mag = self.seek.decode(rc)?;
+        if mag == 0 {
+            return Some(0);
+        }
+        let neg = match self.seek_sign.get_mut(usize::from(self.last_seek_sign)) {
+            Some(p) => rc.bit(p),
+            None => 0,
+        };
+        self.last_seek_sign = 1 + neg as u8;
+        Some(if neg == 1 {
+            -i64::from(mag)
+        } else {
+            i64::from(mag)
+        })
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_seek(&mut self, rc: &mut RangeEncoder, seek: i64) {
+        let mag = u32::try_from(seek.unsigned_abs()).unwrap_or(u32::MAX);
+        self.seek.encode(rc, mag);
+        if mag == 0 {
+            return;
+        }
+        let neg = u32::from(seek < 0);
+        if let Some(p) = self.seek_sign.get_mut(usize::from(self.last_seek_sign)) {
+            rc.bit(p, neg);
+        }
+        self.last_seek_sign = 1 + neg as u8;
+    }
+}

@@ -1,0 +1,129 @@
+//! Match finding (host side). qbsdiff finds the matches; we read its control stream only and
+//! turn it into [`Segment`]s for our own encoder.
+
+use std::io::Read;
+
+use crate::delta::{self, EncodeError, Params, Segment};
+
+/// Why a delta could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The matcher failed.
+    #[error("match search failed: {0}")]
+    Matcher(#[from] std::io::Error),
+    /// The matcher's output could not be read.
+    #[error("match search produced an unreadable control stream: {0}")]
+    Controls(&'static str),
+    /// Encoding failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Largest source the matcher accepts (the format's limit is 4 GiB - 1).
+pub const MAX_IMAGE: u64 = u32::MAX as u64;
+
+fn offtin(b: &[u8]) -> i64 {
+    let mut v: u64 = 0;
+    for (i, &x) in b.iter().take(8).enumerate() {
+        v |= u64::from(x) << (8 * i);
+    }
+    let mag = (v & 0x7FFF_FFFF_FFFF_FFFF) as i64;
+    if v >> 63 == 1 {
+        -mag
+    } else {
+        mag
+    }
+}
+
+/// Find matches of `new` in `old` and return the segments describing `new`.
+pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> {
+    if old.is_empty() || new.is_empty() {
+        return Ok(vec![Segment::Lit {
+            len: new.len() as u64,
+        }]);
+    }
+    let mut patch = Vec::new();
+    let scheme = if new.len() > (8 << 20) {
+        qbsdiff::ParallelScheme::Auto
+    } else {
+        qbsdiff::ParallelScheme::Never
+    };
+    qbsdiff::Bsdiff::new(old, new)
+        .compression_level(1)
+        .parallel_scheme(scheme)
+        .compare(std::io::Cursor::new(&mut patch))?;
+    if patch.len() < 32 || &patch[..8] != b"BSDIFF40" {
+        return Err(DiffError::Controls("bad header"));
+    }
+    let clen = usize::try_from(offtin(&patch[8..16])).map_err(|_| DiffError::Controls("length"))?;
+    let ctrl_z = patch
+        .get(32..32 + clen)
+        .ok_or(DiffError::Controls("short control block"))?;
+    let mut ctrl = Vec::new();
+    bzip2::read::BzDecoder::new(ctrl_z).read_to_end(&mut ctrl)?;
+    let mut segs = Vec::new();
+    let mut old_pos: i64 = 0;
+    let mut new_pos: u64 = 0;
+    for t in ctrl.chunks_exact(24) {
+        let add = offtin(&t[0..8]);
+        let copy = offtin(&t[8..16]);
+        let seek = offtin(&t[16..24]);
+        if add < 0 || copy < 0 {
+            return Err(DiffError::Controls("negative length"));
+        }
+        if add > 0 {
+            if old_pos < 0 || old_pos as u64 + add as u64 > old.len() as u64 {
+                return Err(DiffError::Controls("match outside the source"));
+            }
+            segs.push(Segment::Add {
+                len: add as u64,
+                old: old_pos as u64,
+            });
+        }
+        if copy > 0 {
+            segs.push(Segment::Lit { len: copy as u64 });
+        }
+        old_pos += add + seek;
+        new_pos += add as u64 + copy as u64;
+    }
+    if new_pos != new.len() as u64 {
+        return Err(DiffError::Controls("controls do not cover the new image"));
+    }
+    Ok(refine(old, new, segs))
+}
+
+/// Turn matched regions whose differences are mostly non-zero into literals: they cost more
+/// as differences than as bytes.
+fn refine(old: &[u8], new: &[u8], segs: Vec<Segment>) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(segs.len());
+    let mut pos = 0u64;
+    for s in segs {
+        match s {
+            Segment::Add { len, old: o } => {
+                let a = &old[o as usize..(o + len) as usize];
+                let b = &new[pos as usize..(pos + len) as usize];
+                let same = a.iter().zip(b).filter(|(x, y)| x == y).count() as u64;
+                if len >= 8 && same * 4 < len {
+                    out.push(Segment::Lit { len });
+                } else {
+                    out.push(s);
+                }
+                pos += len;
+            }
+            Segment::Lit { len } => {
+                out.push(s);
+                pos += len;
+            }
+        }
+    }
+    out
+}
+
+/// Make a BSD1 delta stream of `new` against `old`.
+pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, DiffError> {
+    if old.len() as u64 > MAX_IMAGE || new.len() as u64 > MAX_IMAGE {
+        return Err(EncodeError::TooLarge(old.len().max(new.len()) as u64).into());
+    }
+    let segs = find_segments(old, new)?;
+    Ok(delta::encode(old, new, &segs, params)?)
+}

@@ -1,0 +1,31 @@
+//! # bluesphere-core
+//!
+//! The one place where BlueSphere's formats live: the package format, the BSD1 delta stream,
+//! signatures (ECDSA P-256 over SHA-256) and versions. Parsing, verification and patch
+//! application are `no_std` and heap-free; the default `std` feature adds diff creation,
+//! signing, key files, image loading (BIN / Intel HEX) and JSON.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod delta;
+mod rc;
+
+#[cfg(feature = "std")]
+pub mod diff;
+pub mod package;
+pub mod version;
+
+#[cfg(feature = "std")]
+pub mod image;
+#[cfg(feature = "std")]
+pub mod keys;
+#[cfg(feature = "std")]
+pub mod ops;
+
+#[cfg(feature = "std")]
+pub use ops::{Error, Progress};
+
+#[cfg(feature = "std")]
+pub(crate) fn hexser<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v))
+}

@@ -1,0 +1,191 @@
+//! Building and signing packages (host side).
+
+use super::{
+    Header, Manifest, PackageError, HEADER_LEN, MAX_COMPONENTS, MAX_DEPS, SIGNATURE_LEN,
+    SIG_ECDSA_P256_SHA256,
+};
+use crate::delta::Params;
+use crate::diff::{make_delta, DiffError};
+use crate::package::manifest::{MAX_ID_LEN, MAX_NAME_LEN};
+use crate::package::{key_id, sha2_digest, Codec, PayloadKind};
+use crate::version::Version;
+use crate::Progress;
+use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+
+/// What to put in one component.
+#[derive(Debug, Clone)]
+pub struct ComponentSpec {
+    /// Component name.
+    pub name: String,
+    /// Installed version the delta applies to (`None` for a full image).
+    pub from_version: Option<String>,
+    /// Version this installs.
+    pub to_version: String,
+    /// Anti-rollback counter.
+    pub security_counter: u32,
+    /// Load address.
+    pub load_address: u64,
+    /// Old image (for a delta).
+    pub old: Option<Vec<u8>>,
+    /// New image.
+    pub new: Vec<u8>,
+    /// Coding profile.
+    pub params: Params,
+    /// `(component, min_version)` dependencies.
+    pub dependencies: Vec<(String, String)>,
+}
+
+/// A whole package description.
+#[derive(Debug, Clone)]
+pub struct PackageSpec {
+    /// Product id.
+    pub product_id: String,
+    /// Hardware id.
+    pub hardware_id: String,
+    /// Creation time (seconds since 1970, UTC).
+    pub created: u64,
+    /// Components.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// Why a package could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A field is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Diffing failed.
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    /// Self-check failed (a bug).
+    #[error("internal error: the built package does not parse: {0}")]
+    SelfCheck(#[from] PackageError),
+}
+
+fn put_str(m: &mut Vec<u8>, s: &str, min: usize, max: usize, what: &str) -> Result<(), BuildError> {
+    if s.len() < min || s.len() > max {
+        return Err(BuildError::Invalid(format!(
+            "{what} must be {min} to {max} bytes long, got {:?} ({} bytes)",
+            s,
+            s.len()
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(BuildError::Invalid(format!("{what} contains control characters")));
+    }
+    m.push(s.len() as u8);
+    m.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn check_version(v: &str, what: &str) -> Result<(), BuildError> {
+    Version::parse(v).map(|_| ()).map_err(|_| {
+        BuildError::Invalid(format!(
+            "{what} {v:?} is not a semantic version (expected MAJOR.MINOR.PATCH, e.g. 1.4.2)"
+        ))
+    })
+}
+
+/// Build and sign a package. `progress` receives [`Progress`] events.
+pub fn build_package(
+    spec: &PackageSpec,
+    key: &SigningKey,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<u8>, BuildError> {
+    if spec.components.is_empty() || spec.components.len() > MAX_COMPONENTS as usize {
+        return Err(BuildError::Invalid("a package holds 1 to 16 components".into()));
+    }
+    let mut m = Vec::new();
+    put_str(&mut m, &spec.product_id, 1, MAX_ID_LEN, "product id")?;
+    put_str(&mut m, &spec.hardware_id, 1, MAX_ID_LEN, "hardware id")?;
+    m.extend_from_slice(&spec.created.to_le_bytes());
+    m.push(spec.components.len() as u8);
+    let mut payloads: Vec<u8> = Vec::new();
+    let total = spec.components.len();
+    for (i, c) in spec.components.iter().enumerate() {
+        if spec.components[..i].iter().any(|o| o.name == c.name) {
+            return Err(BuildError::Invalid(format!("component {:?} appears twice", c.name)));
+        }
+        progress(Progress::Stage {
+            name: "diff",
+            component: i,
+            of: total,
+        });
+        put_str(&mut m, &c.name, 1, MAX_NAME_LEN, "component name")?;
+        let from = c.from_version.as_deref().unwrap_or("");
+        if c.old.is_some() {
+            if from.is_empty() {
+                return Err(BuildError::Invalid(
+                    "a delta needs the version it applies to (--from-version)".into(),
+                ));
+            }
+            check_version(from, "from version")?;
+        }
+        let from = if c.old.is_some() { from } else { "" };
+        put_str(&mut m, from, 0, MAX_NAME_LEN, "from version")?;
+        check_version(&c.to_version, "to version")?;
+        put_str(&mut m, &c.to_version, 1, MAX_NAME_LEN, "to version")?;
+        m.extend_from_slice(&c.security_counter.to_le_bytes());
+        m.extend_from_slice(&c.load_address.to_le_bytes());
+        let (kind, payload, source_size, source_sha) = match &c.old {
+            Some(old) => (
+                PayloadKind::Delta,
+                make_delta(old, &c.new, c.params)?,
+                old.len() as u64,
+                sha2_digest(old),
+            ),
+            None => (
+                PayloadKind::Full,
+                make_delta(&[], &c.new, c.params)?,
+                0,
+                [0u8; 32],
+            ),
+        };
+        m.push(kind as u8);
+        m.push(Codec::Bsd1 as u8);
+        m.push(0);
+        m.extend_from_slice(&source_size.to_le_bytes());
+        m.extend_from_slice(&source_sha);
+        m.extend_from_slice(&(c.new.len() as u64).to_le_bytes());
+        m.extend_from_slice(&sha2_digest(&c.new));
+        m.extend_from_slice(&(payloads.len() as u64).to_le_bytes());
+        m.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        m.extend_from_slice(&sha2_digest(&payload));
+        if c.dependencies.len() > MAX_DEPS as usize {
+            return Err(BuildError::Invalid("at most 8 dependencies per component".into()));
+        }
+        m.push(c.dependencies.len() as u8);
+        for (dep, v) in &c.dependencies {
+            put_str(&mut m, dep, 1, MAX_NAME_LEN, "dependency name")?;
+            check_version(v, "dependency version")?;
+            put_str(&mut m, v, 1, MAX_NAME_LEN, "dependency version")?;
+        }
+        payloads.extend_from_slice(&payload);
+    }
+    progress(Progress::Stage {
+        name: "sign",
+        component: total,
+        of: total,
+    });
+    let header = Header {
+        manifest_len: u32::try_from(m.len())
+            .ok()
+            .filter(|&l| l <= super::MAX_MANIFEST_LEN)
+            .ok_or_else(|| BuildError::Invalid("manifest larger than 64 KiB".into()))?,
+        sig_alg: SIG_ECDSA_P256_SHA256,
+        component_count: spec.components.len() as u8,
+        sig_len: SIGNATURE_LEN as u16,
+        key_id: key_id(key.verifying_key()),
+        payload_len: payloads.len() as u64,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + m.len() + SIGNATURE_LEN + payloads.len());
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(&m);
+    let sig: Signature = key.sign(&out);
+    out.extend_from_slice(&sig.to_bytes());
+    out.extend_from_slice(&payloads);
+    // Self-check: what we write must parse.
+    let h = Header::parse(&out)?;
+    Manifest::parse(&m, &h)?;
+    Ok(out)
+}

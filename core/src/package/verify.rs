@@ -1,0 +1,49 @@
+//! Signature verification (`no_std`).
+
+use super::{Header, PackageError, SIGNATURE_LEN};
+use p256::ecdsa::{signature::Verifier, Signature, VerifyingKey};
+
+/// Result of a successful verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Index of the key that verified.
+    pub key_index: usize,
+    /// Its id.
+    pub key_id: [u8; 8],
+}
+
+/// Key id: the first 8 bytes of SHA-256 of the SEC1 uncompressed point.
+pub fn key_id(key: &VerifyingKey) -> [u8; 8] {
+    let point = key.to_encoded_point(false);
+    let d = super::sha2_digest(point.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    id
+}
+
+/// Verify `sig` over `signed` (header + manifest) with the key among `keys` whose id is the
+/// header's key id.
+pub fn verify_signature(
+    signed: &[u8],
+    sig: &[u8],
+    header: &Header,
+    keys: &[VerifyingKey],
+) -> Result<Verified, PackageError> {
+    let (key_index, key) = keys
+        .iter()
+        .enumerate()
+        .find(|(_, k)| key_id(k) == header.key_id)
+        .ok_or(PackageError::UnknownKey {
+            key_id: header.key_id,
+        })?;
+    if sig.len() != SIGNATURE_LEN {
+        return Err(PackageError::BadSignature);
+    }
+    let sig = Signature::from_slice(sig).map_err(|_| PackageError::BadSignature)?;
+    key.verify(signed, &sig)
+        .map_err(|_| PackageError::BadSignature)?;
+    Ok(Verified {
+        key_index,
+        key_id: header.key_id,
+    })
+}

@@ -1,0 +1,265 @@
+//! Adaptive binary range coder (the LZMA family's coder: 11-bit probabilities, 5-bit adaptation).
+//!
+//! The decoder is `no_std`, heap-free and never panics: it reads its input from a small buffer
+//! owned by the delta decoder, and reading past the end of a block's bytes sets an overrun flag
+//! instead of failing mid-symbol; the caller checks the flag after each step.
+
+/// One adaptive probability (of a 0 bit), 11 bits of precision.
+pub type Prob = u16;
+
+pub(crate) const PROB_BITS: u32 = 11;
+pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
+pub(crate) const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
+const MOVE_BITS: u32 = 5;
+const TOP: u32 = 1 << 24;
+
+/// Size of the decoder's input window (bytes). A decoding step never needs more than
+/// [`STEP_INPUT`] bytes, so the window is refilled between steps.
+pub(crate) const INPUT_WINDOW: usize = 320;
+/// Upper bound of the input bytes one decoding step consumes (see `delta::decode`).
+pub(crate) const STEP_INPUT: usize = 200;
+
+/// Range decoder over a small refillable window.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeDecoder {
+    range: u32,
+    code: u32,
+    buf: [u8; INPUT_WINDOW],
+    start: usize,
+    end: usize,
+    /// Bytes consumed from the current block.
+    consumed: u32,
+    /// Set when a read went past the buffered input.
+    pub(crate) overrun: bool,
+}
+
+impl RangeDecoder {
+    pub(crate) const fn new() -> Self {
+        Self {
+            range: 0xFFFF_FFFF,
+            code: 0,
+            buf: [0; INPUT_WINDOW],
+            start: 0,
+            end: 0,
+            consumed: 0,
+            overrun: false,
+        }
+    }
+
+    /// Forget everything (start of a block).
+    pub(crate) fn reset(&mut self) {
+        self.range = 0xFFFF_FFFF;
+        self.code = 0;
+        self.start = 0;
+        self.end = 0;
+        self.consumed = 0;
+        self.overrun = false;
+    }
+
+    /// Buffered bytes not yet consumed.
+    pub(crate) fn available(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub(crate) fn consumed(&self) -> u32 {
+        self.consumed
+    }
+
+    /// Copy as much of `input` as fits into the window; returns the count taken.
+    pub(crate) fn fill(&mut self, input: &[u8]) -> usize {
+        if self.start > 0 && self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.start > 0 && self.end + input.len() > INPUT_WINDOW {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let room = INPUT_WINDOW - self.end;
+        let n = room.min(input.len());
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.end..self.end + n), input.get(..n)) {
+            dst.copy_from_slice(src);
+            self.end += n;
+            n
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn next_byte(&mut self) -> u8 {
+        if self.start < self.end {
+            let b = self.buf.get(self.start).copied().unwrap_or(0);
+            self.start += 1;
+            self.consumed = self.consumed.wrapping_add(1);
+            b
+        } else {
+            self.overrun = true;
+            0
+        }
+    }
+
+    /// Read the 5 initial bytes. Returns false if the first byte is not 0 (corrupt stream).
+    pub(crate) fn init(&mut self) -> bool {
+        let first = self.next_byte();
+        self.code = 0;
+        self.range = 0xFFFF_FFFF;
+        for _ in 0..4 {
+            self.code = (self.code << 8) | u32::from(self.next_byte());
+        }
+        first == 0 && self.code != 0xFFFF_FFFF
+    }
+
+    #[inline]
+    fn normalize(&mut self) {
+        if self.range < TOP {
+            self.range <<= 8;
+            self.code = (self.code << 8) | u32::from(self.next_byte());
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
+        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+        let bit = if self.code < bound {
+            self.range = bound;
+            *p += ((PROB_ONE - u32::from(*p)) >> MOVE_BITS) as Prob;
+            0
+        } else {
+            self.code -= bound;
+            self.range -= bound;
+            *p -= *p >> MOVE_BITS;
+            1
+        };
+        self.normalize();
+        bit
+    }
+
+    #[inline]
+    pub(crate) fn direct_bits(&mut self, count: u32) -> u32 {
+        let mut v = 0u32;
+        for _ in 0..count {
+            self.range >>= 1;
+            let b = if self.code >= self.range {
+                self.code -= self.range;
+                1
+            } else {
+                0
+            };
+            v = (v << 1) | b;
+            self.normalize();
+        }
+        v
+    }
+
+    /// Decode `bits` bits MSB first through a binary tree of probabilities
+    /// (`probs.len()` must be `1 << bits`; extra entries are ignored, missing ones read as 1/2).
+    #[inline]
+    pub(crate) fn tree(&mut self, probs: &mut [Prob], bits: u32) -> u32 {
+        let mut m: usize = 1;
+        let mut spare = PROB_INIT;
+        for _ in 0..bits {
+            let p = match probs.get_mut(m) {
+                Some(p) => p,
+                None => &mut spare,
+            };
+            m = (m << 1) | self.bit(p) as usize;
+        }
+        (m as u32).wrapping_sub(1 << bits)
+    }
+}
+
+/// Range encoder (host side).
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub(crate) struct RangeEncoder {
+    low: u64,
+    range: u32,
+    cache: u8,
+    cache_size: u64,
+    pub(crate) out: Vec<u8>,
+}
+
+#[cfg(feature = "std")]
+impl RangeEncoder {
+    pub(crate) fn new() -> Self {
+        Self {
+            low: 0,
+            range: 0xFFFF_FFFF,
+            cache: 0,
+            cache_size: 1,
+            out: Vec::new(),
+        }
+    }
+
+    fn shift_low(&mut self) {
+        if (self.low as u32) < 0xFF00_0000 || (self.low >> 32) != 0 {
+            let carry = (self.low >> 32) as u8;
+            let mut temp = self.cache;
+            loop {
+                self.out.push(temp.wrapping_add(carry));
+                temp = 0xFF;
+                self.cache_size -= 1;
+                if self.cache_size == 0 {
+                    break;
+                }
+            }
+            self.cache = ((self.low >> 24) & 0xFF) as u8;
+        }
+        self.cache_size += 1;
+        self.low = (self.low & 0x00FF_FFFF) << 8;
+    }
+
+    #[inline]
+    pub(crate) fn bit(&mut self, p: &mut Prob, bit: u32) {
+        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+        if bit == 0 {
+            self.range = bound;
+            *p += ((PROB_ONE - u32::from(*p)) >> MOVE_BITS) as Prob;
+        } else {
+            self.low += u64::from(bound);
+            self.range -= bound;
+            *p -= *p >> MOVE_BITS;
+        }
+        while self.range < TOP {
+            self.range <<= 8;
+            self.shift_low();
+        }
+    }
+
+    pub(crate) fn direct_bits(&mut self, value: u32, count: u32) {
+        for i in (0..count).rev() {
+            self.range >>= 1;
+            if (value >> i) & 1 == 1 {
+                self.low += u64::from(self.range);
+            }
+            while self.range < TOP {
+                self.range <<= 8;
+                self.shift_low();
+            }
+        }
+    }
+
+    pub(crate) fn tree(&mut self, probs: &mut [Prob], bits: u32, value: u32) {
+        let mut m: usize = 1;
+        let mut spare = PROB_INIT;
+        for i in (0..bits).rev() {
+            let b = (value >> i) & 1;
+            let p = match probs.get_mut(m) {
+                Some(p) => p,
+                None => &mut spare,
+            };
+            self.bit(p, b);
+            m = (m << 1) | b as usize;
+        }
+    }
+
+    /// Cost estimate helper: bytes written so far plus pending.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        for _ in 0..5 {
+            self.shift_low();
+        }
+        self.out
+    }
+}
