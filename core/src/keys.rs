@@ -37,14 +37,34 @@ pub fn generate() -> SigningKey {
 pub fn private_pem(key: &SigningKey, passphrase: Option<&str>) -> Result<String, KeyError> {
     let secret = SecretKey::from(key);
     let pem = match passphrase {
-        Some(p) => secret
-            .to_pkcs8_encrypted_pem(&mut rand_core::OsRng, p, LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?,
+        Some(p) => encrypt_pkcs8(&secret, p)?,
         None => secret
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| KeyError::Encode(e.to_string()))?,
     };
     Ok(pem.to_string())
+}
+
+/// PBES2 with PBKDF2-HMAC-SHA256 (600,000 iterations) and AES-256-CBC: what
+/// `openssl genpkey -aes256` writes, and readable by every OpenSSL without raising its
+/// scrypt memory limit.
+fn encrypt_pkcs8(secret: &SecretKey, passphrase: &str) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    use pkcs8::der::Decode;
+    use rand_core::RngCore;
+    let enc = |e: &dyn std::fmt::Display| KeyError::Encode(e.to_string());
+    let der = secret.to_pkcs8_der().map_err(|e| enc(&e))?;
+    let info = pkcs8::PrivateKeyInfo::from_der(der.as_bytes()).map_err(|e| enc(&e))?;
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut salt);
+    rand_core::OsRng.fill_bytes(&mut iv);
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(600_000, &salt, &iv)
+        .map_err(|e| enc(&e))?;
+    let doc = info
+        .encrypt_with_params(params, passphrase)
+        .map_err(|e| enc(&e))?;
+    doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .map_err(|e| enc(&e))
 }
 
 /// SPKI PEM of a public key.

@@ -65,10 +65,10 @@ pub enum PackageError {
         reason: &'static str,
     },
     /// No configured key has this id.
-    #[error("package is signed by an unknown key (key id {key_id:02x?})")]
+    #[error("package is signed by an unknown key (key id {key_id}): give the matching public key")]
     UnknownKey {
         /// Key id from the header.
-        key_id: [u8; 8],
+        key_id: KeyId,
     },
     /// The signature does not verify.
     #[error("package signature is invalid: the package was modified or signed by another key")]
@@ -82,6 +82,19 @@ pub enum PackageError {
     /// Extra bytes after the payloads.
     #[error("package has {0} unexpected bytes after its payloads")]
     TrailingBytes(u64),
+}
+
+/// A key id, shown as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(pub [u8; 8]);
+
+impl core::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The fixed 64-byte header.

@@ -34,7 +34,7 @@ pub fn verify_signature(
         .enumerate()
         .find(|(_, k)| key_id(k) == header.key_id)
         .ok_or(PackageError::UnknownKey {
-            key_id: header.key_id,
+            key_id: super::KeyId(header.key_id),
         })?;
     if sig.len() != SIGNATURE_LEN {
         return Err(PackageError::BadSignature);
