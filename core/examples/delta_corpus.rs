@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut io = SliceIo::new(&old, &mut out);
             let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
             for c in patch.chunks(1021) {
-                d.push(c, &mut io).map_err(|e| format!("{e}"))?;
+                d.push_all(c, &mut io).map_err(|e| format!("{e}"))?;
             }
             d.finish()?;
         }

@@ -29,3 +29,6 @@ pub use ops::{Error, Progress};
 pub(crate) fn hexser<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(v))
 }
+
+#[cfg(feature = "std")]
+pub mod testkit;

@@ -379,7 +379,7 @@ pub fn apply_component(
             let total = payload.len() as u64;
             let mut done = 0u64;
             for chunk in payload.chunks(64 * 1024) {
-                d.push(chunk, &mut io).map_err(|e| match e {
+                d.push_all(chunk, &mut io).map_err(|e| match e {
                     ApplyError::Delta(e) | ApplyError::Io(e) => Error::Delta(e),
                 })?;
                 done += chunk.len() as u64;

@@ -152,7 +152,11 @@ impl<const LT: usize> DeltaDecoder<LT> {
         let mut d = Self::new(source_len);
         let h = d.accept_header(header)?;
         let bs = h.params.block_size();
-        let expected_target = cp.block.checked_mul(bs).ok_or(DeltaError::BadCheckpoint)?;
+        let expected_target = cp
+            .block
+            .checked_mul(bs)
+            .ok_or(DeltaError::BadCheckpoint)?
+            .min(u64::from(h.target_size));
         if cp.target_offset != expected_target
             || cp.target_offset > u64::from(h.target_size)
             || cp.payload_offset < HEADER_LEN as u64
@@ -256,51 +260,76 @@ impl<const LT: usize> DeltaDecoder<LT> {
         }
     }
 
-    /// Feed the next payload bytes. All of `input` is consumed (bytes after the end of the
-    /// stream are an error).
+    /// Feed payload bytes; returns how many were consumed. It stops early right after a
+    /// block completes, so that [`DeltaDecoder::checkpoint`] can be saved; call again with
+    /// the rest. Bytes after the end of the stream are an error.
     pub fn push<IO: PatchIo>(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         io: &mut IO,
-    ) -> Result<(), ApplyError<IO::Error>> {
+    ) -> Result<usize, ApplyError<IO::Error>> {
+        let mut rest = input;
         loop {
             match self.phase {
                 Phase::Header => {
-                    input = self.take_small(input, HEADER_LEN);
+                    rest = self.take_small(rest, HEADER_LEN);
                     if self.small_fill < HEADER_LEN {
-                        return Ok(());
+                        break;
                     }
                     self.small_fill = 0;
                     let bytes = self.small;
                     self.accept_header(&bytes)?;
                 }
                 Phase::BlockHeader => {
-                    input = self.take_small(input, BLOCK_HEADER_LEN);
+                    rest = self.take_small(rest, BLOCK_HEADER_LEN);
                     if self.small_fill < BLOCK_HEADER_LEN {
-                        return Ok(());
+                        break;
                     }
                     self.small_fill = 0;
                     self.start_block()?;
                 }
                 Phase::Body => {
-                    let n = (self.comp_left as usize).min(input.len());
-                    let took = self.rc.fill(input.get(..n).unwrap_or(&[]));
-                    input = input.get(took..).unwrap_or(&[]);
+                    let n = (self.comp_left as usize).min(rest.len());
+                    let took = self.rc.fill(rest.get(..n).unwrap_or(&[]));
+                    rest = rest.get(took..).unwrap_or(&[]);
                     self.comp_left -= took as u32;
                     self.payload_pos += took as u64;
                     self.run_steps(io)?;
-                    if self.phase == Phase::Body && input.is_empty() {
-                        return Ok(());
+                    if self.phase != Phase::Body {
+                        break; // a block completed: let the caller checkpoint
+                    }
+                    if rest.is_empty() {
+                        break;
                     }
                 }
                 Phase::Done => {
-                    if input.is_empty() {
-                        return Ok(());
+                    if !rest.is_empty() {
+                        return Err(DeltaError::TrailingData(rest.len() as u64).into());
                     }
-                    return Err(DeltaError::TrailingData(input.len() as u64).into());
+                    break;
                 }
             }
         }
+        Ok(input.len() - rest.len())
+    }
+
+    /// Feed all of `input` (looping over [`DeltaDecoder::push`]), ignoring checkpoints.
+    pub fn push_all<IO: PatchIo>(
+        &mut self,
+        mut input: &[u8],
+        io: &mut IO,
+    ) -> Result<(), ApplyError<IO::Error>> {
+        while !input.is_empty() {
+            let n = self.push(input, io)?;
+            if n == 0 && !self.is_done() {
+                return Err(DeltaError::Truncated.into());
+            }
+            input = input.get(n..).unwrap_or(&[]);
+            if n == 0 {
+                return Err(DeltaError::TrailingData(input.len() as u64).into());
+            }
+        }
+        Ok(())
     }
 
     fn start_block(&mut self) -> Result<(), DeltaError> {

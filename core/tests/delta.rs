@@ -1,0 +1,270 @@
+//! Delta codec: round trips (property tests), chunking, resume, and hostile streams.
+
+use bluesphere_core::delta::{DeltaDecoder, DeltaError, Params, SliceIo, StreamHeader};
+use bluesphere_core::diff::make_delta;
+use bluesphere_core::testkit::{evolve, firmware, Rng};
+use proptest::prelude::*;
+
+const TINY_BLOCKS: Params = Params {
+    lc: 1,
+    lp: 1,
+    block_log2: 12,
+};
+
+fn apply(old: &[u8], patch: &[u8], target_len: usize, chunk: usize) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; target_len];
+    let mut io = SliceIo::new(old, &mut out);
+    let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
+    for c in patch.chunks(chunk.max(1)) {
+        d.push_all(c, &mut io).map_err(|e| e.to_string())?;
+    }
+    d.finish().map_err(|e| e.to_string())?;
+    if io.written() != target_len {
+        return Err("short output".into());
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Change(usize, u8),
+    Move(usize, usize, usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..200)).prop_map(|(a, v)| Edit::Insert(a, v)),
+        (any::<usize>(), 1usize..300).prop_map(|(a, n)| Edit::Delete(a, n)),
+        (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Edit::Change(a, b)),
+        (any::<usize>(), any::<usize>(), 1usize..500).prop_map(|(a, b, n)| Edit::Move(a, b, n)),
+    ]
+}
+
+fn mutate(old: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut v = old.to_vec();
+    for e in edits {
+        let len = v.len().max(1);
+        match e {
+            Edit::Insert(a, ins) => {
+                let at = a % (v.len() + 1);
+                v.splice(at..at, ins.iter().copied());
+            }
+            Edit::Delete(a, n) => {
+                let at = a % len;
+                let end = (at + n).min(v.len());
+                if at < end {
+                    v.drain(at..end);
+                }
+            }
+            Edit::Change(a, b) => {
+                if !v.is_empty() {
+                    let at = a % len;
+                    v[at] = *b;
+                }
+            }
+            Edit::Move(a, b, n) => {
+                let at = a % len;
+                let end = (at + n).min(v.len());
+                if at < end {
+                    let piece: Vec<u8> = v.drain(at..end).collect();
+                    let to = b % (v.len() + 1);
+                    v.splice(to..to, piece);
+                }
+            }
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// apply(diff(a, b), a) == b for random images and random edits, both profiles, any chunking.
+    #[test]
+    fn roundtrip_mutated(old in prop::collection::vec(any::<u8>(), 0..12_000),
+                         edits in prop::collection::vec(edit(), 0..12),
+                         small in any::<bool>(), chunk in 1usize..5000) {
+        let new = mutate(&old, &edits);
+        let params = if small { Params::SMALL } else { TINY_BLOCKS };
+        let patch = make_delta(&old, &new, params).unwrap();
+        prop_assert_eq!(apply(&old, &patch, new.len(), chunk).unwrap(), new);
+    }
+
+    /// Unrelated random images (no matches at all) and empty ones.
+    #[test]
+    fn roundtrip_unrelated(old in prop::collection::vec(any::<u8>(), 0..3000),
+                           new in prop::collection::vec(any::<u8>(), 0..9000)) {
+        let patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+        prop_assert_eq!(apply(&old, &patch, new.len(), 777).unwrap(), new);
+    }
+
+    /// Firmware-like code with shifted functions and relocated pointers.
+    #[test]
+    fn roundtrip_shifted_code(seed in any::<u64>(), size in 4096usize..60_000) {
+        let old = firmware(seed, size);
+        let new = evolve(&old, seed);
+        let patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+        prop_assert_eq!(apply(&old, &patch, new.len(), 4093).unwrap(), new.clone());
+        // And it is a real delta: much smaller than the image.
+        prop_assert!(patch.len() < new.len() / 4, "patch {} for {}", patch.len(), new.len());
+    }
+
+    /// A damaged stream is an error or a wrong output, never a panic or a hang; with the
+    /// package's target hash the wrong output is caught (see package tests).
+    #[test]
+    fn hostile_streams_never_panic(seed in any::<u64>(), flips in 1usize..6, cut in any::<bool>()) {
+        let old = firmware(seed, 20_000);
+        let new = evolve(&old, seed);
+        let mut patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+        let mut r = Rng::new(seed);
+        for _ in 0..flips {
+            let i = r.below(patch.len() as u64) as usize;
+            patch[i] ^= 1 << r.below(8);
+        }
+        if cut {
+            let n = r.below(patch.len() as u64) as usize;
+            patch.truncate(n);
+        }
+        let _ = apply(&old, &patch, new.len() + 64, 1000);
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let old = firmware(7, 9000);
+    let new = evolve(&old, 7);
+    let patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+    for cut in 0..patch.len() {
+        let r = apply(&old, &patch[..cut], new.len(), 333);
+        assert!(r.is_err(), "truncated at {cut} of {} accepted", patch.len());
+    }
+}
+
+#[test]
+fn trailing_bytes_are_an_error() {
+    let old = firmware(8, 5000);
+    let new = evolve(&old, 8);
+    let mut patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+    patch.push(0);
+    let e = apply(&old, &patch, new.len(), 100).unwrap_err();
+    assert!(e.contains("after"), "{e}");
+}
+
+#[test]
+fn wrong_source_size_is_refused() {
+    let old = firmware(9, 5000);
+    let new = evolve(&old, 9);
+    let patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+    let e = apply(&old[..4000], &patch, new.len(), 100).unwrap_err();
+    assert!(e.contains("expects a source of 5000 bytes"), "{e}");
+}
+
+#[test]
+fn hostile_headers() {
+    let mut h = StreamHeader {
+        params: Params::BEST,
+        target_size: 10,
+        source_size: 0,
+    }
+    .to_bytes();
+    h[6] = 40; // 1 TiB blocks
+    assert!(matches!(StreamHeader::parse(&h), Err(DeltaError::Unsupported { .. })));
+    h[6] = 16;
+    h[4] = 4;
+    h[5] = 4;
+    assert!(matches!(StreamHeader::parse(&h), Err(DeltaError::Unsupported { .. })));
+    h[0] = b'X';
+    assert_eq!(StreamHeader::parse(&h), Err(DeltaError::BadMagic));
+    assert_eq!(StreamHeader::parse(&h[..5]), Err(DeltaError::Truncated));
+
+    // A block declaring a 4 GiB compressed length is refused before anything is read.
+    let mut s = StreamHeader {
+        params: Params::SMALL,
+        target_size: 100,
+        source_size: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    s.extend_from_slice(&u32::MAX.to_le_bytes());
+    s.extend_from_slice(&0u32.to_le_bytes());
+    let e = apply(&[], &s, 100, 64).unwrap_err();
+    assert!(e.contains("impossible compressed length"), "{e}");
+}
+
+#[test]
+fn small_decoder_refuses_big_profile() {
+    let new = firmware(3, 5000);
+    let patch = make_delta(&[], &new, Params::BEST).unwrap();
+    let mut out = vec![0u8; new.len()];
+    let mut io = SliceIo::new(&[], &mut out);
+    let mut d: DeltaDecoder<1> = DeltaDecoder::new(0);
+    let e = d.push_all(&patch, &mut io).unwrap_err().to_string();
+    assert!(e.contains("literal tables"), "{e}");
+    // The small profile decodes with the small decoder.
+    let patch = make_delta(&[], &new, Params::SMALL).unwrap();
+    let mut io = SliceIo::new(&[], &mut out);
+    let mut d: DeltaDecoder<1> = DeltaDecoder::new(0);
+    d.push_all(&patch, &mut io).unwrap();
+    d.finish().unwrap();
+    assert_eq!(out, new);
+}
+
+/// Stop at every block boundary, "lose power", resume from the checkpoint alone.
+#[test]
+fn resume_at_every_checkpoint() {
+    let old = firmware(11, 40_000);
+    let new = evolve(&old, 11);
+    let patch = make_delta(&old, &new, TINY_BLOCKS).unwrap();
+    // Collect checkpoints.
+    let mut cps = Vec::new();
+    {
+        let mut out = vec![0u8; new.len()];
+        let mut io = SliceIo::new(&old, &mut out);
+        let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
+        for mut c in patch.chunks(97) {
+            while !c.is_empty() {
+                let n = d.push(c, &mut io).unwrap();
+                c = &c[n..];
+                if let Some(cp) = d.checkpoint() {
+                    if cps.last() != Some(&cp) {
+                        cps.push(cp);
+                    }
+                }
+            }
+        }
+        assert!(d_done(&cps, new.len()));
+    }
+    assert!(cps.len() >= 5, "only {} checkpoints", cps.len());
+    for cp in cps {
+        let mut out = new.clone();
+        // Everything after the checkpoint is garbage, as after a power cut.
+        for b in &mut out[cp.target_offset as usize..] {
+            *b = 0xA5;
+        }
+        let mut tail = vec![0u8; new.len() - cp.target_offset as usize];
+        let mut io = SliceIo::new(&old, &mut tail);
+        let mut d: DeltaDecoder =
+            DeltaDecoder::resume(&patch[..16], old.len() as u64, cp).unwrap();
+        for c in patch[cp.payload_offset as usize..].chunks(501) {
+            d.push_all(c, &mut io).unwrap();
+        }
+        d.finish().unwrap();
+        out[cp.target_offset as usize..].copy_from_slice(&tail);
+        assert_eq!(out, new, "resume at {cp:?}");
+    }
+}
+
+#[test]
+fn decoder_ram_is_bounded() {
+    let big = std::mem::size_of::<DeltaDecoder<16>>();
+    let small = std::mem::size_of::<DeltaDecoder<1>>();
+    println!("decoder state: best profile {big} bytes, small profile {small} bytes");
+    assert!(big <= 12 * 1024, "{big}");
+    assert!(small <= 8 * 1024, "{small}");
+}
+
+fn d_done(cps: &[bluesphere_core::delta::Checkpoint], len: usize) -> bool {
+    cps.last().map(|c| c.target_offset) == Some(len as u64)
+}
