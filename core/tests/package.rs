@@ -1,0 +1,255 @@
+//! Package format: round trips, authenticity, and hostile input.
+
+use bluesphere_core::delta::Params;
+use bluesphere_core::keys;
+use bluesphere_core::ops::{self, Checks};
+use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
+use bluesphere_core::package::{Header, Package, PackageError, HEADER_LEN};
+use bluesphere_core::testkit::{evolve, firmware};
+use p256::ecdsa::SigningKey;
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_slice(&[seed.max(1); 32]).unwrap()
+}
+
+fn component(name: &str, old: Option<Vec<u8>>, new: Vec<u8>) -> ComponentSpec {
+    ComponentSpec {
+        name: name.into(),
+        from_version: old.as_ref().map(|_| "1.0.0".into()),
+        to_version: "1.1.0".into(),
+        security_counter: 7,
+        load_address: 0x0800_0000,
+        old,
+        new,
+        params: Params::BEST,
+        dependencies: vec![("bootloader".into(), "2.0.0".into())],
+    }
+}
+
+fn spec(components: Vec<ComponentSpec>) -> PackageSpec {
+    PackageSpec {
+        product_id: "thermo".into(),
+        hardware_id: "revB".into(),
+        created: 1_700_000_000,
+        components,
+    }
+}
+
+fn small_package() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let old = firmware(1, 3000);
+    let new = evolve(&old, 1);
+    let pkg = build_package(
+        &spec(vec![component("main", Some(old.clone()), new.clone())]),
+        &key(1),
+        &mut |_| {},
+    )
+    .unwrap();
+    (pkg, old, new)
+}
+
+#[test]
+fn roundtrip_and_fields() {
+    let (pkg, old, new) = small_package();
+    let p = Package::parse(&pkg).unwrap();
+    p.verify(&[*key(1).verifying_key()]).unwrap();
+    assert_eq!(p.manifest.product_id, "thermo");
+    assert_eq!(p.manifest.hardware_id, "revB");
+    assert_eq!(p.manifest.created, 1_700_000_000);
+    let c = p.manifest.component("main").unwrap();
+    assert_eq!((c.from_version, c.to_version), ("1.0.0", "1.1.0"));
+    assert_eq!(c.security_counter, 7);
+    assert_eq!(c.load_address, 0x0800_0000);
+    assert_eq!(c.source_size, old.len() as u64);
+    assert_eq!(c.target_size, new.len() as u64);
+    let deps: Vec<_> = c.dependencies().collect();
+    assert_eq!(deps.len(), 1);
+    assert_eq!((deps[0].component, deps[0].min_version), ("bootloader", "2.0.0"));
+    let out = ops::apply_component(&p, &c, Some(&old), &mut |_| {}).unwrap();
+    assert_eq!(out, new);
+    // Header round trip.
+    let h = Header::parse(&pkg).unwrap();
+    assert_eq!(&h.to_bytes()[..], &pkg[..HEADER_LEN]);
+}
+
+#[test]
+fn several_components_in_one_package() {
+    let main_old = firmware(2, 20_000);
+    let main_new = evolve(&main_old, 2);
+    let modem_new = firmware(3, 7000);
+    let pkg = build_package(
+        &spec(vec![
+            component("main", Some(main_old.clone()), main_new.clone()),
+            component("modem", None, modem_new.clone()),
+        ]),
+        &key(2),
+        &mut |_| {},
+    )
+    .unwrap();
+    let p = ops::check(
+        &pkg,
+        &Checks {
+            keys: Some(&[*key(2).verifying_key()]),
+            hardware_id: Some("revB"),
+            product_id: Some("thermo"),
+        },
+    )
+    .unwrap();
+    assert_eq!(p.manifest.component_count, 2);
+    let e = ops::select(&p, None).unwrap_err();
+    assert_eq!(e.kind(), "no-component");
+    let m = ops::select(&p, Some("main")).unwrap();
+    let d = ops::select(&p, Some("modem")).unwrap();
+    assert_eq!(ops::apply_component(&p, &m, Some(&main_old), &mut |_| {}).unwrap(), main_new);
+    assert_eq!(ops::apply_component(&p, &d, None, &mut |_| {}).unwrap(), modem_new);
+    assert_eq!(ops::select(&p, Some("gps")).unwrap_err().kind(), "no-component");
+}
+
+#[test]
+fn every_byte_flip_in_the_signed_region_is_caught() {
+    let (pkg, _, _) = small_package();
+    let keys = [*key(1).verifying_key()];
+    let signed = Package::parse(&pkg).unwrap().header.payload_offset() as usize;
+    for i in 0..signed {
+        for bit in [0x01u8, 0x80] {
+            let mut bad = pkg.clone();
+            bad[i] ^= bit;
+            let r = Package::parse(&bad).and_then(|p| p.verify(&keys).map(|_| ()));
+            assert!(r.is_err(), "flip of bit {bit:#x} at byte {i} was accepted");
+        }
+    }
+}
+
+#[test]
+fn payload_flips_are_caught() {
+    let (pkg, _, _) = small_package();
+    let keys = [*key(1).verifying_key()];
+    let start = Package::parse(&pkg).unwrap().header.payload_offset() as usize;
+    for i in start..pkg.len() {
+        let mut bad = pkg.clone();
+        bad[i] ^= 0x10;
+        let e = Package::parse(&bad).unwrap().verify(&keys).unwrap_err();
+        assert_eq!(e, PackageError::PayloadHash { component: 0 });
+    }
+}
+
+#[test]
+fn every_truncation_is_caught() {
+    let (pkg, _, _) = small_package();
+    for n in 0..pkg.len() {
+        assert!(Package::parse(&pkg[..n]).is_err(), "truncated to {n} accepted");
+    }
+    let mut long = pkg.clone();
+    long.push(0);
+    assert_eq!(Package::parse(&long).unwrap_err(), PackageError::TrailingBytes(1));
+}
+
+#[test]
+fn wrong_key_and_unknown_key() {
+    let (pkg, _, _) = small_package();
+    let p = Package::parse(&pkg).unwrap();
+    let e = p.verify(&[*key(9).verifying_key()]).unwrap_err();
+    assert!(matches!(e, PackageError::UnknownKey { .. }));
+    assert!(e.to_string().contains(&hex::encode(p.header.key_id)), "{e}");
+    // Any of several keys works.
+    p.verify(&[*key(9).verifying_key(), *key(1).verifying_key()]).unwrap();
+}
+
+#[test]
+fn forged_signature_with_matching_key_id_is_refused() {
+    let (pkg, _, _) = small_package();
+    let p = Package::parse(&pkg).unwrap();
+    let mut bad = pkg.clone();
+    let s = p.header.signature_offset() as usize;
+    bad[s..s + 64].copy_from_slice(&[0x42; 64]);
+    let e = Package::parse(&bad).unwrap().verify(&[*key(1).verifying_key()]).unwrap_err();
+    assert_eq!(e, PackageError::BadSignature);
+}
+
+fn with_header(pkg: &[u8], f: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut b = pkg.to_vec();
+    f(&mut b[..HEADER_LEN]);
+    b
+}
+
+#[test]
+fn hostile_header_fields() {
+    let (pkg, _, _) = small_package();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("magic", with_header(&pkg, |h| h[0] = b'X')),
+        ("version", with_header(&pkg, |h| h[4] = 9)),
+        ("manifest 4 GiB", with_header(&pkg, |h| h[8..12].copy_from_slice(&u32::MAX.to_le_bytes()))),
+        ("manifest 0", with_header(&pkg, |h| h[8..12].copy_from_slice(&0u32.to_le_bytes()))),
+        ("components 0", with_header(&pkg, |h| h[13] = 0)),
+        ("components 200", with_header(&pkg, |h| h[13] = 200)),
+        ("sig len", with_header(&pkg, |h| h[14] = 1)),
+        ("sig alg", with_header(&pkg, |h| h[12] = 7)),
+        ("payload 2^63", with_header(&pkg, |h| h[24..32].copy_from_slice(&(1u64 << 63).to_le_bytes()))),
+        ("payload +1", with_header(&pkg, |h| {
+            let v = u64::from_le_bytes(h[24..32].try_into().unwrap()) + 1;
+            h[24..32].copy_from_slice(&v.to_le_bytes())
+        })),
+        ("reserved", with_header(&pkg, |h| h[40] = 1)),
+    ];
+    for (what, bad) in cases {
+        let e = Package::parse(&bad);
+        assert!(e.is_err(), "{what} accepted");
+        let msg = e.unwrap_err().to_string();
+        assert!(!msg.is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn wrong_base_says_what_is_expected() {
+    let (pkg, old, _) = small_package();
+    let p = Package::parse(&pkg).unwrap();
+    let c = ops::select(&p, None).unwrap();
+    let mut other = old.clone();
+    other[10] ^= 1;
+    let e = ops::apply_component(&p, &c, Some(&other), &mut |_| {}).unwrap_err();
+    assert_eq!(e.kind(), "wrong-base");
+    let m = e.to_string();
+    assert!(m.contains("1.0.0") && m.contains(&hex::encode(c.source_sha256)), "{m}");
+    let e = ops::apply_component(&p, &c, None, &mut |_| {}).unwrap_err();
+    assert_eq!(e.kind(), "need-base");
+}
+
+#[test]
+fn other_hardware_and_product_are_refused() {
+    let (pkg, _, _) = small_package();
+    let e = ops::check(&pkg, &Checks { hardware_id: Some("revC"), ..Default::default() }).unwrap_err();
+    assert_eq!(e.kind(), "wrong-hardware");
+    assert!(e.to_string().contains("revB"));
+    let e = ops::check(&pkg, &Checks { product_id: Some("kettle"), ..Default::default() }).unwrap_err();
+    assert_eq!(e.kind(), "wrong-product");
+}
+
+#[test]
+fn builder_refuses_bad_fields() {
+    let new = firmware(4, 1000);
+    let mut c = component("main", None, new.clone());
+    c.to_version = "1.2".into();
+    assert!(build_package(&spec(vec![c]), &key(1), &mut |_| {}).unwrap_err().to_string().contains("semantic version"));
+    let mut c = component("main", None, new.clone());
+    c.name = "x".repeat(40);
+    assert!(build_package(&spec(vec![c]), &key(1), &mut |_| {}).is_err());
+    let c = component("main", None, new.clone());
+    assert!(build_package(&spec(vec![c.clone(), c]), &key(1), &mut |_| {}).unwrap_err().to_string().contains("twice"));
+    assert!(build_package(&spec(vec![]), &key(1), &mut |_| {}).is_err());
+}
+
+#[test]
+fn keys_roundtrip_plain_and_encrypted() {
+    let k = keys::generate();
+    let pem = keys::private_pem(&k, None).unwrap();
+    assert!(pem.contains("BEGIN PRIVATE KEY"));
+    assert_eq!(keys::load_private(&pem, None).unwrap(), k);
+    let enc = keys::private_pem(&k, Some("hunter2")).unwrap();
+    assert!(enc.contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    assert!(matches!(keys::load_private(&enc, None), Err(keys::KeyError::NeedPassphrase)));
+    assert!(matches!(keys::load_private(&enc, Some("nope")), Err(keys::KeyError::WrongPassphrase)));
+    assert_eq!(keys::load_private(&enc, Some("hunter2")).unwrap(), k);
+    let pubpem = keys::public_pem(k.verifying_key()).unwrap();
+    assert_eq!(keys::load_public(&pubpem, None).unwrap(), *k.verifying_key());
+    assert!(keys::load_private(&pubpem, None).unwrap_err().to_string().contains("public key"));
+    assert!(keys::load_private("garbage", None).is_err());
+}
