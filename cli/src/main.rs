@@ -239,13 +239,18 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
                 let img = load_image(old, *format)?;
                 let c = ops::select(&p, component.as_deref()).map_err(Failure::core)?;
                 ops::check_base(&c, Some(&img.data)).map_err(Failure::core)?;
-                base = json!({"component": c.name, "from_version": c.from_version, "matches": true});
+                base =
+                    json!({"component": c.name, "from_version": c.from_version, "matches": true});
             }
             out.text(&format!(
                 "OK: signature valid (key {}), {} component(s), payload hashes match{}",
                 hex::encode(p.header.key_id),
                 p.manifest.component_count,
-                if old.is_some() { ", base image matches" } else { "" }
+                if old.is_some() {
+                    ", base image matches"
+                } else {
+                    ""
+                }
             ));
             Ok(json!({"ok": true, "key_id": hex::encode(p.header.key_id),
                       "product_id": p.manifest.product_id, "hardware_id": p.manifest.hardware_id,
@@ -271,10 +276,11 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
             let c = ops::select(&p, component.as_deref()).map_err(Failure::core)?;
             let old_img = old.as_ref().map(|o| load_image(o, *format)).transpose()?;
             let bar = out.bar("apply", c.payload_size);
-            let new = ops::apply_component(&p, &c, old_img.as_ref().map(|i| &i.data[..]), &mut |e| {
-                bar.event(&e)
-            })
-            .map_err(Failure::core)?;
+            let new =
+                ops::apply_component(&p, &c, old_img.as_ref().map(|i| &i.data[..]), &mut |e| {
+                    bar.event(&e)
+                })
+                .map_err(Failure::core)?;
             bar.done();
             write_atomic(dest, &new)?;
             out.text(&format!(
@@ -284,9 +290,11 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
                 c.to_version,
                 hex::encode(c.target_sha256)
             ));
-            Ok(json!({"ok": true, "out": dest, "size": new.len(), "component": c.name,
+            Ok(
+                json!({"ok": true, "out": dest, "size": new.len(), "component": c.name,
                       "version": c.to_version, "sha256": hex::encode(c.target_sha256),
-                      "signature_checked": !pubs.is_empty()}))
+                      "signature_checked": !pubs.is_empty()}),
+            )
         }
     }
 }
@@ -308,7 +316,10 @@ fn keygen(
             return Err(Failure::new(
                 "exists",
                 1,
-                anyhow::anyhow!("{} already exists; refusing to overwrite a key (use --force)", p.display()),
+                anyhow::anyhow!(
+                    "{} already exists; refusing to overwrite a key (use --force)",
+                    p.display()
+                ),
             ));
         }
     }
@@ -326,11 +337,17 @@ fn keygen(
     out.text(&format!(
         "wrote private key {}{} and public key {} (key id {id})",
         path.display(),
-        if passphrase.is_some() { " (encrypted)" } else { "" },
+        if passphrase.is_some() {
+            " (encrypted)"
+        } else {
+            ""
+        },
         pub_path.display()
     ));
-    Ok(json!({"ok": true, "private": path, "public": pub_path, "key_id": id,
-              "encrypted": passphrase.is_some()}))
+    Ok(
+        json!({"ok": true, "private": path, "public": pub_path, "key_id": id,
+              "encrypted": passphrase.is_some()}),
+    )
 }
 
 fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
@@ -360,7 +377,9 @@ fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
     let mut deps = Vec::new();
     for d in depends {
         let (n, v) = d.split_once(">=").ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!("--depends {d:?}: expected NAME>=VERSION, e.g. modem>=1.2.0"))
+            Failure::usage(anyhow::anyhow!(
+                "--depends {d:?}: expected NAME>=VERSION, e.g. modem>=1.2.0"
+            ))
         })?;
         deps.push((n.trim().to_string(), v.trim().to_string()));
     }
@@ -389,7 +408,9 @@ fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
     let bar = out.spinner("packing");
     let t = std::time::Instant::now();
     let pkg = build_package(&spec, &signing, &mut |e| bar.event(&e)).map_err(|e| match e {
-        bluesphere_core::package::build::BuildError::Invalid(m) => Failure::usage(anyhow::anyhow!(m)),
+        bluesphere_core::package::build::BuildError::Invalid(m) => {
+            Failure::usage(anyhow::anyhow!(m))
+        }
         other => Failure::new("internal", 1, other.into()),
     })?;
     let core_s = t.elapsed().as_secs_f64();
@@ -407,9 +428,11 @@ fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
         payload as f64 * 100.0 / (target.max(1)) as f64,
         target
     ));
-    Ok(json!({"ok": true, "out": dest, "package_size": pkg.len(), "payload_size": payload,
+    Ok(
+        json!({"ok": true, "out": dest, "package_size": pkg.len(), "payload_size": payload,
               "target_size": target, "kind": if old.is_some() {"delta"} else {"full"},
-              "core_s": core_s}))
+              "core_s": core_s}),
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -444,7 +467,11 @@ fn load_image(path: &Path, format: InFormat) -> Result<image::Image, Failure> {
 fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
     if let Some(var) = &pass.passphrase_env {
         return std::env::var(var).map_err(|_| {
-            Failure::new("key", 6, anyhow::anyhow!("environment variable {var} is not set"))
+            Failure::new(
+                "key",
+                6,
+                anyhow::anyhow!("environment variable {var} is not set"),
+            )
         });
     }
     if let Some(f) = &pass.passphrase_file {
@@ -457,14 +484,22 @@ fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
         return Err(Failure::new(
             "key",
             6,
-            anyhow::anyhow!("a passphrase is needed: use --passphrase-env VAR or --passphrase-file FILE"),
+            anyhow::anyhow!(
+                "a passphrase is needed: use --passphrase-env VAR or --passphrase-file FILE"
+            ),
         ));
     }
-    let p = rpassword::prompt_password("Key passphrase: ").map_err(|e| Failure::new("io", 1, e.into()))?;
+    let p = rpassword::prompt_password("Key passphrase: ")
+        .map_err(|e| Failure::new("io", 1, e.into()))?;
     if confirm {
-        let again = rpassword::prompt_password("Again: ").map_err(|e| Failure::new("io", 1, e.into()))?;
+        let again =
+            rpassword::prompt_password("Again: ").map_err(|e| Failure::new("io", 1, e.into()))?;
         if again != p {
-            return Err(Failure::new("key", 6, anyhow::anyhow!("the passphrases differ")));
+            return Err(Failure::new(
+                "key",
+                6,
+                anyhow::anyhow!("the passphrases differ"),
+            ));
         }
     }
     Ok(p)
@@ -472,10 +507,18 @@ fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
 
 fn load_private(path: &Path, pass: &PassArgs) -> Result<p256::ecdsa::SigningKey, Failure> {
     let pem = String::from_utf8(read(path)?).map_err(|_| {
-        Failure::new("key", 6, anyhow::anyhow!("{} is not a PEM text file", path.display()))
+        Failure::new(
+            "key",
+            6,
+            anyhow::anyhow!("{} is not a PEM text file", path.display()),
+        )
     })?;
     let given = pass.passphrase_env.is_some() || pass.passphrase_file.is_some();
-    let passphrase = if given { Some(get_passphrase(pass, false)?) } else { None };
+    let passphrase = if given {
+        Some(get_passphrase(pass, false)?)
+    } else {
+        None
+    };
     match keys::load_private(&pem, passphrase.as_deref()) {
         Err(keys::KeyError::NeedPassphrase) if !given => {
             let p = get_passphrase(pass, false)?;
@@ -491,7 +534,11 @@ fn load_publics(paths: &[PathBuf]) -> Result<Vec<p256::ecdsa::VerifyingKey>, Fai
         .iter()
         .map(|p| {
             let pem = String::from_utf8(read(p)?).map_err(|_| {
-                Failure::new("key", 6, anyhow::anyhow!("{} is not a PEM text file", p.display()))
+                Failure::new(
+                    "key",
+                    6,
+                    anyhow::anyhow!("{} is not a PEM text file", p.display()),
+                )
             })?;
             keys::load_public(&pem, None).map_err(|e| Failure::key(e).context(p))
         })

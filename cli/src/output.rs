@@ -163,7 +163,10 @@ pub fn describe(info: &PackageInfo) -> String {
             r.target_sha256
         ));
         if r.source_size > 0 {
-            s.push_str(&format!("    source  {} bytes sha256 {}\n", r.source_size, r.source_sha256));
+            s.push_str(&format!(
+                "    source  {} bytes sha256 {}\n",
+                r.source_size, r.source_sha256
+            ));
         }
         s.push_str(&format!(
             "    payload {} bytes ({:.2}% of target), codec {:?}{}\n",
@@ -171,7 +174,12 @@ pub fn describe(info: &PackageInfo) -> String {
             c.ratio * 100.0,
             r.codec,
             c.stream
-                .map(|h| format!(", lc={} lp={} block={} KiB", h.params.lc, h.params.lp, h.params.block_size() / 1024))
+                .map(|h| format!(
+                    ", lc={} lp={} block={} KiB",
+                    h.params.lc,
+                    h.params.lp,
+                    h.params.block_size() / 1024
+                ))
                 .unwrap_or_default()
         ));
         for (n, v) in &r.dependencies {

@@ -1,6 +1,7 @@
 //! Encode every pair of a corpus list (`family<TAB>old<TAB>new`), decode it again in odd-sized
 //! chunks, check the bytes, and print ratios. `cargo run --release -p bluesphere-core
 //! --example delta_corpus -- LIST [best|small]`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 use bluesphere_core::delta::{DeltaDecoder, Params, SliceIo};
 use std::time::Instant;
 
@@ -49,7 +50,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     ratios.sort_by(|a, b| a.total_cmp(b));
     let n = ratios.len();
-    let med = if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 };
-    println!("pairs {n} median {:.2}% total {:.2}%", med * 100.0, tot_p as f64 * 100.0 / tot_n as f64);
+    let med = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    println!(
+        "pairs {n} median {:.2}% total {:.2}%",
+        med * 100.0,
+        tot_p as f64 * 100.0 / tot_n as f64
+    );
     Ok(())
 }

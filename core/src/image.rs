@@ -94,7 +94,9 @@ fn refuse_non_image(bytes: &[u8]) -> Result<(), ImageError> {
         ));
     }
     if starts(b"-----BEGIN") {
-        return Err(ImageError::NotImage("this is a PEM key or certificate".into()));
+        return Err(ImageError::NotImage(
+            "this is a PEM key or certificate".into(),
+        ));
     }
     if starts(b"\x7FELF") {
         return Err(ImageError::NotImage(
@@ -195,8 +197,14 @@ mod tests {
     fn hex_with_gap_and_base() {
         let f = hex_of(&[
             ihex::Record::ExtendedLinearAddress(0x0800),
-            ihex::Record::Data { offset: 0x0000, value: vec![1, 2, 3] },
-            ihex::Record::Data { offset: 0x0010, value: vec![4] },
+            ihex::Record::Data {
+                offset: 0x0000,
+                value: vec![1, 2, 3],
+            },
+            ihex::Record::Data {
+                offset: 0x0010,
+                value: vec![4],
+            },
             ihex::Record::EndOfFile,
         ]);
         let img = load(f.as_bytes(), None).unwrap();
@@ -210,8 +218,14 @@ mod tests {
     #[test]
     fn hex_overlap_names_the_line() {
         let f = hex_of(&[
-            ihex::Record::Data { offset: 0x0000, value: vec![1, 2, 3, 4] },
-            ihex::Record::Data { offset: 0x0002, value: vec![9] },
+            ihex::Record::Data {
+                offset: 0x0000,
+                value: vec![1, 2, 3, 4],
+            },
+            ihex::Record::Data {
+                offset: 0x0002,
+                value: vec![9],
+            },
             ihex::Record::EndOfFile,
         ]);
         let e = load(f.as_bytes(), None).unwrap_err();
@@ -222,14 +236,24 @@ mod tests {
     #[test]
     fn hex_bad_checksum_names_the_line() {
         let mut f = hex_of(&[
-            ihex::Record::Data { offset: 0, value: vec![1, 2, 3, 4] },
-            ihex::Record::Data { offset: 4, value: vec![5, 6] },
+            ihex::Record::Data {
+                offset: 0,
+                value: vec![1, 2, 3, 4],
+            },
+            ihex::Record::Data {
+                offset: 4,
+                value: vec![5, 6],
+            },
             ihex::Record::EndOfFile,
         ]);
         // Corrupt the checksum of line 2.
         let lines: Vec<&str> = f.lines().collect();
         let l2 = lines[1];
-        let bad = format!("{}{}", &l2[..l2.len() - 2], if l2.ends_with("00") { "01" } else { "00" });
+        let bad = format!(
+            "{}{}",
+            &l2[..l2.len() - 2],
+            if l2.ends_with("00") { "01" } else { "00" }
+        );
         f = format!("{}\n{}\n{}\n", lines[0], bad, lines[2]);
         let e = load(f.as_bytes(), None).unwrap_err();
         assert!(matches!(e, ImageError::Hex { line: 2, .. }), "{e}");

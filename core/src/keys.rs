@@ -3,7 +3,9 @@
 //! with OpenSSL.
 
 use p256::ecdsa::{SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use p256::SecretKey;
 
 /// Why a key could not be read or written.
@@ -48,7 +50,10 @@ pub fn private_pem(key: &SigningKey, passphrase: Option<&str>) -> Result<String,
 /// PBES2 with PBKDF2-HMAC-SHA256 (600,000 iterations) and AES-256-CBC: what
 /// `openssl genpkey -aes256` writes, and readable by every OpenSSL without raising its
 /// scrypt memory limit.
-fn encrypt_pkcs8(secret: &SecretKey, passphrase: &str) -> Result<zeroize::Zeroizing<String>, KeyError> {
+fn encrypt_pkcs8(
+    secret: &SecretKey,
+    passphrase: &str,
+) -> Result<zeroize::Zeroizing<String>, KeyError> {
     use pkcs8::der::Decode;
     use rand_core::RngCore;
     let enc = |e: &dyn std::fmt::Display| KeyError::Encode(e.to_string());
@@ -82,8 +87,8 @@ pub fn load_private(pem: &str, passphrase: Option<&str>) -> Result<SigningKey, K
     };
     if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         let p = passphrase.ok_or(KeyError::NeedPassphrase)?;
-        let s = SecretKey::from_pkcs8_encrypted_pem(pem, p)
-            .map_err(|_| KeyError::WrongPassphrase)?;
+        let s =
+            SecretKey::from_pkcs8_encrypted_pem(pem, p).map_err(|_| KeyError::WrongPassphrase)?;
         return Ok(SigningKey::from(s));
     }
     if pem.contains("Proc-Type: 4,ENCRYPTED") {
@@ -101,7 +106,9 @@ pub fn load_private(pem: &str, passphrase: Option<&str>) -> Result<SigningKey, K
         return Ok(SigningKey::from(s));
     }
     if pem.contains("-----BEGIN PUBLIC KEY-----") {
-        return Err(unrec("this is a public key; signing needs the private key".into()));
+        return Err(unrec(
+            "this is a public key; signing needs the private key".into(),
+        ));
     }
     Err(unrec("no PEM private key block found".into()))
 }

@@ -5,7 +5,10 @@
 //! application are `no_std` and heap-free; the default `std` feature adds diff creation,
 //! signing, key files, image loading (BIN / Intel HEX) and JSON.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod delta;
 mod rc;

@@ -293,11 +293,17 @@ pub fn select<'a>(p: &Package<'a>, name: Option<&str>) -> Result<Component<'a>, 
     let all: Vec<Component<'a>> = p.manifest.components().collect::<Result<_, _>>()?;
     let available = all.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
     match name {
-        Some(n) => all.into_iter().find(|c| c.name == n).ok_or(Error::NoComponent {
-            name: n.into(),
-            available,
-        }),
-        None if all.len() == 1 => all.into_iter().next().ok_or(Error::ChooseComponent { available }),
+        Some(n) => all
+            .into_iter()
+            .find(|c| c.name == n)
+            .ok_or(Error::NoComponent {
+                name: n.into(),
+                available,
+            }),
+        None if all.len() == 1 => all
+            .into_iter()
+            .next()
+            .ok_or(Error::ChooseComponent { available }),
         None => Err(Error::ChooseComponent { available }),
     }
 }

@@ -55,7 +55,9 @@ pub fn firmware(seed: u64, len: usize) -> Vec<u8> {
                 0 => {
                     // BL to somewhere: encoded as a 4-byte pair with a relative offset.
                     let off = (r.below(0x4000) as i32 - 0x2000) as u32;
-                    out.extend_from_slice(&(0xF000u16 | ((off >> 11) as u16 & 0x7FF)).to_le_bytes());
+                    out.extend_from_slice(
+                        &(0xF000u16 | ((off >> 11) as u16 & 0x7FF)).to_le_bytes(),
+                    );
                     out.extend_from_slice(&(0xF800u16 | (off as u16 & 0x7FF)).to_le_bytes());
                 }
                 _ => {

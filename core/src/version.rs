@@ -30,9 +30,8 @@ fn num(s: &str) -> Result<u64, BadVersion> {
 
 fn ident_ok(s: &str) -> bool {
     !s.is_empty()
-        && s.split('.').all(|id| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && s.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 impl<'a> Version<'a> {
@@ -151,7 +150,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for s in ["", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-", "1.2.3-a..b", "v1.2.3"] {
+        for s in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.2.x",
+            "1.2.3-",
+            "1.2.3-a..b",
+            "v1.2.3",
+        ] {
             assert_eq!(Version::parse(s), Err(BadVersion), "{s}");
         }
     }

@@ -1,4 +1,5 @@
 //! Delta codec: round trips (property tests), chunking, resume, and hostile streams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::delta::{DeltaDecoder, DeltaError, Params, SliceIo, StreamHeader};
 use bluesphere_core::diff::make_delta;
@@ -35,7 +36,8 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..200)).prop_map(|(a, v)| Edit::Insert(a, v)),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..200))
+            .prop_map(|(a, v)| Edit::Insert(a, v)),
         (any::<usize>(), 1usize..300).prop_map(|(a, n)| Edit::Delete(a, n)),
         (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Edit::Change(a, b)),
         (any::<usize>(), any::<usize>(), 1usize..500).prop_map(|(a, b, n)| Edit::Move(a, b, n)),
@@ -170,11 +172,17 @@ fn hostile_headers() {
     }
     .to_bytes();
     h[6] = 40; // 1 TiB blocks
-    assert!(matches!(StreamHeader::parse(&h), Err(DeltaError::Unsupported { .. })));
+    assert!(matches!(
+        StreamHeader::parse(&h),
+        Err(DeltaError::Unsupported { .. })
+    ));
     h[6] = 16;
     h[4] = 4;
     h[5] = 4;
-    assert!(matches!(StreamHeader::parse(&h), Err(DeltaError::Unsupported { .. })));
+    assert!(matches!(
+        StreamHeader::parse(&h),
+        Err(DeltaError::Unsupported { .. })
+    ));
     h[0] = b'X';
     assert_eq!(StreamHeader::parse(&h), Err(DeltaError::BadMagic));
     assert_eq!(StreamHeader::parse(&h[..5]), Err(DeltaError::Truncated));
@@ -245,8 +253,7 @@ fn resume_at_every_checkpoint() {
         }
         let mut tail = vec![0u8; new.len() - cp.target_offset as usize];
         let mut io = SliceIo::new(&old, &mut tail);
-        let mut d: DeltaDecoder =
-            DeltaDecoder::resume(&patch[..16], old.len() as u64, cp).unwrap();
+        let mut d: DeltaDecoder = DeltaDecoder::resume(&patch[..16], old.len() as u64, cp).unwrap();
         for c in patch[cp.payload_offset as usize..].chunks(501) {
             d.push_all(c, &mut io).unwrap();
         }

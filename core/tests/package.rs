@@ -1,4 +1,5 @@
 //! Package format: round trips, authenticity, and hostile input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::delta::Params;
 use bluesphere_core::keys;
@@ -63,7 +64,10 @@ fn roundtrip_and_fields() {
     assert_eq!(c.target_size, new.len() as u64);
     let deps: Vec<_> = c.dependencies().collect();
     assert_eq!(deps.len(), 1);
-    assert_eq!((deps[0].component, deps[0].min_version), ("bootloader", "2.0.0"));
+    assert_eq!(
+        (deps[0].component, deps[0].min_version),
+        ("bootloader", "2.0.0")
+    );
     let out = ops::apply_component(&p, &c, Some(&old), &mut |_| {}).unwrap();
     assert_eq!(out, new);
     // Header round trip.
@@ -99,9 +103,18 @@ fn several_components_in_one_package() {
     assert_eq!(e.kind(), "no-component");
     let m = ops::select(&p, Some("main")).unwrap();
     let d = ops::select(&p, Some("modem")).unwrap();
-    assert_eq!(ops::apply_component(&p, &m, Some(&main_old), &mut |_| {}).unwrap(), main_new);
-    assert_eq!(ops::apply_component(&p, &d, None, &mut |_| {}).unwrap(), modem_new);
-    assert_eq!(ops::select(&p, Some("gps")).unwrap_err().kind(), "no-component");
+    assert_eq!(
+        ops::apply_component(&p, &m, Some(&main_old), &mut |_| {}).unwrap(),
+        main_new
+    );
+    assert_eq!(
+        ops::apply_component(&p, &d, None, &mut |_| {}).unwrap(),
+        modem_new
+    );
+    assert_eq!(
+        ops::select(&p, Some("gps")).unwrap_err().kind(),
+        "no-component"
+    );
 }
 
 #[test]
@@ -136,11 +149,17 @@ fn payload_flips_are_caught() {
 fn every_truncation_is_caught() {
     let (pkg, _, _) = small_package();
     for n in 0..pkg.len() {
-        assert!(Package::parse(&pkg[..n]).is_err(), "truncated to {n} accepted");
+        assert!(
+            Package::parse(&pkg[..n]).is_err(),
+            "truncated to {n} accepted"
+        );
     }
     let mut long = pkg.clone();
     long.push(0);
-    assert_eq!(Package::parse(&long).unwrap_err(), PackageError::TrailingBytes(1));
+    assert_eq!(
+        Package::parse(&long).unwrap_err(),
+        PackageError::TrailingBytes(1)
+    );
 }
 
 #[test]
@@ -151,7 +170,8 @@ fn wrong_key_and_unknown_key() {
     assert!(matches!(e, PackageError::UnknownKey { .. }));
     assert!(e.to_string().contains(&hex::encode(p.header.key_id)), "{e}");
     // Any of several keys works.
-    p.verify(&[*key(9).verifying_key(), *key(1).verifying_key()]).unwrap();
+    p.verify(&[*key(9).verifying_key(), *key(1).verifying_key()])
+        .unwrap();
 }
 
 #[test]
@@ -161,7 +181,10 @@ fn forged_signature_with_matching_key_id_is_refused() {
     let mut bad = pkg.clone();
     let s = p.header.signature_offset() as usize;
     bad[s..s + 64].copy_from_slice(&[0x42; 64]);
-    let e = Package::parse(&bad).unwrap().verify(&[*key(1).verifying_key()]).unwrap_err();
+    let e = Package::parse(&bad)
+        .unwrap()
+        .verify(&[*key(1).verifying_key()])
+        .unwrap_err();
     assert_eq!(e, PackageError::BadSignature);
 }
 
@@ -177,17 +200,31 @@ fn hostile_header_fields() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("magic", with_header(&pkg, |h| h[0] = b'X')),
         ("version", with_header(&pkg, |h| h[4] = 9)),
-        ("manifest 4 GiB", with_header(&pkg, |h| h[8..12].copy_from_slice(&u32::MAX.to_le_bytes()))),
-        ("manifest 0", with_header(&pkg, |h| h[8..12].copy_from_slice(&0u32.to_le_bytes()))),
+        (
+            "manifest 4 GiB",
+            with_header(&pkg, |h| h[8..12].copy_from_slice(&u32::MAX.to_le_bytes())),
+        ),
+        (
+            "manifest 0",
+            with_header(&pkg, |h| h[8..12].copy_from_slice(&0u32.to_le_bytes())),
+        ),
         ("components 0", with_header(&pkg, |h| h[13] = 0)),
         ("components 200", with_header(&pkg, |h| h[13] = 200)),
         ("sig len", with_header(&pkg, |h| h[14] = 1)),
         ("sig alg", with_header(&pkg, |h| h[12] = 7)),
-        ("payload 2^63", with_header(&pkg, |h| h[24..32].copy_from_slice(&(1u64 << 63).to_le_bytes()))),
-        ("payload +1", with_header(&pkg, |h| {
-            let v = u64::from_le_bytes(h[24..32].try_into().unwrap()) + 1;
-            h[24..32].copy_from_slice(&v.to_le_bytes())
-        })),
+        (
+            "payload 2^63",
+            with_header(&pkg, |h| {
+                h[24..32].copy_from_slice(&(1u64 << 63).to_le_bytes())
+            }),
+        ),
+        (
+            "payload +1",
+            with_header(&pkg, |h| {
+                let v = u64::from_le_bytes(h[24..32].try_into().unwrap()) + 1;
+                h[24..32].copy_from_slice(&v.to_le_bytes())
+            }),
+        ),
         ("reserved", with_header(&pkg, |h| h[40] = 1)),
     ];
     for (what, bad) in cases {
@@ -208,7 +245,10 @@ fn wrong_base_says_what_is_expected() {
     let e = ops::apply_component(&p, &c, Some(&other), &mut |_| {}).unwrap_err();
     assert_eq!(e.kind(), "wrong-base");
     let m = e.to_string();
-    assert!(m.contains("1.0.0") && m.contains(&hex::encode(c.source_sha256)), "{m}");
+    assert!(
+        m.contains("1.0.0") && m.contains(&hex::encode(c.source_sha256)),
+        "{m}"
+    );
     let e = ops::apply_component(&p, &c, None, &mut |_| {}).unwrap_err();
     assert_eq!(e.kind(), "need-base");
 }
@@ -216,10 +256,24 @@ fn wrong_base_says_what_is_expected() {
 #[test]
 fn other_hardware_and_product_are_refused() {
     let (pkg, _, _) = small_package();
-    let e = ops::check(&pkg, &Checks { hardware_id: Some("revC"), ..Default::default() }).unwrap_err();
+    let e = ops::check(
+        &pkg,
+        &Checks {
+            hardware_id: Some("revC"),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "wrong-hardware");
     assert!(e.to_string().contains("revB"));
-    let e = ops::check(&pkg, &Checks { product_id: Some("kettle"), ..Default::default() }).unwrap_err();
+    let e = ops::check(
+        &pkg,
+        &Checks {
+            product_id: Some("kettle"),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "wrong-product");
 }
 
@@ -228,12 +282,20 @@ fn builder_refuses_bad_fields() {
     let new = firmware(4, 1000);
     let mut c = component("main", None, new.clone());
     c.to_version = "1.2".into();
-    assert!(build_package(&spec(vec![c]), &key(1), &mut |_| {}).unwrap_err().to_string().contains("semantic version"));
+    assert!(build_package(&spec(vec![c]), &key(1), &mut |_| {})
+        .unwrap_err()
+        .to_string()
+        .contains("semantic version"));
     let mut c = component("main", None, new.clone());
     c.name = "x".repeat(40);
     assert!(build_package(&spec(vec![c]), &key(1), &mut |_| {}).is_err());
     let c = component("main", None, new.clone());
-    assert!(build_package(&spec(vec![c.clone(), c]), &key(1), &mut |_| {}).unwrap_err().to_string().contains("twice"));
+    assert!(
+        build_package(&spec(vec![c.clone(), c]), &key(1), &mut |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("twice")
+    );
     assert!(build_package(&spec(vec![]), &key(1), &mut |_| {}).is_err());
 }
 
@@ -245,11 +307,23 @@ fn keys_roundtrip_plain_and_encrypted() {
     assert_eq!(keys::load_private(&pem, None).unwrap(), k);
     let enc = keys::private_pem(&k, Some("hunter2")).unwrap();
     assert!(enc.contains("BEGIN ENCRYPTED PRIVATE KEY"));
-    assert!(matches!(keys::load_private(&enc, None), Err(keys::KeyError::NeedPassphrase)));
-    assert!(matches!(keys::load_private(&enc, Some("nope")), Err(keys::KeyError::WrongPassphrase)));
+    assert!(matches!(
+        keys::load_private(&enc, None),
+        Err(keys::KeyError::NeedPassphrase)
+    ));
+    assert!(matches!(
+        keys::load_private(&enc, Some("nope")),
+        Err(keys::KeyError::WrongPassphrase)
+    ));
     assert_eq!(keys::load_private(&enc, Some("hunter2")).unwrap(), k);
     let pubpem = keys::public_pem(k.verifying_key()).unwrap();
-    assert_eq!(keys::load_public(&pubpem, None).unwrap(), *k.verifying_key());
-    assert!(keys::load_private(&pubpem, None).unwrap_err().to_string().contains("public key"));
+    assert_eq!(
+        keys::load_public(&pubpem, None).unwrap(),
+        *k.verifying_key()
+    );
+    assert!(keys::load_private(&pubpem, None)
+        .unwrap_err()
+        .to_string()
+        .contains("public key"));
     assert!(keys::load_private("garbage", None).is_err());
 }

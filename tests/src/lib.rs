@@ -1,5 +1,6 @@
 //! Helpers for BlueSphere's end-to-end tests: locate the built binaries, run them, check
 //! their exit codes and JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,7 +37,10 @@ impl Run {
     /// Parse stdout as one JSON value.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr)
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
         })
     }
 }

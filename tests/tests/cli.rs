@@ -1,5 +1,6 @@
 //! The `bluesphere` CLI end to end: real files, real OpenSSL, documented exit codes, and no
 //! half-written output after any failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::testkit::{evolve, firmware, to_ihex};
 use bluesphere_tests::{bluesphere, run};
@@ -29,9 +30,25 @@ impl Fixture {
     }
     fn pack(&self, extra: &[&str]) -> i32 {
         let mut a = vec![
-            "pack", "--old", "old.bin", "--new", "new.bin", "--key", "k.pem", "-o", "p.bsp",
-            "--product", "thermo", "--hardware", "revB", "--from-version", "1.0.0", "--version",
-            "1.1.0", "--counter", "3",
+            "pack",
+            "--old",
+            "old.bin",
+            "--new",
+            "new.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "p.bsp",
+            "--product",
+            "thermo",
+            "--hardware",
+            "revB",
+            "--from-version",
+            "1.0.0",
+            "--version",
+            "1.1.0",
+            "--counter",
+            "3",
         ];
         a.extend_from_slice(extra);
         let r = bluesphere(self.p(), &a);
@@ -41,7 +58,10 @@ impl Fixture {
     fn no_stray_files(&self) {
         for e in fs::read_dir(self.p()).unwrap() {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!n.starts_with(".bluesphere-"), "temporary file {n} left behind");
+            assert!(
+                !n.starts_with(".bluesphere-"),
+                "temporary file {n} left behind"
+            );
         }
     }
 }
@@ -66,27 +86,71 @@ fn pack_inspect_verify_apply() {
     let ratio = c["ratio"].as_f64().unwrap();
     assert!(ratio < 0.10, "delta is {ratio} of the image");
 
-    let v = bluesphere(f.p(), &["--json", "verify", "p.bsp", "--pub", "k.pub.pem", "--old", "old.bin"]);
+    let v = bluesphere(
+        f.p(),
+        &[
+            "--json",
+            "verify",
+            "p.bsp",
+            "--pub",
+            "k.pub.pem",
+            "--old",
+            "old.bin",
+        ],
+    );
     assert_eq!(v.code, 0, "{v:?}");
     assert_eq!(v.json()["base"]["matches"], true);
 
-    let a = bluesphere(f.p(), &["--json", "apply", "p.bsp", "--old", "old.bin", "-o", "out.bin", "--pub", "k.pub.pem"]);
+    let a = bluesphere(
+        f.p(),
+        &[
+            "--json",
+            "apply",
+            "p.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--pub",
+            "k.pub.pem",
+        ],
+    );
     assert_eq!(a.code, 0, "{a:?}");
     assert_eq!(fs::read(f.p().join("out.bin")).unwrap(), f.new);
     assert_eq!(a.json()["signature_checked"], true);
 
     // Human output too.
     let t = bluesphere(f.p(), &["inspect", "p.bsp"]);
-    assert!(t.stdout.contains("component main: Delta 1.0.0 -> 1.1.0"), "{}", t.stdout);
+    assert!(
+        t.stdout.contains("component main: Delta 1.0.0 -> 1.1.0"),
+        "{}",
+        t.stdout
+    );
     f.no_stray_files();
 }
 
 #[test]
 fn full_image_package() {
     let f = fixture();
-    let r = bluesphere(f.p(), &["pack", "--new", "new.bin", "--key", "k.pem", "-o", "full.bsp", "--profile", "small"]);
+    let r = bluesphere(
+        f.p(),
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "full.bsp",
+            "--profile",
+            "small",
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
-    let r = bluesphere(f.p(), &["apply", "full.bsp", "-o", "out.bin", "--pub", "k.pub.pem"]);
+    let r = bluesphere(
+        f.p(),
+        &["apply", "full.bsp", "-o", "out.bin", "--pub", "k.pub.pem"],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(f.p().join("out.bin")).unwrap(), f.new);
 }
@@ -96,20 +160,35 @@ fn intel_hex_input_keeps_the_base_address() {
     let f = fixture();
     fs::write(f.p().join("old.hex"), to_ihex(&f.old, 0x0800_0000)).unwrap();
     fs::write(f.p().join("new.hex"), to_ihex(&f.new, 0x0800_0000)).unwrap();
-    let r = bluesphere(f.p(), &["pack", "--old", "old.hex", "--new", "new.hex", "--key", "k.pem", "-o", "h.bsp"]);
+    let r = bluesphere(
+        f.p(),
+        &[
+            "pack", "--old", "old.hex", "--new", "new.hex", "--key", "k.pem", "-o", "h.bsp",
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     let info = bluesphere(f.p(), &["--json", "inspect", "h.bsp"]).json();
     assert_eq!(info["components"][0]["load_address"], 0x0800_0000u64);
     // The HEX and the BIN of the same image are the same base.
-    let r = bluesphere(f.p(), &["apply", "h.bsp", "--old", "old.bin", "-o", "out.bin"]);
+    let r = bluesphere(
+        f.p(),
+        &["apply", "h.bsp", "--old", "old.bin", "-o", "out.bin"],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(f.p().join("out.bin")).unwrap(), f.new);
     // A broken HEX names its line.
     let mut hex = to_ihex(&f.old, 0).into_bytes();
     let second_line = hex.iter().position(|&b| b == b'\n').unwrap() + 1;
-    hex[second_line + 12] = if hex[second_line + 12] == b'0' { b'1' } else { b'0' };
+    hex[second_line + 12] = if hex[second_line + 12] == b'0' {
+        b'1'
+    } else {
+        b'0'
+    };
     fs::write(f.p().join("bad.hex"), hex).unwrap();
-    let r = bluesphere(f.p(), &["pack", "--new", "bad.hex", "--key", "k.pem", "-o", "x.bsp"]);
+    let r = bluesphere(
+        f.p(),
+        &["pack", "--new", "bad.hex", "--key", "k.pem", "-o", "x.bsp"],
+    );
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("line 2"), "{}", r.stderr);
     assert!(!f.p().join("x.bsp").exists());
@@ -128,29 +207,98 @@ fn openssl_interoperates_both_ways() {
     fs::write(p.join("region.bin"), parsed.signed_region()).unwrap();
     let sig = p256::ecdsa::Signature::from_slice(parsed.signature()).unwrap();
     fs::write(p.join("sig.der"), sig.to_der().as_bytes()).unwrap();
-    let r = run(p, "openssl", &["dgst", "-sha256", "-verify", "k.pub.pem", "-signature", "sig.der", "region.bin"]);
+    let r = run(
+        p,
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "k.pub.pem",
+            "-signature",
+            "sig.der",
+            "region.bin",
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Verified OK"), "{r:?}");
     // OpenSSL reads our private and public keys.
-    assert_eq!(run(p, "openssl", &["pkey", "-in", "k.pem", "-noout"]).code, 0);
-    assert_eq!(run(p, "openssl", &["pkey", "-pubin", "-in", "k.pub.pem", "-noout"]).code, 0);
+    assert_eq!(
+        run(p, "openssl", &["pkey", "-in", "k.pem", "-noout"]).code,
+        0
+    );
+    assert_eq!(
+        run(
+            p,
+            "openssl",
+            &["pkey", "-pubin", "-in", "k.pub.pem", "-noout"]
+        )
+        .code,
+        0
+    );
     let r = bluesphere(p, &["keygen", "-o", "enc.pem", "--passphrase-env", "PW"]);
     assert_eq!(r.code, 6, "no PW variable: {r:?}");
     let r = std::process::Command::new(bluesphere_tests::bin("bluesphere"))
-        .args(["keygen", "-o", "enc.pem", "--encrypt", "--passphrase-env", "PW"])
+        .args([
+            "keygen",
+            "-o",
+            "enc.pem",
+            "--encrypt",
+            "--passphrase-env",
+            "PW",
+        ])
         .env("PW", "s3cret")
         .current_dir(p)
         .output()
         .unwrap();
     assert!(r.status.success());
-    let r = run(p, "openssl", &["pkey", "-in", "enc.pem", "-passin", "pass:s3cret", "-noout"]);
+    let r = run(
+        p,
+        "openssl",
+        &["pkey", "-in", "enc.pem", "-passin", "pass:s3cret", "-noout"],
+    );
     assert_eq!(r.code, 0, "openssl cannot read our encrypted key: {r:?}");
 
     // OpenSSL -> ours.
     let mk = [
-        ("sec1.pem", vec!["ecparam", "-name", "prime256v1", "-genkey", "-out", "sec1.pem"]),
-        ("p8.pem", vec!["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "p8.pem"]),
-        ("p8enc.pem", vec!["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256", "-pass", "pass:pw", "-out", "p8enc.pem"]),
+        (
+            "sec1.pem",
+            vec![
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-out",
+                "sec1.pem",
+            ],
+        ),
+        (
+            "p8.pem",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "p8.pem",
+            ],
+        ),
+        (
+            "p8enc.pem",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-aes256",
+                "-pass",
+                "pass:pw",
+                "-out",
+                "p8enc.pem",
+            ],
+        ),
     ];
     for (name, args) in mk {
         let r = run(p, "openssl", &args);
@@ -162,9 +310,17 @@ fn openssl_interoperates_both_ways() {
             vec![]
         };
         let pubname = format!("{name}.pub");
-        let r = run(p, "openssl", &["pkey", "-in", name, "-passin", "pass:pw", "-pubout", "-out", &pubname]);
+        let r = run(
+            p,
+            "openssl",
+            &[
+                "pkey", "-in", name, "-passin", "pass:pw", "-pubout", "-out", &pubname,
+            ],
+        );
         assert_eq!(r.code, 0, "{r:?}");
-        let mut a = vec!["pack", "--old", "old.bin", "--new", "new.bin", "--key", name, "-o", "o.bsp"];
+        let mut a = vec![
+            "pack", "--old", "old.bin", "--new", "new.bin", "--key", name, "-o", "o.bsp",
+        ];
         a.extend(pass_args);
         let r = bluesphere(p, &a);
         assert_eq!(r.code, 0, "{name}: {r:?}");
@@ -186,57 +342,224 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         let r = bluesphere(p, &a);
         assert_eq!(r.code, code, "{args:?}: {r:?}");
         assert_eq!(err_kind(&r), kind, "{args:?}: {r:?}");
-        assert!(r.stderr.contains(needle), "{args:?}: stderr lacks {needle:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {}",
+            r.stderr
+        );
         assert!(!p.join("out.bin").exists(), "{args:?} left an output file");
     };
 
     fs::write(p.join("trunc.bsp"), &pkg[..pkg.len() / 2]).unwrap();
-    check(&["apply", "trunc.bsp", "--old", "old.bin", "-o", "out.bin"], 3, "truncated", "truncated");
+    check(
+        &["apply", "trunc.bsp", "--old", "old.bin", "-o", "out.bin"],
+        3,
+        "truncated",
+        "truncated",
+    );
 
     let mut flip = pkg.clone();
     flip[78] ^= 4; // the creation time: structurally valid, only the signature catches it
     fs::write(p.join("flip.bsp"), &flip).unwrap();
-    check(&["apply", "flip.bsp", "--old", "old.bin", "-o", "out.bin", "--pub", "k.pub.pem"], 4, "bad-signature", "signature is invalid");
+    check(
+        &[
+            "apply",
+            "flip.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--pub",
+            "k.pub.pem",
+        ],
+        4,
+        "bad-signature",
+        "signature is invalid",
+    );
 
     let mut pflip = pkg.clone();
     let n = pflip.len();
     pflip[n - 10] ^= 4;
     fs::write(p.join("pflip.bsp"), &pflip).unwrap();
-    check(&["apply", "pflip.bsp", "--old", "old.bin", "-o", "out.bin"], 3, "corrupt", "SHA-256 mismatch");
+    check(
+        &["apply", "pflip.bsp", "--old", "old.bin", "-o", "out.bin"],
+        3,
+        "corrupt",
+        "SHA-256 mismatch",
+    );
 
     let mut huge = pkg.clone();
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     fs::write(p.join("huge.bsp"), &huge).unwrap();
-    check(&["inspect", "huge.bsp"], 3, "corrupt", "manifest length out of range");
+    check(
+        &["inspect", "huge.bsp"],
+        3,
+        "corrupt",
+        "manifest length out of range",
+    );
 
-    check(&["inspect", "old.bin"], 3, "not-a-package", "not a BlueSphere package");
+    check(
+        &["inspect", "old.bin"],
+        3,
+        "not-a-package",
+        "not a BlueSphere package",
+    );
 
     let r = bluesphere(p, &["keygen", "-o", "other.pem"]);
     assert_eq!(r.code, 0);
-    check(&["verify", "p.bsp", "--pub", "other.pub.pem"], 4, "unknown-key", "unknown key");
+    check(
+        &["verify", "p.bsp", "--pub", "other.pub.pem"],
+        4,
+        "unknown-key",
+        "unknown key",
+    );
 
-    check(&["apply", "p.bsp", "--old", "new.bin", "-o", "out.bin"], 5, "wrong-base", "expects version 1.0.0");
-    check(&["apply", "p.bsp", "-o", "out.bin"], 5, "need-base", "--old");
-    check(&["apply", "p.bsp", "--old", "old.bin", "-o", "out.bin", "--hardware", "revC"], 5, "wrong-hardware", "revB");
-    check(&["verify", "p.bsp", "--pub", "k.pub.pem", "--product", "kettle"], 5, "wrong-product", "thermo");
-    check(&["pack", "--new", "k.pem", "--key", "k.pem", "-o", "out.bin"], 3, "invalid-input", "PEM");
+    check(
+        &["apply", "p.bsp", "--old", "new.bin", "-o", "out.bin"],
+        5,
+        "wrong-base",
+        "expects version 1.0.0",
+    );
+    check(
+        &["apply", "p.bsp", "-o", "out.bin"],
+        5,
+        "need-base",
+        "--old",
+    );
+    check(
+        &[
+            "apply",
+            "p.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--hardware",
+            "revC",
+        ],
+        5,
+        "wrong-hardware",
+        "revB",
+    );
+    check(
+        &[
+            "verify",
+            "p.bsp",
+            "--pub",
+            "k.pub.pem",
+            "--product",
+            "kettle",
+        ],
+        5,
+        "wrong-product",
+        "thermo",
+    );
+    check(
+        &["pack", "--new", "k.pem", "--key", "k.pem", "-o", "out.bin"],
+        3,
+        "invalid-input",
+        "PEM",
+    );
     fs::write(p.join("empty.bin"), b"").unwrap();
-    check(&["pack", "--new", "empty.bin", "--key", "k.pem", "-o", "out.bin"], 3, "invalid-input", "empty");
-    check(&["pack", "--new", "new.bin", "--key", "old.bin", "-o", "out.bin"], 6, "key", "PEM");
-    check(&["pack", "--new", "new.bin", "--key", "k.pub.pem", "-o", "out.bin"], 6, "key", "public key");
-    check(&["pack", "--new", "new.bin", "--key", "missing.pem", "-o", "out.bin"], 1, "io", "cannot read missing.pem");
-    check(&["pack", "--new", "new.bin", "--key", "k.pem", "-o", "out.bin", "--version", "1.2"], 2, "usage", "semantic version");
+    check(
+        &[
+            "pack",
+            "--new",
+            "empty.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "out.bin",
+        ],
+        3,
+        "invalid-input",
+        "empty",
+    );
+    check(
+        &[
+            "pack", "--new", "new.bin", "--key", "old.bin", "-o", "out.bin",
+        ],
+        6,
+        "key",
+        "PEM",
+    );
+    check(
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "k.pub.pem",
+            "-o",
+            "out.bin",
+        ],
+        6,
+        "key",
+        "public key",
+    );
+    check(
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "missing.pem",
+            "-o",
+            "out.bin",
+        ],
+        1,
+        "io",
+        "cannot read missing.pem",
+    );
+    check(
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "out.bin",
+            "--version",
+            "1.2",
+        ],
+        2,
+        "usage",
+        "semantic version",
+    );
 
     // Wrong passphrase.
     let r = std::process::Command::new(bluesphere_tests::bin("bluesphere"))
-        .args(["keygen", "-o", "e.pem", "--encrypt", "--passphrase-env", "PW"])
+        .args([
+            "keygen",
+            "-o",
+            "e.pem",
+            "--encrypt",
+            "--passphrase-env",
+            "PW",
+        ])
         .env("PW", "right")
         .current_dir(p)
         .output()
         .unwrap();
     assert!(r.status.success());
     fs::write(p.join("wrong.txt"), "wrong\n").unwrap();
-    check(&["pack", "--new", "new.bin", "--key", "e.pem", "--passphrase-file", "wrong.txt", "-o", "out.bin"], 6, "key", "wrong passphrase");
+    check(
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "e.pem",
+            "--passphrase-file",
+            "wrong.txt",
+            "-o",
+            "out.bin",
+        ],
+        6,
+        "key",
+        "wrong passphrase",
+    );
 
     // A failed apply leaves an existing output untouched.
     fs::write(p.join("keep.bin"), b"precious").unwrap();

@@ -3,9 +3,7 @@
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
 use super::model::Model;
-use super::{
-    ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES,
-};
+use super::{ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES};
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
 /// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
@@ -372,8 +370,7 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 self.rc_started = true;
             }
             if self.op == Op::Control && self.target_pos == self.block_end {
-                if !all_in || self.rc.available() != 0 || self.rc.consumed() != self.block_len
-                {
+                if !all_in || self.rc.available() != 0 || self.rc.consumed() != self.block_len {
                     return Err(self.corrupt("data after the end of the block").into());
                 }
                 self.block += 1;
@@ -417,7 +414,11 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 }
                 self.pending_copy = copy;
                 self.pending_seek = seek;
-                self.op = if add > 0 { Op::Add(add) } else { Op::Copy(copy) };
+                self.op = if add > 0 {
+                    Op::Add(add)
+                } else {
+                    Op::Copy(copy)
+                };
             }
             Op::Add(n) => {
                 let k = (n as usize).min(CHUNK);

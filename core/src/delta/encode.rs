@@ -117,14 +117,19 @@ fn split(seg: Segment, room: u64) -> (Segment, Option<Segment>) {
                 old: old + room,
             }),
         ),
-        Segment::Lit { len } => (Segment::Lit { len: room }, Some(Segment::Lit { len: len - room })),
+        Segment::Lit { len } => (
+            Segment::Lit { len: room },
+            Some(Segment::Lit { len: len - room }),
+        ),
     }
 }
 
 fn push_merged(block: &mut Vec<Segment>, seg: Segment) {
     match (block.last_mut(), seg) {
         (Some(Segment::Lit { len }), Segment::Lit { len: l2 }) => *len += l2,
-        (Some(Segment::Add { len, old }), Segment::Add { len: l2, old: o2 }) if *old + *len == o2 => {
+        (Some(Segment::Add { len, old }), Segment::Add { len: l2, old: o2 })
+            if *old + *len == o2 =>
+        {
             *len += l2
         }
         _ => block.push(seg),
@@ -164,10 +169,7 @@ fn encode_block(
     params: Params,
 ) -> Result<(), EncodeError> {
     let ctrls = controls(block)?;
-    let src_start = ctrls
-        .iter()
-        .find(|c| c.add > 0)
-        .map_or(0, |c| c.add_old);
+    let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
     let mut rc = RangeEncoder::new();
     let mut model: Model<MAX_LIT_TABLES> = Model::new(params.lc, params.lp);
     let mut cur_src = src_start;

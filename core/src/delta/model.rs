@@ -1,9 +1,9 @@
 //! Context models shared by the delta encoder and decoder. Both sides must update the models
 //! identically, so every coding decision lives here, written once for both directions.
 
-use crate::rc::{Prob, RangeDecoder, PROB_INIT};
 #[cfg(feature = "std")]
 use crate::rc::RangeEncoder;
+use crate::rc::{Prob, RangeDecoder, PROB_INIT};
 
 /// Number of mantissa bits (below the leading one) coded with adaptive models; the rest are
 /// coded as direct bits.

@@ -71,7 +71,9 @@ fn put_str(m: &mut Vec<u8>, s: &str, min: usize, max: usize, what: &str) -> Resu
         )));
     }
     if s.chars().any(char::is_control) {
-        return Err(BuildError::Invalid(format!("{what} contains control characters")));
+        return Err(BuildError::Invalid(format!(
+            "{what} contains control characters"
+        )));
     }
     m.push(s.len() as u8);
     m.extend_from_slice(s.as_bytes());
@@ -93,7 +95,9 @@ pub fn build_package(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<u8>, BuildError> {
     if spec.components.is_empty() || spec.components.len() > MAX_COMPONENTS as usize {
-        return Err(BuildError::Invalid("a package holds 1 to 16 components".into()));
+        return Err(BuildError::Invalid(
+            "a package holds 1 to 16 components".into(),
+        ));
     }
     let mut m = Vec::new();
     put_str(&mut m, &spec.product_id, 1, MAX_ID_LEN, "product id")?;
@@ -104,7 +108,10 @@ pub fn build_package(
     let total = spec.components.len();
     for (i, c) in spec.components.iter().enumerate() {
         if spec.components[..i].iter().any(|o| o.name == c.name) {
-            return Err(BuildError::Invalid(format!("component {:?} appears twice", c.name)));
+            return Err(BuildError::Invalid(format!(
+                "component {:?} appears twice",
+                c.name
+            )));
         }
         progress(Progress::Stage {
             name: "diff",
@@ -152,7 +159,9 @@ pub fn build_package(
         m.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         m.extend_from_slice(&sha2_digest(&payload));
         if c.dependencies.len() > MAX_DEPS as usize {
-            return Err(BuildError::Invalid("at most 8 dependencies per component".into()));
+            return Err(BuildError::Invalid(
+                "at most 8 dependencies per component".into(),
+            ));
         }
         m.push(c.dependencies.len() as u8);
         for (dep, v) in &c.dependencies {

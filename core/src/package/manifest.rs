@@ -357,6 +357,8 @@ impl<'a> Manifest<'a> {
 
     /// The component called `name`.
     pub fn component(&self, name: &str) -> Option<Component<'a>> {
-        self.components().filter_map(Result::ok).find(|c| c.name == name)
+        self.components()
+            .filter_map(Result::ok)
+            .find(|c| c.name == name)
     }
 }

@@ -9,10 +9,10 @@
 //!
 //! Every length is bounded and checked before use; see `docs/FORMAT.md` for the byte tables.
 
-mod manifest;
-mod verify;
 #[cfg(feature = "std")]
 pub mod build;
+mod manifest;
+mod verify;
 
 pub use manifest::{Codec, Component, Dependency, Manifest, PayloadKind, Reader};
 pub use verify::{key_id, verify_signature, Verified};
@@ -51,7 +51,9 @@ pub enum PackageError {
     #[error("not a BlueSphere package (magic is not \"BSPK\")")]
     BadMagic,
     /// A newer format.
-    #[error("package format version {0} is not supported (this tool reads version 1): update the tool")]
+    #[error(
+        "package format version {0} is not supported (this tool reads version 1): update the tool"
+    )]
     UnsupportedVersion(u16),
     /// A header field is out of range.
     #[error("package header is invalid: {0}")]
@@ -137,7 +139,9 @@ impl Header {
         }
         let manifest_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         if manifest_len == 0 || manifest_len > MAX_MANIFEST_LEN {
-            return Err(PackageError::BadHeader("manifest length out of range (1..=65536)"));
+            return Err(PackageError::BadHeader(
+                "manifest length out of range (1..=65536)",
+            ));
         }
         let sig_alg = h[12];
         if sig_alg != SIG_ECDSA_P256_SHA256 {
@@ -145,7 +149,9 @@ impl Header {
         }
         let component_count = h[13];
         if component_count == 0 || component_count > MAX_COMPONENTS {
-            return Err(PackageError::BadHeader("component count out of range (1..=16)"));
+            return Err(PackageError::BadHeader(
+                "component count out of range (1..=16)",
+            ));
         }
         let sig_len = u16::from_le_bytes([h[14], h[15]]);
         if sig_len as usize != SIGNATURE_LEN {
@@ -153,9 +159,8 @@ impl Header {
         }
         let mut key_id = [0u8; 8];
         key_id.copy_from_slice(&h[16..24]);
-        let payload_len = u64::from_le_bytes([
-            h[24], h[25], h[26], h[27], h[28], h[29], h[30], h[31],
-        ]);
+        let payload_len =
+            u64::from_le_bytes([h[24], h[25], h[26], h[27], h[28], h[29], h[30], h[31]]);
         if payload_len > (1u64 << 40) {
             return Err(PackageError::BadHeader("payload length out of range"));
         }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# BlueSphere's main job. With a display this will start the Studio (its issue is next);
+# until then, and without a display, a short demo of the CLI: make a key, pack a signed
+# delta from the sample images, inspect it, verify it, apply it and compare the bytes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cargo build -q -p bluesphere-cli
+B="$PWD/target/debug/bluesphere"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step "$B" keygen -o "$work/key.pem"
+step "$B" pack --old assets/sample-v1.0.0.bin --new assets/sample-v1.1.0.hex \
+  --key "$work/key.pem" -o "$work/update.bsp" \
+  --product demo-thermostat --hardware revB --from-version 1.0.0 --version 1.1.0 --counter 2
+step "$B" inspect "$work/update.bsp"
+step "$B" verify "$work/update.bsp" --pub "$work/key.pub.pem" --old assets/sample-v1.0.0.bin
+step "$B" apply "$work/update.bsp" --old assets/sample-v1.0.0.bin -o "$work/installed.bin" --pub "$work/key.pub.pem"
+step cmp "$work/installed.bin" assets/sample-v1.1.0.bin
+echo "demo: the applied image is byte-identical to version 1.1.0"
+echo
+echo "and a wrong base image is refused with what the package expects:"
+"$B" apply "$work/update.bsp" --old assets/sample-v1.1.0.bin -o "$work/x.bin" || echo "(exit code $?)"
