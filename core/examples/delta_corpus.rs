@@ -13,12 +13,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Params::BEST,
     };
     let mut ratios = Vec::new();
+    let mut cost = [0.0f64; 4];
     let (mut tot_p, mut tot_n) = (0u64, 0u64);
     for line in std::fs::read_to_string(list)?.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         let (old, new) = (std::fs::read(f[1])?, std::fs::read(f[2])?);
         let t = Instant::now();
-        let patch = bluesphere_core::diff::make_delta(&old, &new, params)?;
+        let segs = bluesphere_core::diff::find_segments(&old, &new)?;
+        let (patch, st) = bluesphere_core::delta::encode_with_stats(&old, &new, &segs, params)?;
+        for (a, b) in cost.iter_mut().zip(st) {
+            *a += b / 8.0;
+        }
         let ct = t.elapsed();
         let mut out = vec![0u8; new.len()];
         let t = Instant::now();
@@ -55,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
     };
+    println!(
+        "bytes: controls {:.0} diff-flags {:.0} diff-values {:.0} literals {:.0}",
+        cost[0], cost[1], cost[2], cost[3]
+    );
     println!(
         "pairs {n} median {:.2}% total {:.2}%",
         med * 100.0,

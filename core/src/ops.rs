@@ -356,6 +356,18 @@ impl PatchIo for VecIo<'_> {
         self.out.extend_from_slice(data);
         Ok(())
     }
+    fn read_target(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DeltaError> {
+        let s = offset as usize;
+        let src = self
+            .out
+            .get(s..s.saturating_add(buf.len()))
+            .ok_or(DeltaError::Corrupt {
+                block: 0,
+                reason: "match beyond the target written",
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
 }
 
 /// Decode a component's payload against `old` and check the target hash.

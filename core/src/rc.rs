@@ -179,6 +179,9 @@ pub(crate) struct RangeEncoder {
     cache: u8,
     cache_size: u64,
     pub(crate) out: Vec<u8>,
+    /// Optional cost accounting (bits per category), for analysis.
+    pub(crate) stats: Option<[f64; 4]>,
+    pub(crate) cat: usize,
 }
 
 #[cfg(feature = "std")]
@@ -190,6 +193,8 @@ impl RangeEncoder {
             cache: 0,
             cache_size: 1,
             out: Vec::new(),
+            stats: None,
+            cat: 0,
         }
     }
 
@@ -213,6 +218,13 @@ impl RangeEncoder {
 
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob, bit: u32) {
+        if let Some(st) = self.stats.as_mut() {
+            let p0 = f64::from(*p) / f64::from(PROB_ONE);
+            let pr = if bit == 0 { p0 } else { 1.0 - p0 };
+            if let Some(c) = st.get_mut(self.cat) {
+                *c -= pr.log2();
+            }
+        }
         let bound = (self.range >> PROB_BITS) * u32::from(*p);
         if bit == 0 {
             self.range = bound;
@@ -229,6 +241,9 @@ impl RangeEncoder {
     }
 
     pub(crate) fn direct_bits(&mut self, value: u32, count: u32) {
+        if let Some(c) = self.stats.as_mut().and_then(|st| st.get_mut(self.cat)) {
+            *c += f64::from(count);
+        }
         for i in (0..count).rev() {
             self.range >>= 1;
             if (value >> i) & 1 == 1 {

@@ -268,7 +268,7 @@ fn decoder_ram_is_bounded() {
     let big = std::mem::size_of::<DeltaDecoder<16>>();
     let small = std::mem::size_of::<DeltaDecoder<1>>();
     println!("decoder state: best profile {big} bytes, small profile {small} bytes");
-    assert!(big <= 12 * 1024, "{big}");
+    assert!(big <= 16 * 1024, "{big}");
     assert!(small <= 8 * 1024, "{small}");
 }
 

@@ -8,6 +8,8 @@ use crate::rc::{RangeDecoder, STEP_INPUT};
 
 /// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
 const CHUNK: usize = 16;
+/// Literal items per step (each may be a 9-bit literal; a match header follows at most).
+const LIT_CHUNK: usize = 12;
 
 /// Where the decoder reads the source image and writes the target image.
 pub trait PatchIo {
@@ -17,6 +19,9 @@ pub trait PatchIo {
     fn read_source(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
     /// Append `data` to the target.
     fn write_target(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+    /// Fill `buf` with target bytes already written, starting at `offset` (matches against
+    /// the target's own history; on a device, read back from the slot being written).
+    fn read_target(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
 }
 
 /// A [`PatchIo`] over memory: a source slice and a target slice filled in order.
@@ -66,6 +71,16 @@ impl PatchIo for SliceIo<'_> {
         self.written = end;
         Ok(())
     }
+    fn read_target(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        let start = usize::try_from(offset).map_err(|_| OutOfRange)?;
+        let end = start.saturating_add(buf.len());
+        if end > self.written {
+            return Err(OutOfRange);
+        }
+        let src = self.target.get(start..end).ok_or(OutOfRange)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
 }
 
 /// A block boundary from which application can restart.
@@ -93,6 +108,12 @@ enum Op {
     Control,
     Add(u32),
     Copy(u32),
+    /// Copy `len` bytes from `dist` back in the target, then `after` more literal-region bytes.
+    Match {
+        dist: u32,
+        len: u32,
+        after: u32,
+    },
 }
 
 /// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each); a stream
@@ -444,18 +465,71 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 }
             }
             Op::Copy(n) => {
-                let k = (n as usize).min(CHUNK);
-                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
-                for (i, b) in chunk.iter_mut().enumerate() {
-                    *b = self
+                let limit = (n as usize).min(LIT_CHUNK);
+                let mut k = 0usize;
+                let mut matched = None;
+                while k < limit {
+                    if self.model.decode_is_match(&mut self.rc) {
+                        matched = Some(self.model.decode_match(&mut self.rc));
+                        break;
+                    }
+                    let b = self
                         .model
-                        .decode_lit(&mut self.rc, self.target_pos + i as u64);
+                        .decode_lit(&mut self.rc, self.target_pos + k as u64);
+                    if let Some(slot) = buf.get_mut(k) {
+                        *slot = b;
+                    }
+                    k += 1;
                 }
-                io.write_target(chunk).map_err(ApplyError::Io)?;
-                self.target_pos += k as u64;
+                if self.rc.overrun {
+                    return Ok(());
+                }
+                if k > 0 {
+                    io.write_target(buf.get(..k).unwrap_or(&[]))
+                        .map_err(ApplyError::Io)?;
+                    self.target_pos += k as u64;
+                }
                 let rest = n - k as u32;
-                if rest > 0 {
-                    self.op = Op::Copy(rest);
+                match matched {
+                    Some(None) => return Err(self.corrupt("impossible match").into()),
+                    Some(Some((dist, len))) => {
+                        if len > rest {
+                            return Err(self.corrupt("match runs past its region").into());
+                        }
+                        if u64::from(dist) > self.target_pos || dist == 0 {
+                            return Err(self
+                                .corrupt("match before the start of the target")
+                                .into());
+                        }
+                        self.op = Op::Match {
+                            dist,
+                            len,
+                            after: rest - len,
+                        };
+                    }
+                    None if rest > 0 => self.op = Op::Copy(rest),
+                    None => self.end_control()?,
+                }
+            }
+            Op::Match { dist, len, after } => {
+                let k = (len as usize).min(CHUNK).min(dist as usize);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                io.read_target(self.target_pos - u64::from(dist), chunk)
+                    .map_err(ApplyError::Io)?;
+                io.write_target(chunk).map_err(ApplyError::Io)?;
+                if let Some(&last) = chunk.last() {
+                    self.model.after_match(last);
+                }
+                self.target_pos += k as u64;
+                let left = len - k as u32;
+                if left > 0 {
+                    self.op = Op::Match {
+                        dist,
+                        len: left,
+                        after,
+                    };
+                } else if after > 0 {
+                    self.op = Op::Copy(after);
                 } else {
                     self.end_control()?;
                 }

@@ -1,6 +1,6 @@
 //! BSD1 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
-use super::model::Model;
+use super::model::{Model, MIN_MATCH};
 use super::{Params, StreamHeader, MAX_LIT_TABLES};
 use crate::rc::RangeEncoder;
 
@@ -43,6 +43,101 @@ pub enum EncodeError {
     BadSegments(&'static str),
 }
 
+const HASH_BITS: u32 = 18;
+const NONE: u32 = u32::MAX;
+const CHAIN_DEPTH: usize = 48;
+
+/// Hash-chain match finder over the target's own history (positions before the cursor).
+struct Lz<'a> {
+    new: &'a [u8],
+    head: Vec<u32>,
+    prev: Vec<u32>,
+    inserted: usize,
+}
+
+impl<'a> Lz<'a> {
+    fn new(new: &'a [u8]) -> Self {
+        Self {
+            new,
+            head: vec![NONE; 1 << HASH_BITS],
+            prev: vec![NONE; new.len()],
+            inserted: 0,
+        }
+    }
+
+    fn hash(b: &[u8]) -> usize {
+        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+    }
+
+    fn insert_upto(&mut self, pos: usize) {
+        let lim = pos.min(self.new.len().saturating_sub(3));
+        while self.inserted < lim {
+            let i = self.inserted;
+            let h = Self::hash(&self.new[i..i + 4]);
+            self.prev[i] = self.head[h];
+            self.head[h] = i as u32;
+            self.inserted += 1;
+        }
+    }
+
+    fn common(&self, a: usize, b: usize, max: usize) -> usize {
+        let n = self.new;
+        let mut l = 0;
+        while l < max && n[a + l] == n[b + l] {
+            l += 1;
+        }
+        l
+    }
+
+    /// Best `(dist, len)` at `pos` for at most `max` bytes.
+    fn find(&mut self, pos: usize, max: usize, rep0: u32) -> Option<(u32, u32)> {
+        if max < MIN_MATCH as usize {
+            return None;
+        }
+        self.insert_upto(pos);
+        let mut best: Option<(u32, u32)> = None;
+        let mut best_score = 0i64;
+        if rep0 > 0 && rep0 as usize <= pos {
+            let l = self.common(pos - rep0 as usize, pos, max);
+            if l >= MIN_MATCH as usize {
+                best = Some((rep0, l as u32));
+                best_score = l as i64 * 8 + 12;
+            }
+        }
+        if pos + 4 <= self.new.len() && max >= 3 {
+            let mut c = self.head[Self::hash(&self.new[pos..pos + 4])];
+            let mut depth = CHAIN_DEPTH;
+            while c != NONE && depth > 0 {
+                let cand = c as usize;
+                let dist = pos - cand;
+                let l = self.common(cand, pos, max);
+                let min_len = if dist < 1 << 10 {
+                    3
+                } else if dist < 1 << 16 {
+                    4
+                } else {
+                    5
+                };
+                if l >= min_len {
+                    // Bits saved over literals, minus an estimate of the distance's cost.
+                    let score = l as i64 * 8 - (64 - (dist as u64).leading_zeros()) as i64;
+                    if score > best_score {
+                        best_score = score;
+                        best = Some((dist as u32, l as u32));
+                    }
+                }
+                if l == max {
+                    break;
+                }
+                c = self.prev[cand];
+                depth -= 1;
+            }
+        }
+        best
+    }
+}
+
 struct Control {
     add: u32,
     add_old: u64,
@@ -56,6 +151,29 @@ pub fn encode(
     new: &[u8],
     segments: &[Segment],
     params: Params,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_inner(old, new, segments, params, None)
+}
+
+/// [`encode`], also returning the coded bits spent on controls, difference flags,
+/// difference values and literals (for analysis).
+pub fn encode_with_stats(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
+    let mut st = [0.0; 4];
+    let out = encode_inner(old, new, segments, params, Some(&mut st))?;
+    Ok((out, st))
+}
+
+fn encode_inner(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    mut stats: Option<&mut [f64; 4]>,
 ) -> Result<Vec<u8>, EncodeError> {
     params.validate()?;
     let target_size =
@@ -78,6 +196,7 @@ pub fn encode(
         target_size,
         source_size,
     };
+    let mut lz = Lz::new(new);
     let mut out = header.to_bytes().to_vec();
     let bs = params.block_size();
 
@@ -99,7 +218,16 @@ pub fn encode(
             push_merged(&mut block, head);
             pending = tail;
         }
-        encode_block(&mut out, old, new, pos, &block, params)?;
+        encode_block(
+            &mut out,
+            old,
+            new,
+            pos,
+            &block,
+            params,
+            stats.as_deref_mut(),
+            &mut lz,
+        )?;
         pos = end;
     }
     Ok(out)
@@ -167,10 +295,15 @@ fn encode_block(
     start: u64,
     block: &[Segment],
     params: Params,
+    stats: Option<&mut [f64; 4]>,
+    lz: &mut Lz<'_>,
 ) -> Result<(), EncodeError> {
     let ctrls = controls(block)?;
     let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
     let mut rc = RangeEncoder::new();
+    if stats.is_some() {
+        rc.stats = Some([0.0; 4]);
+    }
     let mut model: Model<MAX_LIT_TABLES> = Model::new(params.lc, params.lp);
     let mut cur_src = src_start;
     let mut pos = start;
@@ -187,6 +320,7 @@ fn encode_block(
             Some(o) => o as i64 - after_add as i64,
             None => 0,
         };
+        rc.cat = 0;
         model.add_len.encode(&mut rc, c.add);
         model.copy_len.encode(&mut rc, c.lit);
         model.encode_seek(&mut rc, seek);
@@ -196,11 +330,42 @@ fn encode_block(
             model.encode_diff(&mut rc, pos + i, o, n);
         }
         pos += u64::from(c.add);
-        for i in 0..u64::from(c.lit) {
-            model.encode_lit(&mut rc, pos + i, new[(pos + i) as usize]);
+        let end = (pos + u64::from(c.lit)) as usize;
+        let mut i = pos as usize;
+        while i < end {
+            let m = lz.find(i, end - i, model.rep0);
+            // Lazy evaluation: a longer match one byte later wins over this one.
+            let take = match m {
+                Some((_, l)) if (l as usize) < end - i => {
+                    let next = lz.find(i + 1, end - i - 1, model.rep0);
+                    !matches!(next, Some((_, l2)) if l2 > l + 1)
+                }
+                Some(_) => true,
+                None => false,
+            };
+            match m {
+                Some((dist, len)) if take => {
+                    rc.cat = 3;
+                    model.encode_is_match(&mut rc, true);
+                    model.encode_match(&mut rc, dist, len);
+                    i += len as usize;
+                    model.after_match(new[i - 1]);
+                }
+                _ => {
+                    rc.cat = 3;
+                    model.encode_is_match(&mut rc, false);
+                    model.encode_lit(&mut rc, i as u64, new[i]);
+                    i += 1;
+                }
+            }
         }
         pos += u64::from(c.lit);
         cur_src = (after_add as i64 + seek) as u64;
+    }
+    if let (Some(dst), Some(src)) = (stats, rc.stats) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
     }
     let bytes = rc.finish();
     let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;

@@ -28,7 +28,7 @@ pub(crate) mod model;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo};
 #[cfg(feature = "std")]
-pub use encode::{encode, EncodeError, Segment};
+pub use encode::{encode, encode_with_stats, EncodeError, Segment};
 
 /// Stream magic.
 pub const MAGIC: [u8; 4] = *b"BSD1";

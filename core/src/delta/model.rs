@@ -9,6 +9,9 @@ use crate::rc::{Prob, RangeDecoder, PROB_INIT};
 /// coded as direct bits.
 const MANT_MODELLED: u32 = 3;
 
+/// Shortest target-history match.
+pub(crate) const MIN_MATCH: u32 = 2;
+
 /// Model for an unsigned 32-bit number: its bit length through a 6-bit tree, then the first
 /// [`MANT_MODELLED`] bits below the leading one through a tree per length, then direct bits.
 #[derive(Debug, Clone)]
@@ -75,6 +78,14 @@ pub(crate) struct Model<const LT: usize> {
     pub(crate) copy_len: NumModel,
     seek: NumModel,
     seek_sign: [Prob; 3],
+    lz_flag: [Prob; 4],
+    rep_flag: [Prob; 2],
+    dist: NumModel,
+    mlen: NumModel,
+    /// Distance of the last target-history match.
+    pub(crate) rep0: u32,
+    /// 1 after a match, 0 after a literal.
+    lz_state: u8,
     /// Context history (reset with the model at each block).
     d1: u8,
     d2: u8,
@@ -96,6 +107,12 @@ impl<const LT: usize> Model<LT> {
             copy_len: NumModel::new(),
             seek: NumModel::new(),
             seek_sign: [PROB_INIT; 3],
+            lz_flag: [PROB_INIT; 4],
+            rep_flag: [PROB_INIT; 2],
+            dist: NumModel::new(),
+            mlen: NumModel::new(),
+            rep0: 0,
+            lz_state: 0,
             d1: 0,
             d2: 0,
             last_nz: 0,
@@ -171,9 +188,11 @@ impl<const LT: usize> Model<LT> {
     pub(crate) fn encode_diff(&mut self, rc: &mut RangeEncoder, pos: u64, old: u8, new: u8) {
         let d = new.wrapping_sub(old);
         let ctx = self.diff_ctx(pos);
+        rc.cat = 1;
         if let Some(p) = self.dzero.get_mut(ctx) {
             rc.bit(p, u32::from(d != 0));
         }
+        rc.cat = 2;
         if d != 0 {
             let c = usize::from(self.d1 != 0);
             let same = d == self.last_nz;
@@ -200,17 +219,82 @@ impl<const LT: usize> Model<LT> {
         self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
+        self.lz_state = 0;
         b
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn encode_lit(&mut self, rc: &mut RangeEncoder, pos: u64, b: u8) {
+        rc.cat = 3;
         let ctx = self.lit_ctx(pos);
         if let Some(t) = self.lit.get_mut(ctx) {
             rc.tree(t, 8, u32::from(b));
         }
         self.prev_out = b;
         self.d2 = self.d1;
+        self.d1 = 0;
+        self.lz_state = 0;
+    }
+
+    fn lz_ctx(&self) -> usize {
+        usize::from(self.lz_state & 1) | (usize::from(self.prev_out == 0) << 1)
+    }
+
+    /// In a literal region: is the next item a match (true) or a literal byte?
+    #[inline]
+    pub(crate) fn decode_is_match(&mut self, rc: &mut RangeDecoder) -> bool {
+        let ctx = self.lz_ctx();
+        match self.lz_flag.get_mut(ctx) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        }
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_is_match(&mut self, rc: &mut RangeEncoder, is_match: bool) {
+        let ctx = self.lz_ctx();
+        if let Some(p) = self.lz_flag.get_mut(ctx) {
+            rc.bit(p, u32::from(is_match));
+        }
+    }
+
+    /// Decode a match `(distance, length)`; `None` if impossible.
+    pub(crate) fn decode_match(&mut self, rc: &mut RangeDecoder) -> Option<(u32, u32)> {
+        let st = usize::from(self.lz_state & 1);
+        let rep = match self.rep_flag.get_mut(st) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        };
+        let dist = if rep {
+            self.rep0
+        } else {
+            self.dist.decode(rc)?.checked_add(1)?
+        };
+        let len = self.mlen.decode(rc)?.checked_add(MIN_MATCH)?;
+        self.rep0 = dist;
+        self.lz_state = 1;
+        Some((dist, len))
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_match(&mut self, rc: &mut RangeEncoder, dist: u32, len: u32) {
+        let st = usize::from(self.lz_state & 1);
+        let rep = dist == self.rep0;
+        if let Some(p) = self.rep_flag.get_mut(st) {
+            rc.bit(p, u32::from(rep));
+        }
+        if !rep {
+            self.dist.encode(rc, dist - 1);
+        }
+        self.mlen.encode(rc, len - MIN_MATCH);
+        self.rep0 = dist;
+        self.lz_state = 1;
+    }
+
+    /// After a match's bytes are out: they form the literal context.
+    pub(crate) fn after_match(&mut self, last: u8) {
+        self.prev_out = last;
+        self.d2 = 0;
         self.d1 = 0;
     }
 
