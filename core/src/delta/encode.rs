@@ -218,16 +218,14 @@ fn encode_inner(
             push_merged(&mut block, head);
             pending = tail;
         }
-        encode_block(
-            &mut out,
+        let mut enc = BlockEnc {
             old,
             new,
-            pos,
-            &block,
             params,
-            stats.as_deref_mut(),
-            &mut lz,
-        )?;
+            stats: stats.as_deref_mut(),
+            lz: &mut lz,
+        };
+        enc.encode_block(&mut out, pos, &block)?;
         pos = end;
     }
     Ok(out)
@@ -288,89 +286,98 @@ fn controls(block: &[Segment]) -> Result<Vec<Control>, EncodeError> {
     Ok(out)
 }
 
-fn encode_block(
-    out: &mut Vec<u8>,
-    old: &[u8],
-    new: &[u8],
-    start: u64,
-    block: &[Segment],
+struct BlockEnc<'a, 'b> {
+    old: &'a [u8],
+    new: &'a [u8],
     params: Params,
-    stats: Option<&mut [f64; 4]>,
-    lz: &mut Lz<'_>,
-) -> Result<(), EncodeError> {
-    let ctrls = controls(block)?;
-    let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
-    let mut rc = RangeEncoder::new();
-    if stats.is_some() {
-        rc.stats = Some([0.0; 4]);
-    }
-    let mut model: Model<MAX_LIT_TABLES> = Model::new(params.lc, params.lp);
-    let mut cur_src = src_start;
-    let mut pos = start;
-    for (k, c) in ctrls.iter().enumerate() {
-        if c.add > 0 && c.add_old != cur_src {
-            return Err(EncodeError::BadSegments("source cursor out of step"));
+    stats: Option<&'b mut [f64; 4]>,
+    lz: &'b mut Lz<'a>,
+}
+
+impl BlockEnc<'_, '_> {
+    fn encode_block(
+        &mut self,
+        out: &mut Vec<u8>,
+        start: u64,
+        block: &[Segment],
+    ) -> Result<(), EncodeError> {
+        let (old, new, params) = (self.old, self.new, self.params);
+        let lz = &mut *self.lz;
+        let ctrls = controls(block)?;
+        let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
+        let mut rc = RangeEncoder::new();
+        if self.stats.is_some() {
+            rc.stats = Some([0.0; 4]);
         }
-        let after_add = cur_src + u64::from(c.add);
-        let next_old = ctrls
-            .get(k + 1..)
-            .and_then(|rest| rest.iter().find(|n| n.add > 0))
-            .map(|n| n.add_old);
-        let seek = match next_old {
-            Some(o) => o as i64 - after_add as i64,
-            None => 0,
-        };
-        rc.cat = 0;
-        model.add_len.encode(&mut rc, c.add);
-        model.copy_len.encode(&mut rc, c.lit);
-        model.encode_seek(&mut rc, seek);
-        for i in 0..u64::from(c.add) {
-            let o = old[(cur_src + i) as usize];
-            let n = new[(pos + i) as usize];
-            model.encode_diff(&mut rc, pos + i, o, n);
-        }
-        pos += u64::from(c.add);
-        let end = (pos + u64::from(c.lit)) as usize;
-        let mut i = pos as usize;
-        while i < end {
-            let m = lz.find(i, end - i, model.rep0);
-            // Lazy evaluation: a longer match one byte later wins over this one.
-            let take = match m {
-                Some((_, l)) if (l as usize) < end - i => {
-                    let next = lz.find(i + 1, end - i - 1, model.rep0);
-                    !matches!(next, Some((_, l2)) if l2 > l + 1)
-                }
-                Some(_) => true,
-                None => false,
+        let mut model: Model<MAX_LIT_TABLES> = Model::new(params.lc, params.lp);
+        let mut cur_src = src_start;
+        let mut pos = start;
+        for (k, c) in ctrls.iter().enumerate() {
+            if c.add > 0 && c.add_old != cur_src {
+                return Err(EncodeError::BadSegments("source cursor out of step"));
+            }
+            let after_add = cur_src + u64::from(c.add);
+            let next_old = ctrls
+                .get(k + 1..)
+                .and_then(|rest| rest.iter().find(|n| n.add > 0))
+                .map(|n| n.add_old);
+            let seek = match next_old {
+                Some(o) => o as i64 - after_add as i64,
+                None => 0,
             };
-            match m {
-                Some((dist, len)) if take => {
-                    rc.cat = 3;
-                    model.encode_is_match(&mut rc, true);
-                    model.encode_match(&mut rc, dist, len);
-                    i += len as usize;
-                    model.after_match(new[i - 1]);
-                }
-                _ => {
-                    rc.cat = 3;
-                    model.encode_is_match(&mut rc, false);
-                    model.encode_lit(&mut rc, i as u64, new[i]);
-                    i += 1;
+            rc.cat = 0;
+            model.add_len.encode(&mut rc, c.add);
+            model.copy_len.encode(&mut rc, c.lit);
+            model.encode_seek(&mut rc, seek);
+            for i in 0..u64::from(c.add) {
+                let o = old[(cur_src + i) as usize];
+                let n = new[(pos + i) as usize];
+                model.encode_diff(&mut rc, pos + i, o, n);
+            }
+            pos += u64::from(c.add);
+            let end = (pos + u64::from(c.lit)) as usize;
+            let mut i = pos as usize;
+            while i < end {
+                let m = lz.find(i, end - i, model.rep0);
+                // Lazy evaluation: a longer match one byte later wins over this one.
+                let take = match m {
+                    Some((_, l)) if (l as usize) < end - i => {
+                        let next = lz.find(i + 1, end - i - 1, model.rep0);
+                        !matches!(next, Some((_, l2)) if l2 > l + 1)
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                match m {
+                    Some((dist, len)) if take => {
+                        rc.cat = 3;
+                        model.encode_is_match(&mut rc, true);
+                        model.encode_match(&mut rc, dist, len);
+                        i += len as usize;
+                        model.after_match(new[i - 1]);
+                    }
+                    _ => {
+                        rc.cat = 3;
+                        model.encode_is_match(&mut rc, false);
+                        model.encode_lit(&mut rc, i as u64, new[i]);
+                        i += 1;
+                    }
                 }
             }
+            pos += u64::from(c.lit);
+            cur_src = (after_add as i64 + seek) as u64;
         }
-        pos += u64::from(c.lit);
-        cur_src = (after_add as i64 + seek) as u64;
-    }
-    if let (Some(dst), Some(src)) = (stats, rc.stats) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += s;
+        if let (Some(dst), Some(src)) = (self.stats.as_deref_mut(), rc.stats) {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
         }
+        let bytes = rc.finish();
+        let len =
+            u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(src_start as u32).to_le_bytes());
+        out.extend_from_slice(&bytes);
+        Ok(())
     }
-    let bytes = rc.finish();
-    let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(src_start as u32).to_le_bytes());
-    out.extend_from_slice(&bytes);
-    Ok(())
 }
