@@ -71,8 +71,11 @@ impl NumModel {
 #[derive(Debug, Clone)]
 pub(crate) struct Model<const LT: usize> {
     lit: [[Prob; 256]; LT],
-    dzero: [Prob; 64],
+    dzero: [Prob; 256],
     dsame: [Prob; 4],
+    dsame4: [Prob; 4],
+    /// The last 8 difference bytes (newest in the low byte).
+    dhist: u64,
     dval: [[Prob; 256]; 2],
     pub(crate) add_len: NumModel,
     pub(crate) copy_len: NumModel,
@@ -100,8 +103,10 @@ impl<const LT: usize> Model<LT> {
     pub(crate) const fn new(lc: u8, lp: u8) -> Self {
         Self {
             lit: [[PROB_INIT; 256]; LT],
-            dzero: [PROB_INIT; 64],
+            dzero: [PROB_INIT; 256],
             dsame: [PROB_INIT; 4],
+            dsame4: [PROB_INIT; 4],
+            dhist: 0,
             dval: [[PROB_INIT; 256]; 2],
             add_len: NumModel::new(),
             copy_len: NumModel::new(),
@@ -137,15 +142,25 @@ impl<const LT: usize> Model<LT> {
     }
 
     #[inline]
+    fn d4(&self) -> u8 {
+        (self.dhist >> 24) as u8
+    }
+
+    #[inline]
     fn diff_ctx(&self, pos: u64) -> usize {
+        let d8 = (self.dhist >> 56) as u8;
         usize::from(self.d1 != 0)
             | (usize::from(self.d2 != 0) << 1)
-            | (usize::from(self.d1 == self.last_nz && self.d1 != 0) << 2)
-            | (((pos as usize) & 7) << 3)
+            | (usize::from(self.d4() != 0) << 2)
+            | (usize::from(d8 != 0) << 3)
+            | (usize::from(self.d1 == self.last_nz && self.d1 != 0) << 4)
+            | (((pos as usize) & 3) << 5)
+            | (usize::from(self.d4() == self.last_nz) << 7)
     }
 
     #[inline]
     fn push_diff(&mut self, d: u8, out: u8) {
+        self.dhist = (self.dhist << 8) | u64::from(d);
         self.d2 = self.d1;
         self.d1 = d;
         if d != 0 {
@@ -162,8 +177,16 @@ impl<const LT: usize> Model<LT> {
             Some(p) => rc.bit(p),
             None => 0,
         };
+        let d4 = self.d4();
         let d = if nz == 0 {
             0
+        } else if d4 != 0
+            && match self.dsame4.get_mut(usize::from(self.d1 != 0)) {
+                Some(p) => rc.bit(p) == 1,
+                None => false,
+            }
+        {
+            d4
         } else {
             let c = usize::from(self.d1 != 0);
             let same = match self.dsame.get_mut(c) {
@@ -193,7 +216,15 @@ impl<const LT: usize> Model<LT> {
             rc.bit(p, u32::from(d != 0));
         }
         rc.cat = 2;
-        if d != 0 {
+        let d4 = self.d4();
+        let mut via4 = false;
+        if d != 0 && d4 != 0 {
+            via4 = d == d4;
+            if let Some(p) = self.dsame4.get_mut(usize::from(self.d1 != 0)) {
+                rc.bit(p, u32::from(via4));
+            }
+        }
+        if d != 0 && !via4 {
             let c = usize::from(self.d1 != 0);
             let same = d == self.last_nz;
             if let Some(p) = self.dsame.get_mut(c) {
@@ -219,6 +250,7 @@ impl<const LT: usize> Model<LT> {
         self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
+        self.dhist <<= 8;
         self.lz_state = 0;
         b
     }
@@ -233,6 +265,7 @@ impl<const LT: usize> Model<LT> {
         self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
+        self.dhist <<= 8;
         self.lz_state = 0;
     }
 
@@ -296,6 +329,7 @@ impl<const LT: usize> Model<LT> {
         self.prev_out = last;
         self.d2 = 0;
         self.d1 = 0;
+        self.dhist = 0;
     }
 
     /// Decode a signed source seek.
