@@ -50,6 +50,8 @@ pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> 
     };
     qbsdiff::Bsdiff::new(old, new)
         .compression_level(1)
+        // Keep every match qbsdiff finds: our coder makes short matches cheap.
+        .small_match(0)
         .parallel_scheme(scheme)
         .compare(std::io::Cursor::new(&mut patch))?;
     if patch.len() < 32 || &patch[..8] != b"BSDIFF40" {
