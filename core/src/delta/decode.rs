@@ -2,7 +2,7 @@
 //! through [`PatchIo::read_source`] and emits the target in order through
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
-use super::model::Model;
+use super::model::{Match, Model};
 use super::{ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES};
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
@@ -114,6 +114,12 @@ enum Op {
         len: u32,
         after: u32,
     },
+    /// Copy `len` bytes from the source at `at`, then `after` more literal-region bytes.
+    SrcMatch {
+        at: u64,
+        len: u32,
+        after: u32,
+    },
 }
 
 /// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each); a stream
@@ -138,6 +144,8 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES> {
     pending_copy: u32,
     pending_seek: i64,
     src_pos: u64,
+    /// Target position where the current literal region began.
+    lit_start: u64,
 }
 
 impl<const LT: usize> DeltaDecoder<LT> {
@@ -162,6 +170,7 @@ impl<const LT: usize> DeltaDecoder<LT> {
             pending_copy: 0,
             pending_seek: 0,
             src_pos: 0,
+            lit_start: 0,
         }
     }
 
@@ -435,6 +444,7 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 }
                 self.pending_copy = copy;
                 self.pending_seek = seek;
+                self.lit_start = self.target_pos + u64::from(add);
                 self.op = if add > 0 {
                     Op::Add(add)
                 } else {
@@ -492,7 +502,30 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 let rest = n - k as u32;
                 match matched {
                     Some(None) => return Err(self.corrupt("impossible match").into()),
-                    Some(Some((dist, len))) => {
+                    Some(Some(Match::Source(off, len))) => {
+                        if len > rest {
+                            return Err(self.corrupt("match runs past its region").into());
+                        }
+                        let diag = self.src_pos + (self.target_pos - self.lit_start);
+                        let at = i64::try_from(diag)
+                            .ok()
+                            .and_then(|p| p.checked_add(off))
+                            .filter(|&p| {
+                                p >= 0
+                                    && (p as u64).saturating_add(u64::from(len)) <= self.source_len
+                            });
+                        let Some(at) = at else {
+                            return Err(self
+                                .corrupt("source match outside the source image")
+                                .into());
+                        };
+                        self.op = Op::SrcMatch {
+                            at: at as u64,
+                            len,
+                            after: rest - len,
+                        };
+                    }
+                    Some(Some(Match::Target(dist, len))) => {
                         if len > rest {
                             return Err(self.corrupt("match runs past its region").into());
                         }
@@ -509,6 +542,28 @@ impl<const LT: usize> DeltaDecoder<LT> {
                     }
                     None if rest > 0 => self.op = Op::Copy(rest),
                     None => self.end_control()?,
+                }
+            }
+            Op::SrcMatch { at, len, after } => {
+                let k = (len as usize).min(CHUNK);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                io.read_source(at, chunk).map_err(ApplyError::Io)?;
+                io.write_target(chunk).map_err(ApplyError::Io)?;
+                if let Some(&last) = chunk.last() {
+                    self.model.after_match(last);
+                }
+                self.target_pos += k as u64;
+                let left = len - k as u32;
+                if left > 0 {
+                    self.op = Op::SrcMatch {
+                        at: at + k as u64,
+                        len: left,
+                        after,
+                    };
+                } else if after > 0 {
+                    self.op = Op::Copy(after);
+                } else {
+                    self.end_control()?;
                 }
             }
             Op::Match { dist, len, after } => {

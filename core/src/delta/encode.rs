@@ -90,19 +90,19 @@ impl<'a> Lz<'a> {
         l
     }
 
-    /// Best `(dist, len)` at `pos` for at most `max` bytes.
-    fn find(&mut self, pos: usize, max: usize, rep0: u32) -> Option<(u32, u32)> {
+    /// Best `(dist, len, score)` at `pos` for at most `max` bytes.
+    fn find(&mut self, pos: usize, max: usize, rep0: u32) -> Option<(u32, u32, i64)> {
         if max < MIN_MATCH as usize {
             return None;
         }
         self.insert_upto(pos);
-        let mut best: Option<(u32, u32)> = None;
+        let mut best: Option<(u32, u32, i64)> = None;
         let mut best_score = 0i64;
         if rep0 > 0 && rep0 as usize <= pos {
             let l = self.common(pos - rep0 as usize, pos, max);
             if l >= MIN_MATCH as usize {
-                best = Some((rep0, l as u32));
-                best_score = l as i64 * 8 + 12;
+                best_score = l as i64 * 8 - 4;
+                best = Some((rep0, l as u32, best_score));
             }
         }
         if pos + 4 <= self.new.len() && max >= 3 {
@@ -121,10 +121,10 @@ impl<'a> Lz<'a> {
                 };
                 if l >= min_len {
                     // Bits saved over literals, minus an estimate of the distance's cost.
-                    let score = l as i64 * 8 - (64 - (dist as u64).leading_zeros()) as i64;
+                    let score = l as i64 * 8 - 8 - (64 - (dist as u64).leading_zeros()) as i64;
                     if score > best_score {
                         best_score = score;
-                        best = Some((dist as u32, l as u32));
+                        best = Some((dist as u32, l as u32, score));
                     }
                 }
                 if l == max {
@@ -136,6 +136,152 @@ impl<'a> Lz<'a> {
         }
         best
     }
+}
+
+/// Hash-chain index of every position of the source.
+struct SrcIndex<'a> {
+    old: &'a [u8],
+    head: Vec<u32>,
+    prev: Vec<u32>,
+}
+
+impl<'a> SrcIndex<'a> {
+    fn new(old: &'a [u8]) -> Self {
+        let mut head = vec![NONE; 1 << HASH_BITS];
+        let mut prev = vec![NONE; old.len()];
+        for i in 0..old.len().saturating_sub(3) {
+            let h = Lz::hash(&old[i..i + 4]);
+            prev[i] = head[h];
+            head[h] = i as u32;
+        }
+        Self { old, head, prev }
+    }
+
+    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`.
+    fn find(&self, new: &[u8], pos: usize, max: usize, cursor: u64) -> Option<(i64, u32, i64)> {
+        let common = |a: usize| {
+            let mut l = 0;
+            while l < max && a + l < self.old.len() && self.old[a + l] == new[pos + l] {
+                l += 1;
+            }
+            l
+        };
+        let cost = |off: i64| 10 + (64 - off.unsigned_abs().leading_zeros()) as i64;
+        let mut best: Option<(i64, u32, i64)> = None;
+        let mut best_score = 0;
+        if (cursor as usize) < self.old.len() {
+            let l = common(cursor as usize);
+            if l >= MIN_MATCH as usize {
+                best_score = l as i64 * 8 - cost(0);
+                best = Some((0, l as u32, best_score));
+            }
+        }
+        if pos + 4 <= new.len() && max >= 4 {
+            let mut c = self.head[Lz::hash(&new[pos..pos + 4])];
+            let mut depth = CHAIN_DEPTH;
+            while c != NONE && depth > 0 {
+                let cand = c as usize;
+                let l = common(cand);
+                if l >= 4 {
+                    let off = cand as i64 - cursor as i64;
+                    let score = l as i64 * 8 - cost(off);
+                    if score > best_score {
+                        best_score = score;
+                        best = Some((off, l as u32, score));
+                    }
+                }
+                if l == max {
+                    break;
+                }
+                c = self.prev[cand];
+                depth -= 1;
+            }
+        }
+        best
+    }
+}
+
+/// One planned item of a literal region.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Lit,
+    Target(u32, u32),
+    Source(i64, u32),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match *self {
+            Item::Lit => 1,
+            Item::Target(_, l) | Item::Source(_, l) => l as usize,
+        }
+    }
+}
+
+/// The best item at `i` (target history or source), with its score in bits saved.
+fn best_at(
+    lz: &mut Lz<'_>,
+    src: &SrcIndex<'_>,
+    new: &[u8],
+    i: usize,
+    end: usize,
+    rep0: u32,
+    cursor: u64,
+) -> Option<(Item, i64)> {
+    let t = lz
+        .find(i, end - i, rep0)
+        .map(|(d, l, sc)| (Item::Target(d, l), sc));
+    let s = src
+        .find(new, i, end - i, cursor)
+        .map(|(o, l, sc)| (Item::Source(o, l), sc));
+    match (t, s) {
+        (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Choose the items of the literal region `new[start..end]`: literals, target-history
+/// matches and source matches (greedy with one step of lazy evaluation). Returns the items
+/// and the source cursor after them.
+fn plan(
+    lz: &mut Lz<'_>,
+    src: &SrcIndex<'_>,
+    new: &[u8],
+    start: usize,
+    end: usize,
+    mut rep0: u32,
+    cursor: u64,
+) -> (Vec<Item>, u64) {
+    let mut items = Vec::new();
+    let mut i = start;
+    while i < end {
+        let diag = cursor + (i - start) as u64;
+        let best = best_at(lz, src, new, i, end, rep0, diag);
+        let take = match best {
+            Some((it, sc)) if it.len() < end - i => {
+                let next = best_at(lz, src, new, i + 1, end, rep0, diag + 1);
+                !matches!(next, Some((_, sc2)) if sc2 > sc + 8)
+            }
+            Some(_) => true,
+            None => false,
+        };
+        match best {
+            Some((it, _)) if take => {
+                match it {
+                    Item::Target(d, _) => rep0 = d,
+                    Item::Source(..) => {}
+                    Item::Lit => {}
+                }
+                i += it.len();
+                items.push(it);
+            }
+            _ => {
+                items.push(Item::Lit);
+                i += 1;
+            }
+        }
+    }
+    (items, cursor)
 }
 
 struct Control {
@@ -197,6 +343,7 @@ fn encode_inner(
         source_size,
     };
     let mut lz = Lz::new(new);
+    let src = SrcIndex::new(old);
     let mut out = header.to_bytes().to_vec();
     let bs = params.block_size();
 
@@ -224,6 +371,7 @@ fn encode_inner(
             params,
             stats: stats.as_deref_mut(),
             lz: &mut lz,
+            src: &src,
         };
         enc.encode_block(&mut out, pos, &block)?;
         pos = end;
@@ -292,6 +440,7 @@ struct BlockEnc<'a, 'b> {
     params: Params,
     stats: Option<&'b mut [f64; 4]>,
     lz: &'b mut Lz<'a>,
+    src: &'b SrcIndex<'a>,
 }
 
 impl BlockEnc<'_, '_> {
@@ -317,12 +466,16 @@ impl BlockEnc<'_, '_> {
                 return Err(EncodeError::BadSegments("source cursor out of step"));
             }
             let after_add = cur_src + u64::from(c.add);
+            let lit_start = (pos + u64::from(c.add)) as usize;
+            let lit_end = lit_start + c.lit as usize;
+            let (items, src_after) =
+                plan(lz, self.src, new, lit_start, lit_end, model.rep0, after_add);
             let next_old = ctrls
                 .get(k + 1..)
                 .and_then(|rest| rest.iter().find(|n| n.add > 0))
                 .map(|n| n.add_old);
             let seek = match next_old {
-                Some(o) => o as i64 - after_add as i64,
+                Some(o) => o as i64 - src_after as i64,
                 None => 0,
             };
             rc.cat = 0;
@@ -335,37 +488,29 @@ impl BlockEnc<'_, '_> {
                 model.encode_diff(&mut rc, pos + i, o, n);
             }
             pos += u64::from(c.add);
-            let end = (pos + u64::from(c.lit)) as usize;
-            let mut i = pos as usize;
-            while i < end {
-                let m = lz.find(i, end - i, model.rep0);
-                // Lazy evaluation: a longer match one byte later wins over this one.
-                let take = match m {
-                    Some((_, l)) if (l as usize) < end - i => {
-                        let next = lz.find(i + 1, end - i - 1, model.rep0);
-                        !matches!(next, Some((_, l2)) if l2 > l + 1)
-                    }
-                    Some(_) => true,
-                    None => false,
-                };
-                match m {
-                    Some((dist, len)) if take => {
-                        rc.cat = 3;
-                        model.encode_is_match(&mut rc, true);
-                        model.encode_match(&mut rc, dist, len);
-                        i += len as usize;
-                        model.after_match(new[i - 1]);
-                    }
-                    _ => {
-                        rc.cat = 3;
+            let mut i = lit_start;
+            rc.cat = 3;
+            for item in items {
+                match item {
+                    Item::Lit => {
                         model.encode_is_match(&mut rc, false);
                         model.encode_lit(&mut rc, i as u64, new[i]);
-                        i += 1;
+                    }
+                    Item::Target(d, l) => {
+                        model.encode_is_match(&mut rc, true);
+                        model.encode_match(&mut rc, d, l);
+                        model.after_match(new[i + l as usize - 1]);
+                    }
+                    Item::Source(off, l) => {
+                        model.encode_is_match(&mut rc, true);
+                        model.encode_source_match(&mut rc, off, l);
+                        model.after_match(new[i + l as usize - 1]);
                     }
                 }
+                i += item.len();
             }
             pos += u64::from(c.lit);
-            cur_src = (after_add as i64 + seek) as u64;
+            cur_src = (src_after as i64 + seek) as u64;
         }
         if let (Some(dst), Some(src)) = (self.stats.as_deref_mut(), rc.stats) {
             for (d, s) in dst.iter_mut().zip(src) {

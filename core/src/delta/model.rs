@@ -9,6 +9,15 @@ use crate::rc::{Prob, RangeDecoder, PROB_INIT};
 /// coded as direct bits.
 const MANT_MODELLED: u32 = 3;
 
+/// A decoded match item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Match {
+    /// Copy from the target, `distance` back.
+    Target(u32, u32),
+    /// Copy from the source at cursor + offset (the cursor then follows the match).
+    Source(i64, u32),
+}
+
 /// Shortest target-history match.
 pub(crate) const MIN_MATCH: u32 = 2;
 
@@ -82,6 +91,9 @@ pub(crate) struct Model<const LT: usize> {
     seek: NumModel,
     seek_sign: [Prob; 3],
     lz_flag: [Prob; 4],
+    src_flag: [Prob; 2],
+    soff: NumModel,
+    soff_sign: [Prob; 2],
     rep_flag: [Prob; 2],
     dist: NumModel,
     mlen: NumModel,
@@ -113,6 +125,9 @@ impl<const LT: usize> Model<LT> {
             seek: NumModel::new(),
             seek_sign: [PROB_INIT; 3],
             lz_flag: [PROB_INIT; 4],
+            src_flag: [PROB_INIT; 2],
+            soff: NumModel::new(),
+            soff_sign: [PROB_INIT; 2],
             rep_flag: [PROB_INIT; 2],
             dist: NumModel::new(),
             mlen: NumModel::new(),
@@ -291,9 +306,48 @@ impl<const LT: usize> Model<LT> {
         }
     }
 
-    /// Decode a match `(distance, length)`; `None` if impossible.
-    pub(crate) fn decode_match(&mut self, rc: &mut RangeDecoder) -> Option<(u32, u32)> {
+    /// Decode a match: `Target(distance, length)` or `Source(offset from the source cursor,
+    /// length)`; `None` if impossible.
+    pub(crate) fn decode_match(&mut self, rc: &mut RangeDecoder) -> Option<Match> {
         let st = usize::from(self.lz_state & 1);
+        let from_source = match self.src_flag.get_mut(st) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        };
+        if from_source {
+            let mag = self.soff.decode(rc)?;
+            let neg = mag != 0
+                && match self.soff_sign.get_mut(st) {
+                    Some(p) => rc.bit(p) == 1,
+                    None => false,
+                };
+            let len = self.mlen.decode(rc)?.checked_add(MIN_MATCH)?;
+            self.lz_state = 1;
+            let off = if neg { -i64::from(mag) } else { i64::from(mag) };
+            return Some(Match::Source(off, len));
+        }
+        let (d, l) = self.decode_target_match(rc, st)?;
+        Some(Match::Target(d, l))
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_source_match(&mut self, rc: &mut RangeEncoder, off: i64, len: u32) {
+        let st = usize::from(self.lz_state & 1);
+        if let Some(p) = self.src_flag.get_mut(st) {
+            rc.bit(p, 1);
+        }
+        let mag = u32::try_from(off.unsigned_abs()).unwrap_or(u32::MAX);
+        self.soff.encode(rc, mag);
+        if mag != 0 {
+            if let Some(p) = self.soff_sign.get_mut(st) {
+                rc.bit(p, u32::from(off < 0));
+            }
+        }
+        self.mlen.encode(rc, len - MIN_MATCH);
+        self.lz_state = 1;
+    }
+
+    fn decode_target_match(&mut self, rc: &mut RangeDecoder, st: usize) -> Option<(u32, u32)> {
         let rep = match self.rep_flag.get_mut(st) {
             Some(p) => rc.bit(p) == 1,
             None => false,
@@ -312,6 +366,9 @@ impl<const LT: usize> Model<LT> {
     #[cfg(feature = "std")]
     pub(crate) fn encode_match(&mut self, rc: &mut RangeEncoder, dist: u32, len: u32) {
         let st = usize::from(self.lz_state & 1);
+        if let Some(p) = self.src_flag.get_mut(st) {
+            rc.bit(p, 0);
+        }
         let rep = dist == self.rep0;
         if let Some(p) = self.rep_flag.get_mut(st) {
             rc.bit(p, u32::from(rep));
