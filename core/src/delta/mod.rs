@@ -17,7 +17,7 @@
 //! `comp_len` bytes of range-coded controls and bytes. The coder and all models restart at
 //! every block, so application can resume at any block boundary after a power loss.
 //!
-//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT>>()`, about 3 KiB + 512
+//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT>>()`, about 6 KiB + 512
 //! bytes per literal table) plus whatever buffering the target needs (one flash sector on a
 //! device). There is no dictionary: the source is read in place.
 
@@ -56,13 +56,13 @@ pub struct Params {
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables (8 KiB of models), 1 MiB blocks.
+    /// Best ratio: 16 literal tables (decoder state 14 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
     };
-    /// Small RAM: 1 literal table (decoder state under 4 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table (decoder state 6.4 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
