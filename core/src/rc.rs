@@ -1,4 +1,5 @@
-//! Adaptive binary range coder (the LZMA family's coder: 11-bit probabilities, 5-bit adaptation).
+//! Adaptive binary range coder (the LZMA family's design with 15-bit probabilities and 5-bit
+//! adaptation: long runs of certain events cost about 0.0014 bit each).
 //!
 //! The decoder is `no_std`, heap-free and never panics: it reads its input from a small buffer
 //! owned by the delta decoder, and reading past the end of a block's bytes sets an overrun flag
@@ -7,7 +8,7 @@
 /// One adaptive probability (of a 0 bit), 11 bits of precision.
 pub type Prob = u16;
 
-pub(crate) const PROB_BITS: u32 = 11;
+pub(crate) const PROB_BITS: u32 = 15;
 pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
 pub(crate) const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
 const MOVE_BITS: u32 = 5;
@@ -16,8 +17,10 @@ const TOP: u32 = 1 << 24;
 /// Size of the decoder's input window (bytes). A decoding step never needs more than
 /// [`STEP_INPUT`] bytes, so the window is refilled between steps.
 pub(crate) const INPUT_WINDOW: usize = 320;
-/// Upper bound of the input bytes one decoding step consumes (see `delta::decode`).
-pub(crate) const STEP_INPUT: usize = 200;
+/// Upper bound of the input bytes one decoding step consumes (see `delta::decode`): at most
+/// 2 bytes per modelled bit; a step is at most 8 difference bytes (11 bits each), or 8
+/// literal items (9 bits each) plus one match header (< 60 bytes), or one control (< 80).
+pub(crate) const STEP_INPUT: usize = 224;
 
 /// Range decoder over a small refillable window.
 #[derive(Debug, Clone)]
@@ -113,7 +116,9 @@ impl RangeDecoder {
 
     #[inline]
     fn normalize(&mut self) {
-        if self.range < TOP {
+        // With 15-bit probabilities one coded bit can shrink the range by up to 2^-11, so
+        // at most two shifts restore it (hence at most 2 input bytes per modelled bit).
+        while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | u32::from(self.next_byte());
         }

@@ -7,9 +7,9 @@ use super::{ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, 
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
 /// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
-const CHUNK: usize = 16;
+const CHUNK: usize = 8;
 /// Literal items per step (each may be a 9-bit literal; a match header follows at most).
-const LIT_CHUNK: usize = 12;
+const LIT_CHUNK: usize = 8;
 
 /// Where the decoder reads the source image and writes the target image.
 pub trait PatchIo {
