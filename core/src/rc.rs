@@ -1,18 +1,42 @@
-//! Adaptive binary range coder (the LZMA family's design with 15-bit probabilities and 5-bit
-//! adaptation: long runs of certain events cost about 0.0014 bit each).
+//! Adaptive binary range coder (the LZMA family's design) whose probability cells carry a
+//! 13-bit probability and a 3-bit confidence count in one `u16`: a fresh cell adapts with
+//! shift 2, a settled one with shift 5, and near-certain events cost about 0.006 bit.
 //!
 //! The decoder is `no_std`, heap-free and never panics: it reads its input from a small buffer
 //! owned by the delta decoder, and reading past the end of a block's bytes sets an overrun flag
 //! instead of failing mid-symbol; the caller checks the flag after each step.
 
-/// One adaptive probability (of a 0 bit), 11 bits of precision.
+/// One adaptive cell: probability of a 0 bit (16-bit scale, 13 bits kept) + confidence count.
 pub type Prob = u16;
 
-pub(crate) const PROB_BITS: u32 = 15;
+pub(crate) const PROB_BITS: u32 = 16;
 pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
 pub(crate) const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
-const MOVE_BITS: u32 = 5;
 const TOP: u32 = 1 << 24;
+
+const LIMIT: u32 = 5;
+
+/// The probability part of a cell (16-bit scale, low 3 bits hold the confidence count).
+#[inline]
+fn pmix(p: Prob) -> u32 {
+    u32::from(p & 0xFFF8)
+}
+
+/// Adapt: the shift grows from 2 to `LIMIT` as the cell sees its first bits, so fresh
+/// contexts learn fast and settled ones are stable.
+#[inline]
+fn pupd(p: &mut Prob, bit: u32) {
+    let mut a = u32::from(*p & 0xFFF8);
+    let n = u32::from(*p & 7);
+    let sh = (n + 2).min(LIMIT);
+    if bit == 0 {
+        a += (PROB_ONE - a) >> sh;
+    } else {
+        a -= a >> sh;
+    }
+    let a = a.clamp(64, PROB_ONE - 64) & 0xFFF8;
+    *p = (a | (n + 1).min(7)) as Prob;
+}
 
 /// Size of the decoder's input window (bytes). A decoding step never needs more than
 /// [`STEP_INPUT`] bytes, so the window is refilled between steps.
@@ -116,8 +140,8 @@ impl RangeDecoder {
 
     #[inline]
     fn normalize(&mut self) {
-        // With 15-bit probabilities one coded bit can shrink the range by up to 2^-11, so
-        // at most two shifts restore it (hence at most 2 input bytes per modelled bit).
+        // A cell's probability is at least 64/65536, so one coded bit shrinks the range by at
+        // most 2^-10: at most two shifts restore it (at most 2 input bytes per modelled bit).
         while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | u32::from(self.next_byte());
@@ -126,17 +150,16 @@ impl RangeDecoder {
 
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
-        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+        let bound = (self.range >> PROB_BITS) * pmix(*p);
         let bit = if self.code < bound {
             self.range = bound;
-            *p += ((PROB_ONE - u32::from(*p)) >> MOVE_BITS) as Prob;
             0
         } else {
             self.code -= bound;
             self.range -= bound;
-            *p -= *p >> MOVE_BITS;
             1
         };
+        pupd(p, bit);
         self.normalize();
         bit
     }
@@ -224,21 +247,20 @@ impl RangeEncoder {
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob, bit: u32) {
         if let Some(st) = self.stats.as_mut() {
-            let p0 = f64::from(*p) / f64::from(PROB_ONE);
+            let p0 = f64::from(pmix(*p)) / f64::from(PROB_ONE);
             let pr = if bit == 0 { p0 } else { 1.0 - p0 };
             if let Some(c) = st.get_mut(self.cat) {
                 *c -= pr.log2();
             }
         }
-        let bound = (self.range >> PROB_BITS) * u32::from(*p);
+        let bound = (self.range >> PROB_BITS) * pmix(*p);
         if bit == 0 {
             self.range = bound;
-            *p += ((PROB_ONE - u32::from(*p)) >> MOVE_BITS) as Prob;
         } else {
             self.low += u64::from(bound);
             self.range -= bound;
-            *p -= *p >> MOVE_BITS;
         }
+        pupd(p, bit);
         while self.range < TOP {
             self.range <<= 8;
             self.shift_low();
