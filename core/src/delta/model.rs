@@ -81,7 +81,10 @@ impl NumModel {
 pub(crate) struct Model<const LT: usize> {
     lit: [[Prob; 256]; LT],
     dzero: [Prob; 256],
-    dsame: [Prob; 4],
+    mru_hit: [Prob; 4],
+    mru_idx: [[Prob; 8]; 2],
+    /// The last 8 distinct non-zero differences, most recent first.
+    mru: [u8; 8],
     dsame4: [Prob; 4],
     /// The last 8 difference bytes (newest in the low byte).
     dhist: u64,
@@ -116,7 +119,9 @@ impl<const LT: usize> Model<LT> {
         Self {
             lit: [[PROB_INIT; 256]; LT],
             dzero: [PROB_INIT; 256],
-            dsame: [PROB_INIT; 4],
+            mru_hit: [PROB_INIT; 4],
+            mru_idx: [[PROB_INIT; 8]; 2],
+            mru: [0; 8],
             dsame4: [PROB_INIT; 4],
             dhist: 0,
             dval: [[PROB_INIT; 256]; 2],
@@ -180,6 +185,13 @@ impl<const LT: usize> Model<LT> {
         self.d1 = d;
         if d != 0 {
             self.last_nz = d;
+            let k = self
+                .mru
+                .iter()
+                .position(|&v| v == d)
+                .unwrap_or(self.mru.len() - 1);
+            self.mru.copy_within(0..k, 1);
+            self.mru[0] = d;
         }
         self.prev_out = out;
     }
@@ -204,12 +216,16 @@ impl<const LT: usize> Model<LT> {
             d4
         } else {
             let c = usize::from(self.d1 != 0);
-            let same = match self.dsame.get_mut(c) {
+            let hit = match self.mru_hit.get_mut(c) {
                 Some(p) => rc.bit(p),
                 None => 0,
             };
-            if same == 1 {
-                self.last_nz
+            if hit == 1 {
+                let k = match self.mru_idx.get_mut(c) {
+                    Some(t) => rc.tree(t, 3) as usize,
+                    None => 0,
+                };
+                self.mru.get(k).copied().unwrap_or(0)
             } else {
                 match self.dval.get_mut(c) {
                     Some(t) => rc.tree(t, 8) as u8,
@@ -241,11 +257,15 @@ impl<const LT: usize> Model<LT> {
         }
         if d != 0 && !via4 {
             let c = usize::from(self.d1 != 0);
-            let same = d == self.last_nz;
-            if let Some(p) = self.dsame.get_mut(c) {
-                rc.bit(p, u32::from(same));
+            let k = self.mru.iter().position(|&v| v == d);
+            if let Some(p) = self.mru_hit.get_mut(c) {
+                rc.bit(p, u32::from(k.is_some()));
             }
-            if !same {
+            if let Some(k) = k {
+                if let Some(t) = self.mru_idx.get_mut(c) {
+                    rc.tree(t, 3, k as u32);
+                }
+            } else {
                 if let Some(t) = self.dval.get_mut(c) {
                     rc.tree(t, 8, u32::from(d));
                 }
