@@ -25,10 +25,10 @@ fn pmix(p: Prob) -> u32 {
 /// Adapt: the shift grows from 2 to `LIMIT` as the cell sees its first bits, so fresh
 /// contexts learn fast and settled ones are stable.
 #[inline]
-fn pupd(p: &mut Prob, bit: u32) {
+fn pupd<const LIM: u32>(p: &mut Prob, bit: u32) {
     let mut a = u32::from(*p & 0xFFF8);
     let n = u32::from(*p & 7);
-    let sh = (n + 2).min(LIMIT);
+    let sh = (n + 2).min(LIM);
     if bit == 0 {
         a += (PROB_ONE - a) >> sh;
     } else {
@@ -150,6 +150,12 @@ impl RangeDecoder {
 
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
+        self.bit_l::<LIMIT>(p)
+    }
+
+    /// [`RangeDecoder::bit`] with a settled adaptation shift of `LIM`.
+    #[inline]
+    pub(crate) fn bit_l<const LIM: u32>(&mut self, p: &mut Prob) -> u32 {
         let bound = (self.range >> PROB_BITS) * pmix(*p);
         let bit = if self.code < bound {
             self.range = bound;
@@ -159,7 +165,7 @@ impl RangeDecoder {
             self.range -= bound;
             1
         };
-        pupd(p, bit);
+        pupd::<LIM>(p, bit);
         self.normalize();
         bit
     }
@@ -185,6 +191,12 @@ impl RangeDecoder {
     /// (`probs.len()` must be `1 << bits`; extra entries are ignored, missing ones read as 1/2).
     #[inline]
     pub(crate) fn tree(&mut self, probs: &mut [Prob], bits: u32) -> u32 {
+        self.tree_l::<LIMIT>(probs, bits)
+    }
+
+    /// [`RangeDecoder::tree`] with a settled adaptation shift of `LIM`.
+    #[inline]
+    pub(crate) fn tree_l<const LIM: u32>(&mut self, probs: &mut [Prob], bits: u32) -> u32 {
         let mut m: usize = 1;
         let mut spare = PROB_INIT;
         for _ in 0..bits {
@@ -192,7 +204,7 @@ impl RangeDecoder {
                 Some(p) => p,
                 None => &mut spare,
             };
-            m = (m << 1) | self.bit(p) as usize;
+            m = (m << 1) | self.bit_l::<LIM>(p) as usize;
         }
         (m as u32).wrapping_sub(1 << bits)
     }
@@ -246,6 +258,10 @@ impl RangeEncoder {
 
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob, bit: u32) {
+        self.bit_l::<LIMIT>(p, bit)
+    }
+
+    pub(crate) fn bit_l<const LIM: u32>(&mut self, p: &mut Prob, bit: u32) {
         if let Some(st) = self.stats.as_mut() {
             let p0 = f64::from(pmix(*p)) / f64::from(PROB_ONE);
             let pr = if bit == 0 { p0 } else { 1.0 - p0 };
@@ -260,7 +276,7 @@ impl RangeEncoder {
             self.low += u64::from(bound);
             self.range -= bound;
         }
-        pupd(p, bit);
+        pupd::<LIM>(p, bit);
         while self.range < TOP {
             self.range <<= 8;
             self.shift_low();
@@ -284,6 +300,10 @@ impl RangeEncoder {
     }
 
     pub(crate) fn tree(&mut self, probs: &mut [Prob], bits: u32, value: u32) {
+        self.tree_l::<LIMIT>(probs, bits, value)
+    }
+
+    pub(crate) fn tree_l<const LIM: u32>(&mut self, probs: &mut [Prob], bits: u32, value: u32) {
         let mut m: usize = 1;
         let mut spare = PROB_INIT;
         for i in (0..bits).rev() {
@@ -292,7 +312,7 @@ impl RangeEncoder {
                 Some(p) => p,
                 None => &mut spare,
             };
-            self.bit(p, b);
+            self.bit_l::<LIM>(p, b);
             m = (m << 1) | b as usize;
         }
     }

@@ -18,6 +18,9 @@ pub(crate) enum Match {
     Source(i64, u32),
 }
 
+/// Settled adaptation shift of literal cells (slower: literals are close to random).
+const LIT_LIMIT: u32 = 6;
+
 /// Shortest target-history match.
 pub(crate) const MIN_MATCH: u32 = 2;
 
@@ -279,7 +282,7 @@ impl<const LT: usize> Model<LT> {
     pub(crate) fn decode_lit(&mut self, rc: &mut RangeDecoder, pos: u64) -> u8 {
         let ctx = self.lit_ctx(pos);
         let b = match self.lit.get_mut(ctx) {
-            Some(t) => rc.tree(t, 8) as u8,
+            Some(t) => rc.tree_l::<LIT_LIMIT>(t, 8) as u8,
             None => 0,
         };
         self.prev_out = b;
@@ -295,7 +298,7 @@ impl<const LT: usize> Model<LT> {
         rc.cat = 3;
         let ctx = self.lit_ctx(pos);
         if let Some(t) = self.lit.get_mut(ctx) {
-            rc.tree(t, 8, u32::from(b));
+            rc.tree_l::<LIT_LIMIT>(t, 8, u32::from(b));
         }
         self.prev_out = b;
         self.d2 = self.d1;
