@@ -12,6 +12,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("small") => Params::SMALL,
         _ => Params::BEST,
     };
+    let params = match std::env::var("BS_LCLP") {
+        Ok(v) => {
+            let b = v.as_bytes();
+            Params {
+                lc: b[0] - b'0',
+                lp: b[1] - b'0',
+                ..params
+            }
+        }
+        Err(_) => params,
+    };
     let mut ratios = Vec::new();
     let mut cost = [0.0f64; 4];
     let (mut tot_p, mut tot_n) = (0u64, 0u64);

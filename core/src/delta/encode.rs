@@ -158,7 +158,14 @@ impl<'a> SrcIndex<'a> {
     }
 
     /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`.
-    fn find(&self, new: &[u8], pos: usize, max: usize, cursor: u64) -> Option<(i64, u32, i64)> {
+    fn find(
+        &self,
+        new: &[u8],
+        pos: usize,
+        max: usize,
+        cursor: u64,
+        last_off: i64,
+    ) -> Option<(i64, u32, i64)> {
         let common = |a: usize| {
             let mut l = 0;
             while l < max && a + l < self.old.len() && self.old[a + l] == new[pos + l] {
@@ -166,14 +173,24 @@ impl<'a> SrcIndex<'a> {
             }
             l
         };
-        let cost = |off: i64| 10 + (64 - off.unsigned_abs().leading_zeros()) as i64;
+        let cost = |off: i64| {
+            if off == last_off {
+                6
+            } else {
+                12 + (64 - off.unsigned_abs().leading_zeros()) as i64
+            }
+        };
         let mut best: Option<(i64, u32, i64)> = None;
         let mut best_score = 0;
-        if (cursor as usize) < self.old.len() {
-            let l = common(cursor as usize);
-            if l >= MIN_MATCH as usize {
-                best_score = l as i64 * 8 - cost(0);
-                best = Some((0, l as u32, best_score));
+        for off in [0, last_off] {
+            let at = cursor as i64 + off;
+            if at >= 0 && (at as usize) < self.old.len() {
+                let l = common(at as usize);
+                let score = l as i64 * 8 - cost(off);
+                if l >= MIN_MATCH as usize && score > best_score {
+                    best_score = score;
+                    best = Some((off, l as u32, score));
+                }
             }
         }
         if pos + 4 <= new.len() && max >= 4 {
@@ -218,21 +235,30 @@ impl Item {
     }
 }
 
+/// Parser state that the choice of items depends on.
+#[derive(Debug, Clone, Copy)]
+struct ParseState {
+    /// Last target-match distance.
+    rep0: u32,
+    /// Source position on the diagonal at the current target position.
+    diag: u64,
+    /// Last source-match offset.
+    last_off: i64,
+}
+
 /// The best item at `i` (target history or source), with its score in bits saved.
 fn best_at(
     lz: &mut Lz<'_>,
     src: &SrcIndex<'_>,
-    new: &[u8],
     i: usize,
     end: usize,
-    rep0: u32,
-    cursor: u64,
+    st: ParseState,
 ) -> Option<(Item, i64)> {
     let t = lz
-        .find(i, end - i, rep0)
+        .find(i, end - i, st.rep0)
         .map(|(d, l, sc)| (Item::Target(d, l), sc));
     let s = src
-        .find(new, i, end - i, cursor)
+        .find(lz.new, i, end - i, st.diag, st.last_off)
         .map(|(o, l, sc)| (Item::Source(o, l), sc));
     match (t, s) {
         (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
@@ -241,25 +267,28 @@ fn best_at(
 }
 
 /// Choose the items of the literal region `new[start..end]`: literals, target-history
-/// matches and source matches (greedy with one step of lazy evaluation). Returns the items
-/// and the source cursor after them.
+/// matches and source matches (greedy with one step of lazy evaluation). `st.diag` is the
+/// source cursor at `start`.
 fn plan(
     lz: &mut Lz<'_>,
     src: &SrcIndex<'_>,
-    new: &[u8],
     start: usize,
     end: usize,
-    mut rep0: u32,
-    cursor: u64,
-) -> (Vec<Item>, u64) {
+    mut st: ParseState,
+) -> Vec<Item> {
+    let cursor = st.diag;
     let mut items = Vec::new();
     let mut i = start;
     while i < end {
-        let diag = cursor + (i - start) as u64;
-        let best = best_at(lz, src, new, i, end, rep0, diag);
+        st.diag = cursor + (i - start) as u64;
+        let best = best_at(lz, src, i, end, st);
         let take = match best {
             Some((it, sc)) if it.len() < end - i => {
-                let next = best_at(lz, src, new, i + 1, end, rep0, diag + 1);
+                let next_st = ParseState {
+                    diag: st.diag + 1,
+                    ..st
+                };
+                let next = best_at(lz, src, i + 1, end, next_st);
                 !matches!(next, Some((_, sc2)) if sc2 > sc + 8)
             }
             Some(_) => true,
@@ -268,8 +297,8 @@ fn plan(
         match best {
             Some((it, _)) if take => {
                 match it {
-                    Item::Target(d, _) => rep0 = d,
-                    Item::Source(..) => {}
+                    Item::Target(d, _) => st.rep0 = d,
+                    Item::Source(off, _) => st.last_off = off,
                     Item::Lit => {}
                 }
                 i += it.len();
@@ -281,7 +310,7 @@ fn plan(
             }
         }
     }
-    (items, cursor)
+    items
 }
 
 struct Control {
@@ -468,8 +497,13 @@ impl BlockEnc<'_, '_> {
             let after_add = cur_src + u64::from(c.add);
             let lit_start = (pos + u64::from(c.add)) as usize;
             let lit_end = lit_start + c.lit as usize;
-            let (items, src_after) =
-                plan(lz, self.src, new, lit_start, lit_end, model.rep0, after_add);
+            let st = ParseState {
+                rep0: model.rep0,
+                diag: after_add,
+                last_off: model.last_soff,
+            };
+            let items = plan(lz, self.src, lit_start, lit_end, st);
+            let src_after = after_add;
             let next_old = ctrls
                 .get(k + 1..)
                 .and_then(|rest| rest.iter().find(|n| n.add > 0))

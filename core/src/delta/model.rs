@@ -100,6 +100,9 @@ pub(crate) struct Model<const LT: usize> {
     src_flag: [Prob; 2],
     soff: NumModel,
     soff_sign: [Prob; 2],
+    srep_flag: [Prob; 2],
+    /// Offset of the last source match (from its diagonal).
+    pub(crate) last_soff: i64,
     rep_flag: [Prob; 2],
     dist: NumModel,
     mlen: NumModel,
@@ -136,6 +139,8 @@ impl<const LT: usize> Model<LT> {
             src_flag: [PROB_INIT; 2],
             soff: NumModel::new(),
             soff_sign: [PROB_INIT; 2],
+            srep_flag: [PROB_INIT; 2],
+            last_soff: 0,
             rep_flag: [PROB_INIT; 2],
             dist: NumModel::new(),
             mlen: NumModel::new(),
@@ -338,15 +343,28 @@ impl<const LT: usize> Model<LT> {
             None => false,
         };
         if from_source {
-            let mag = self.soff.decode(rc)?;
-            let neg = mag != 0
-                && match self.soff_sign.get_mut(st) {
-                    Some(p) => rc.bit(p) == 1,
-                    None => false,
-                };
+            let srep = match self.srep_flag.get_mut(st) {
+                Some(p) => rc.bit(p) == 1,
+                None => false,
+            };
+            let off = if srep {
+                self.last_soff
+            } else {
+                let mag = self.soff.decode(rc)?;
+                let neg = mag != 0
+                    && match self.soff_sign.get_mut(st) {
+                        Some(p) => rc.bit(p) == 1,
+                        None => false,
+                    };
+                if neg {
+                    -i64::from(mag)
+                } else {
+                    i64::from(mag)
+                }
+            };
             let len = self.mlen.decode(rc)?.checked_add(MIN_MATCH)?;
             self.lz_state = 1;
-            let off = if neg { -i64::from(mag) } else { i64::from(mag) };
+            self.last_soff = off;
             return Some(Match::Source(off, len));
         }
         let (d, l) = self.decode_target_match(rc, st)?;
@@ -359,15 +377,22 @@ impl<const LT: usize> Model<LT> {
         if let Some(p) = self.src_flag.get_mut(st) {
             rc.bit(p, 1);
         }
-        let mag = u32::try_from(off.unsigned_abs()).unwrap_or(u32::MAX);
-        self.soff.encode(rc, mag);
-        if mag != 0 {
-            if let Some(p) = self.soff_sign.get_mut(st) {
-                rc.bit(p, u32::from(off < 0));
+        let srep = off == self.last_soff;
+        if let Some(p) = self.srep_flag.get_mut(st) {
+            rc.bit(p, u32::from(srep));
+        }
+        if !srep {
+            let mag = u32::try_from(off.unsigned_abs()).unwrap_or(u32::MAX);
+            self.soff.encode(rc, mag);
+            if mag != 0 {
+                if let Some(p) = self.soff_sign.get_mut(st) {
+                    rc.bit(p, u32::from(off < 0));
+                }
             }
         }
         self.mlen.encode(rc, len - MIN_MATCH);
         self.lz_state = 1;
+        self.last_soff = off;
     }
 
     fn decode_target_match(&mut self, rc: &mut RangeDecoder, st: usize) -> Option<(u32, u32)> {
