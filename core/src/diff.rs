@@ -134,10 +134,6 @@ const DENSE_MIN: usize = 12;
 /// Emit the match `a -> b` (source offset `o`) as Add pieces, with stretches where at least
 /// `DENSE_MIN` of `DENSE_WIN` bytes differ emitted as literal regions instead.
 fn split_dense(a: &[u8], b: &[u8], o: u64, out: &mut Vec<Segment>) {
-    let dense_min: usize = std::env::var("BS_DENSE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
     let n = a.len();
     let diff: Vec<bool> = a.iter().zip(b).map(|(x, y)| x != y).collect();
     let mut lit = vec![false; n];
