@@ -23,6 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(_) => params,
     };
+    let params = match std::env::var("BS_BLOCK") {
+        Ok(v) => Params {
+            block_log2: v.parse()?,
+            ..params
+        },
+        Err(_) => params,
+    };
     let mut ratios = Vec::new();
     let mut cost = [0.0f64; 4];
     let (mut tot_p, mut tot_n) = (0u64, 0u64);

@@ -40,11 +40,11 @@ fn pupd<const LIM: u32>(p: &mut Prob, bit: u32) {
 
 /// Size of the decoder's input window (bytes). A decoding step never needs more than
 /// [`STEP_INPUT`] bytes, so the window is refilled between steps.
-pub(crate) const INPUT_WINDOW: usize = 320;
+pub(crate) const INPUT_WINDOW: usize = 384;
 /// Upper bound of the input bytes one decoding step consumes (see `delta::decode`): at most
-/// 2 bytes per modelled bit; a step is at most 8 difference bytes (11 bits each), or 8
-/// literal items (9 bits each) plus one match header (< 60 bytes), or one control (< 80).
-pub(crate) const STEP_INPUT: usize = 224;
+/// 2 bytes per modelled bit; a step is at most 8 difference items (12 bits each) or 8
+/// literal items (9 bits each), plus one match header (< 60 bytes); or one control (< 80).
+pub(crate) const STEP_INPUT: usize = 272;
 
 /// Range decoder over a small refillable window.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! through [`PatchIo::read_source`] and emits the target in order through
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
-use super::model::{Match, Model};
+use super::model::{DiffItem, Match, Model};
 use super::{ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES};
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
@@ -114,6 +114,13 @@ enum Op {
         len: u32,
         after: u32,
     },
+    /// Repeat `len` difference bytes from `dist` back in the difference history, then
+    /// `after` more bytes of the difference run.
+    DiffMatch {
+        dist: u32,
+        len: u32,
+        after: u32,
+    },
     /// Copy `len` bytes from the source at `at`, then `after` more literal-region bytes.
     SrcMatch {
         at: u64,
@@ -122,10 +129,11 @@ enum Op {
     },
 }
 
-/// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each); a stream
-/// that needs more is refused with [`DeltaError::TooManyTables`].
+/// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each) and a
+/// difference window of `W` bytes; a stream that needs more is refused
+/// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`]).
 #[derive(Debug, Clone)]
-pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES> {
+pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384> {
     phase: Phase,
     small: [u8; HEADER_LEN],
     small_fill: usize,
@@ -146,9 +154,16 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES> {
     src_pos: u64,
     /// Target position where the current literal region began.
     lit_start: u64,
+    /// The block's recent difference bytes (a ring).
+    ring: [u8; W],
+    /// Difference bytes produced in this block.
+    ring_len: u64,
 }
 
-impl<const LT: usize> DeltaDecoder<LT> {
+/// Decoder for the `small` profile: one literal table, 1 KiB difference window.
+pub type SmallDeltaDecoder = DeltaDecoder<1, 1024>;
+
+impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
     /// A decoder for a stream made against a source of `source_len` bytes.
     pub fn new(source_len: u64) -> Self {
         Self {
@@ -171,6 +186,8 @@ impl<const LT: usize> DeltaDecoder<LT> {
             pending_seek: 0,
             src_pos: 0,
             lit_start: 0,
+            ring: [0; W],
+            ring_len: 0,
         }
     }
 
@@ -208,6 +225,12 @@ impl<const LT: usize> DeltaDecoder<LT> {
             return Err(DeltaError::TooManyTables {
                 needed: h.params.lit_tables(),
                 have: LT,
+            });
+        }
+        if h.params.window() > W {
+            return Err(DeltaError::WindowTooLarge {
+                needed: h.params.window(),
+                have: W,
             });
         }
         if u64::from(h.source_size) != self.source_len {
@@ -382,6 +405,7 @@ impl<const LT: usize> DeltaDecoder<LT> {
         self.rc.reset();
         self.rc_started = false;
         self.model = Model::new(h.params.lc, h.params.lp);
+        self.ring_len = 0;
         self.op = Op::Control;
         self.phase = Phase::Body;
         Ok(())
@@ -456,22 +480,73 @@ impl<const LT: usize> DeltaDecoder<LT> {
                 let chunk = buf.get_mut(..k).unwrap_or(&mut []);
                 io.read_source(self.src_pos, chunk)
                     .map_err(ApplyError::Io)?;
+                let window = self.header.map_or(0, |h| h.params.window());
+                let mut done = 0usize;
+                let mut matched = None;
                 for (i, b) in chunk.iter_mut().enumerate() {
-                    *b = self
-                        .model
-                        .decode_diff(&mut self.rc, self.target_pos + i as u64, *b);
+                    let old = *b;
+                    let pos = self.target_pos + i as u64;
+                    match self.model.decode_diff(&mut self.rc, pos, old, window > 0) {
+                        DiffItem::MatchStart => {
+                            matched = Some(self.model.decode_diff_match(&mut self.rc));
+                            break;
+                        }
+                        DiffItem::Byte(v) => *b = v,
+                    }
+                    self.ring_push(b.wrapping_sub(old));
+                    done += 1;
+                }
+                if self.rc.overrun {
+                    return Ok(());
+                }
+                io.write_target(chunk.get(..done).unwrap_or(&[]))
+                    .map_err(ApplyError::Io)?;
+                self.src_pos += done as u64;
+                self.target_pos += done as u64;
+                let rest = n - done as u32;
+                match matched {
+                    Some(None) => return Err(self.corrupt("impossible difference match").into()),
+                    Some(Some((dist, len))) => {
+                        let avail = self.ring_len.min(window as u64);
+                        if dist == 0 || u64::from(dist) > avail {
+                            return Err(self.corrupt("difference match before the window").into());
+                        }
+                        if len > rest {
+                            return Err(self.corrupt("difference match runs past its run").into());
+                        }
+                        self.op = Op::DiffMatch {
+                            dist,
+                            len,
+                            after: rest - len,
+                        };
+                    }
+                    None => self.after_diff_run(rest)?,
+                }
+            }
+            Op::DiffMatch { dist, len, after } => {
+                let k = (len as usize).min(CHUNK);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                io.read_source(self.src_pos, chunk)
+                    .map_err(ApplyError::Io)?;
+                for b in chunk.iter_mut() {
+                    let back = self.ring_len.wrapping_sub(u64::from(dist));
+                    let d = self.ring_at(back);
+                    *b = b.wrapping_add(d);
+                    self.model.copied_diff(d, *b);
+                    self.ring_push(d);
                 }
                 io.write_target(chunk).map_err(ApplyError::Io)?;
                 self.src_pos += k as u64;
                 self.target_pos += k as u64;
-                let rest = n - k as u32;
-                self.op = if rest > 0 {
-                    Op::Add(rest)
+                let left = len - k as u32;
+                if left > 0 {
+                    self.op = Op::DiffMatch {
+                        dist,
+                        len: left,
+                        after,
+                    };
                 } else {
-                    Op::Copy(self.pending_copy)
-                };
-                if rest == 0 && self.pending_copy == 0 {
-                    self.end_control()?;
+                    self.after_diff_run(after)?;
                 }
             }
             Op::Copy(n) => {
@@ -591,6 +666,41 @@ impl<const LT: usize> DeltaDecoder<LT> {
             }
         }
         Ok(())
+    }
+
+    /// `rest` bytes of the current difference run remain: continue it, or go on to the
+    /// literal region, or end the control.
+    fn after_diff_run(&mut self, rest: u32) -> Result<(), DeltaError> {
+        if rest > 0 {
+            self.op = Op::Add(rest);
+        } else if self.pending_copy > 0 {
+            self.op = Op::Copy(self.pending_copy);
+        } else {
+            self.end_control()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn ring_push(&mut self, d: u8) {
+        if W > 0 {
+            let i = (self.ring_len % W as u64) as usize;
+            if let Some(slot) = self.ring.get_mut(i) {
+                *slot = d;
+            }
+        }
+        self.ring_len += 1;
+    }
+
+    #[inline]
+    fn ring_at(&self, index: u64) -> u8 {
+        if W == 0 {
+            return 0;
+        }
+        self.ring
+            .get((index % W as u64) as usize)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn end_control(&mut self) -> Result<(), DeltaError> {

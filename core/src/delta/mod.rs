@@ -9,7 +9,7 @@
 //! | 4 | 1 | `lc`: literal context bits (high bits of the previous byte) |
 //! | 5 | 1 | `lp`: literal position bits (`lc + lp <= 4`) |
 //! | 6 | 1 | `block_log2`: target bytes per block, `12..=24` |
-//! | 7 | 1 | flags (0) |
+//! | 7 | 1 | `window_log2`: difference-history window (0 = none, else `8..=16`) |
 //! | 8 | 4 | target size (LE) |
 //! | 12 | 4 | source size (LE) |
 //!
@@ -26,7 +26,7 @@ mod decode;
 mod encode;
 pub(crate) mod model;
 
-pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo};
+pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
 pub use encode::{encode, encode_with_stats, EncodeError, Segment};
 
@@ -53,6 +53,8 @@ pub struct Params {
     pub lp: u8,
     /// log2 of the target bytes per independently decodable block.
     pub block_log2: u8,
+    /// log2 of the difference-history window the decoder keeps in RAM (0: none).
+    pub window_log2: u8,
 }
 
 impl Params {
@@ -61,17 +63,28 @@ impl Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
+        window_log2: 14,
     };
     /// Small RAM: 1 literal table (decoder state 6.4 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
         block_log2: 16,
+        window_log2: 10,
     };
 
     /// Literal tables this stream needs.
     pub const fn lit_tables(&self) -> usize {
         1usize << (self.lc as u32 + self.lp as u32)
+    }
+
+    /// Bytes of difference history the decoder must keep (0: none).
+    pub const fn window(&self) -> usize {
+        if self.window_log2 == 0 {
+            0
+        } else {
+            1usize << self.window_log2
+        }
     }
 
     /// Target bytes per block.
@@ -84,6 +97,11 @@ impl Params {
         if self.lc > 4 || self.lp > 4 || self.lc + self.lp > 4 {
             return Err(DeltaError::Unsupported {
                 what: "literal context bits (lc + lp must be at most 4)",
+            });
+        }
+        if self.window_log2 != 0 && !(8..=16).contains(&self.window_log2) {
+            return Err(DeltaError::Unsupported {
+                what: "difference window (must be 0 or 256 B .. 64 KiB)",
             });
         }
         if !(MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&self.block_log2) {
@@ -117,15 +135,11 @@ impl StreamHeader {
         if h[0..4] != MAGIC {
             return Err(DeltaError::BadMagic);
         }
-        if h[7] != 0 {
-            return Err(DeltaError::Unsupported {
-                what: "stream flags",
-            });
-        }
         let params = Params {
             lc: h[4],
             lp: h[5],
             block_log2: h[6],
+            window_log2: h[7],
         };
         params.validate()?;
         Ok(Self {
@@ -142,6 +156,7 @@ impl StreamHeader {
         h[4] = self.params.lc;
         h[5] = self.params.lp;
         h[6] = self.params.block_log2;
+        h[7] = self.params.window_log2;
         h[8..12].copy_from_slice(&self.target_size.to_le_bytes());
         h[12..16].copy_from_slice(&self.source_size.to_le_bytes());
         h
@@ -170,6 +185,14 @@ pub enum DeltaError {
     Unsupported {
         /// Which parameter.
         what: &'static str,
+    },
+    /// The stream needs a larger difference window than this decoder reserved.
+    #[error("delta stream needs a {needed}-byte difference window, this decoder has {have}")]
+    WindowTooLarge {
+        /// Needed by the stream.
+        needed: usize,
+        /// Reserved by the decoder.
+        have: usize,
     },
     /// The stream needs more literal tables than this decoder reserved.
     #[error("delta stream needs {needed} literal tables, this decoder has {have}")]

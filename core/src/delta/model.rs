@@ -9,6 +9,15 @@ use crate::rc::{Prob, RangeDecoder, PROB_INIT};
 /// coded as direct bits.
 const MANT_MODELLED: u32 = 3;
 
+/// A decoded difference position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiffItem {
+    /// The target byte.
+    Byte(u8),
+    /// A difference match starts here (decode it with `decode_diff_match`).
+    MatchStart,
+}
+
 /// A decoded match item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Match {
@@ -25,18 +34,19 @@ const LIT_LIMIT: u32 = 6;
 pub(crate) const MIN_MATCH: u32 = 2;
 
 /// Model for an unsigned 32-bit number: its bit length through a 6-bit tree, then the first
-/// [`MANT_MODELLED`] bits below the leading one through a tree per length, then direct bits.
+/// [`MANT_MODELLED`] bits below the leading one through a tree per length (lengths above 16
+/// share one tree), then direct bits.
 #[derive(Debug, Clone)]
 pub(crate) struct NumModel {
     len: [Prob; 64],
-    mant: [[Prob; 8]; 33],
+    mant: [[Prob; 8]; 17],
 }
 
 impl NumModel {
     pub(crate) const fn new() -> Self {
         Self {
             len: [PROB_INIT; 64],
-            mant: [[PROB_INIT; 8]; 33],
+            mant: [[PROB_INIT; 8]; 17],
         }
     }
 
@@ -52,7 +62,7 @@ impl NumModel {
         let rest = nb - 1;
         let hi_n = rest.min(MANT_MODELLED);
         let lo_n = rest - hi_n;
-        let mant = self.mant.get_mut(nb as usize)?;
+        let mant = self.mant.get_mut(nb.min(16) as usize)?;
         let hi = rc.tree(mant, hi_n);
         let lo = rc.direct_bits(lo_n);
         let top = 1u64 << rest;
@@ -71,7 +81,7 @@ impl NumModel {
         let hi_n = rest.min(MANT_MODELLED);
         let lo_n = rest - hi_n;
         let hi = (v >> lo_n) & ((1u32 << hi_n) - 1);
-        if let Some(mant) = self.mant.get_mut(nb as usize) {
+        if let Some(mant) = self.mant.get_mut(nb.min(16) as usize) {
             rc.tree(mant, hi_n, hi);
         }
         rc.direct_bits(v & ((1u32 << lo_n) - 1), lo_n);
@@ -96,6 +106,13 @@ pub(crate) struct Model<const LT: usize> {
     pub(crate) copy_len: NumModel,
     seek: NumModel,
     seek_sign: [Prob; 3],
+    dm_flag: [Prob; 8],
+    dm_rep: [Prob; 2],
+    dm_dist: NumModel,
+    dm_len: NumModel,
+    /// Distance of the last difference match.
+    pub(crate) dm_rep0: u32,
+    dm_state: u8,
     lz_flag: [Prob; 4],
     src_flag: [Prob; 2],
     soff: NumModel,
@@ -135,6 +152,12 @@ impl<const LT: usize> Model<LT> {
             copy_len: NumModel::new(),
             seek: NumModel::new(),
             seek_sign: [PROB_INIT; 3],
+            dm_flag: [PROB_INIT; 8],
+            dm_rep: [PROB_INIT; 2],
+            dm_dist: NumModel::new(),
+            dm_len: NumModel::new(),
+            dm_rep0: 0,
+            dm_state: 0,
             lz_flag: [PROB_INIT; 4],
             src_flag: [PROB_INIT; 2],
             soff: NumModel::new(),
@@ -204,14 +227,86 @@ impl<const LT: usize> Model<LT> {
         self.prev_out = out;
     }
 
+    fn dm_ctx(&self) -> usize {
+        usize::from(self.d1 != 0)
+            | (usize::from(self.d4() != 0) << 1)
+            | (usize::from(self.dm_state) << 2)
+    }
+
+    /// In a difference run: does a match in the difference history start here?
+    #[inline]
+    pub(crate) fn decode_is_diff_match(&mut self, rc: &mut RangeDecoder) -> bool {
+        let ctx = self.dm_ctx();
+        match self.dm_flag.get_mut(ctx) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        }
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_is_diff_match(&mut self, rc: &mut RangeEncoder, m: bool) {
+        let ctx = self.dm_ctx();
+        if let Some(p) = self.dm_flag.get_mut(ctx) {
+            rc.bit(p, u32::from(m));
+        }
+    }
+
+    /// Decode a difference match `(distance, length)`.
+    pub(crate) fn decode_diff_match(&mut self, rc: &mut RangeDecoder) -> Option<(u32, u32)> {
+        let st = usize::from(self.dm_state);
+        let rep = match self.dm_rep.get_mut(st) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        };
+        let dist = if rep {
+            self.dm_rep0
+        } else {
+            self.dm_dist.decode(rc)?.checked_add(1)?
+        };
+        let len = self.dm_len.decode(rc)?.checked_add(MIN_MATCH)?;
+        self.dm_rep0 = dist;
+        self.dm_state = 1;
+        Some((dist, len))
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_diff_match(&mut self, rc: &mut RangeEncoder, dist: u32, len: u32) {
+        let st = usize::from(self.dm_state);
+        let rep = dist == self.dm_rep0;
+        if let Some(p) = self.dm_rep.get_mut(st) {
+            rc.bit(p, u32::from(rep));
+        }
+        if !rep {
+            self.dm_dist.encode(rc, dist - 1);
+        }
+        self.dm_len.encode(rc, len - MIN_MATCH);
+        self.dm_rep0 = dist;
+        self.dm_state = 1;
+    }
+
+    /// A difference byte copied by a difference match: update the contexts.
+    #[inline]
+    pub(crate) fn copied_diff(&mut self, d: u8, out: u8) {
+        self.push_diff(d, out);
+    }
+
     /// Decode one difference byte for target position `pos`.
     #[inline]
-    pub(crate) fn decode_diff(&mut self, rc: &mut RangeDecoder, pos: u64, old: u8) -> u8 {
+    pub(crate) fn decode_diff(
+        &mut self,
+        rc: &mut RangeDecoder,
+        pos: u64,
+        old: u8,
+        matches: bool,
+    ) -> DiffItem {
         let ctx = self.diff_ctx(pos);
         let nz = match self.dzero.get_mut(ctx) {
             Some(p) => rc.bit(p),
             None => 0,
         };
+        if nz == 1 && matches && self.decode_is_diff_match(rc) {
+            return DiffItem::MatchStart;
+        }
         let d4 = self.d4();
         let d = if nz == 0 {
             0
@@ -243,18 +338,36 @@ impl<const LT: usize> Model<LT> {
         };
         let out = old.wrapping_add(d);
         self.push_diff(d, out);
-        out
+        self.dm_state = 0;
+        DiffItem::Byte(out)
     }
 
     #[cfg(feature = "std")]
-    pub(crate) fn encode_diff(&mut self, rc: &mut RangeEncoder, pos: u64, old: u8, new: u8) {
+    /// Code the difference `new - old` at `pos`; with `matches`, a non-zero difference is
+    /// preceded by a "difference match starts here" bit, and with `is_match` that bit is set
+    /// and nothing else is coded (the caller codes the match).
+    pub(crate) fn encode_diff(
+        &mut self,
+        rc: &mut RangeEncoder,
+        pos: u64,
+        old: u8,
+        new: u8,
+        matches: bool,
+        is_match: bool,
+    ) {
         let d = new.wrapping_sub(old);
         let ctx = self.diff_ctx(pos);
         rc.cat = 1;
         if let Some(p) = self.dzero.get_mut(ctx) {
-            rc.bit(p, u32::from(d != 0));
+            rc.bit(p, u32::from(d != 0 || is_match));
         }
         rc.cat = 2;
+        if (d != 0 || is_match) && matches {
+            self.encode_is_diff_match(rc, is_match);
+            if is_match {
+                return;
+            }
+        }
         let d4 = self.d4();
         let mut via4 = false;
         if d != 0 && d4 != 0 {
@@ -280,6 +393,7 @@ impl<const LT: usize> Model<LT> {
             }
         }
         self.push_diff(d, new);
+        self.dm_state = 0;
     }
 
     /// Decode one literal byte for target position `pos`.
