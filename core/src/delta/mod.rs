@@ -17,9 +17,10 @@
 //! `comp_len` bytes of range-coded controls and bytes. The coder and all models restart at
 //! every block, so application can resume at any block boundary after a power loss.
 //!
-//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT>>()`, about 6 KiB + 512
-//! bytes per literal table) plus whatever buffering the target needs (one flash sector on a
-//! device). There is no dictionary: the source is read in place.
+//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT, W>>()`: about 6 KiB,
+//! plus 512 bytes per literal table, plus the `W`-byte difference window) and whatever
+//! buffering the target needs (one flash sector on a device). There is no dictionary: the
+//! source is read in place and the target is read back for matches.
 
 mod decode;
 #[cfg(feature = "std")]
@@ -58,14 +59,14 @@ pub struct Params {
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables (decoder state 14 KiB), 1 MiB blocks.
+    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 30 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
         window_log2: 14,
     };
-    /// Small RAM: 1 literal table (decoder state 6.4 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 1 KiB difference window (decoder state 6.9 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
