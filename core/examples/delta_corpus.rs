@@ -23,6 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(_) => params,
     };
+    let params = match std::env::var("BS_WIN") {
+        Ok(v) => Params {
+            window_log2: v.parse()?,
+            ..params
+        },
+        Err(_) => params,
+    };
     let params = match std::env::var("BS_BLOCK") {
         Ok(v) => Params {
             block_log2: v.parse()?,
@@ -47,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         {
             let mut io = SliceIo::new(&old, &mut out);
-            let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
+            let mut d: DeltaDecoder<16, 65536> = DeltaDecoder::new(old.len() as u64);
             for c in patch.chunks(1021) {
                 d.push_all(c, &mut io).map_err(|e| format!("{e}"))?;
             }

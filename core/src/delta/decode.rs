@@ -466,6 +466,7 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                 if self.src_pos + u64::from(add) > self.source_len {
                     return Err(self.corrupt("copy beyond the source image").into());
                 }
+                self.model.decode_region(&mut self.rc, copy);
                 self.pending_copy = copy;
                 self.pending_seek = seek;
                 self.lit_start = self.target_pos + u64::from(add);

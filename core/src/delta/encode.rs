@@ -331,6 +331,35 @@ impl Item {
     }
 }
 
+/// Should a literal region's literals be coded raw? Yes when they look incompressible:
+/// order-0 entropy above 7.85 bits per byte over at least 256 literals (the adaptive coder
+/// spends about 8.07 bits on such bytes).
+fn raw_literals(items: &[Item], new: &[u8], start: usize) -> bool {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    let mut i = start;
+    for it in items {
+        if let Item::Lit = it {
+            counts[new[i] as usize] += 1;
+            n += 1;
+        }
+        i += it.len();
+    }
+    if n < 256 {
+        return false;
+    }
+    let nf = f64::from(n);
+    let h: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / nf;
+            -p * p.log2()
+        })
+        .sum();
+    h > 7.85
+}
+
 /// Parser state that the choice of items depends on.
 #[derive(Debug, Clone, Copy)]
 struct ParseState {
@@ -625,6 +654,7 @@ impl BlockEnc<'_, '_> {
             model.add_len.encode(&mut rc, c.add);
             model.copy_len.encode(&mut rc, c.lit);
             model.encode_seek(&mut rc, seek);
+            model.encode_region(&mut rc, c.lit, raw_literals(&items, new, lit_start));
             let mut t = 0u32;
             let matches = dlz.window > 0;
             while t < c.add {

@@ -30,6 +30,9 @@ pub(crate) enum Match {
 /// Settled adaptation shift of literal cells (slower: literals are close to random).
 const LIT_LIMIT: u32 = 6;
 
+/// Literal regions at least this long carry a "raw literals" flag.
+pub(crate) const RAW_MIN: u32 = 64;
+
 /// Shortest target-history match.
 pub(crate) const MIN_MATCH: u32 = 2;
 
@@ -113,6 +116,9 @@ pub(crate) struct Model<const LT: usize> {
     /// Distance of the last difference match.
     pub(crate) dm_rep0: u32,
     dm_state: u8,
+    raw_flag: [Prob; 2],
+    /// The current literal region codes literals as raw bytes.
+    pub(crate) lit_raw: bool,
     lz_flag: [Prob; 4],
     src_flag: [Prob; 2],
     soff: NumModel,
@@ -158,6 +164,8 @@ impl<const LT: usize> Model<LT> {
             dm_len: NumModel::new(),
             dm_rep0: 0,
             dm_state: 0,
+            raw_flag: [PROB_INIT; 2],
+            lit_raw: false,
             lz_flag: [PROB_INIT; 4],
             src_flag: [PROB_INIT; 2],
             soff: NumModel::new(),
@@ -396,13 +404,37 @@ impl<const LT: usize> Model<LT> {
         self.dm_state = 0;
     }
 
+    /// A literal region of `len` bytes starts: decode whether its literals are raw.
+    pub(crate) fn decode_region(&mut self, rc: &mut RangeDecoder, len: u32) {
+        self.lit_raw = len >= RAW_MIN
+            && match self.raw_flag.get_mut(usize::from(self.lit_raw)) {
+                Some(p) => rc.bit(p) == 1,
+                None => false,
+            };
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn encode_region(&mut self, rc: &mut RangeEncoder, len: u32, raw: bool) {
+        let raw = raw && len >= RAW_MIN;
+        if len >= RAW_MIN {
+            if let Some(p) = self.raw_flag.get_mut(usize::from(self.lit_raw)) {
+                rc.bit(p, u32::from(raw));
+            }
+        }
+        self.lit_raw = raw;
+    }
+
     /// Decode one literal byte for target position `pos`.
     #[inline]
     pub(crate) fn decode_lit(&mut self, rc: &mut RangeDecoder, pos: u64) -> u8 {
         let ctx = self.lit_ctx(pos);
-        let b = match self.lit.get_mut(ctx) {
-            Some(t) => rc.tree_l::<LIT_LIMIT>(t, 8) as u8,
-            None => 0,
+        let b = if self.lit_raw {
+            rc.direct_bits(8) as u8
+        } else {
+            match self.lit.get_mut(ctx) {
+                Some(t) => rc.tree_l::<LIT_LIMIT>(t, 8) as u8,
+                None => 0,
+            }
         };
         self.prev_out = b;
         self.d2 = self.d1;
@@ -416,7 +448,9 @@ impl<const LT: usize> Model<LT> {
     pub(crate) fn encode_lit(&mut self, rc: &mut RangeEncoder, pos: u64, b: u8) {
         rc.cat = 3;
         let ctx = self.lit_ctx(pos);
-        if let Some(t) = self.lit.get_mut(ctx) {
+        if self.lit_raw {
+            rc.direct_bits(u32::from(b), 8);
+        } else if let Some(t) = self.lit.get_mut(ctx) {
             rc.tree_l::<LIT_LIMIT>(t, 8, u32::from(b));
         }
         self.prev_out = b;
