@@ -98,12 +98,6 @@ fn refuse_non_image(bytes: &[u8]) -> Result<(), ImageError> {
             "this is a PEM key or certificate".into(),
         ));
     }
-    if starts(b"\x7FELF") {
-        return Err(ImageError::NotImage(
-            "this is an ELF file; convert it with `objcopy -O binary` or `objcopy -O ihex` first"
-                .into(),
-        ));
-    }
     let sample = &bytes[..bytes.len().min(64 * 1024)];
     let text = sample
         .iter()
@@ -265,7 +259,6 @@ mod tests {
         for (input, needle) in [
             (&b"BSPK\x01\x00"[..], "package"),
             (b"-----BEGIN PRIVATE KEY-----\n", "PEM"),
-            (b"\x7FELF\x02\x01\x01", "ELF"),
             (b"hello world\nthis is text\n", "text"),
         ] {
             let e = load(input, None).unwrap_err().to_string();
@@ -273,6 +266,13 @@ mod tests {
         }
         // Forcing BIN accepts text.
         assert!(load(b"hello\n", Some(ImageFormat::Bin)).is_ok());
+    }
+
+    #[test]
+    fn elf_files_are_images_as_they_are() {
+        // Firmware that devices store as ELF (kernel modules, GPU firmware) is diffed as bytes.
+        let img = load(b"\x7FELF\x02\x01\x01\x00rest", None).unwrap();
+        assert_eq!(img.format, ImageFormat::Bin);
     }
 
     #[test]
