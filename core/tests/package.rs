@@ -225,7 +225,7 @@ fn hostile_header_fields() {
                 h[24..32].copy_from_slice(&v.to_le_bytes())
             }),
         ),
-        ("reserved", with_header(&pkg, |h| h[40] = 1)),
+        ("header length", with_header(&pkg, |h| h[6] = 64)),
     ];
     for (what, bad) in cases {
         let e = Package::parse(&bad);

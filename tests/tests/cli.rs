@@ -359,7 +359,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     );
 
     let mut flip = pkg.clone();
-    flip[78] ^= 4; // the creation time: structurally valid, only the signature catches it
+    flip[46] ^= 4; // the creation time: structurally valid, only the signature catches it
     fs::write(p.join("flip.bsp"), &flip).unwrap();
     check(
         &[

@@ -151,12 +151,15 @@ pub fn build_package(
         m.push(kind as u8);
         m.push(Codec::Bsd1 as u8);
         m.push(0);
-        m.extend_from_slice(&source_size.to_le_bytes());
+        let u32_of = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| BuildError::Invalid(format!("{what} over 4 GiB")))
+        };
+        m.extend_from_slice(&u32_of(source_size, "old image")?.to_le_bytes());
         m.extend_from_slice(&source_sha);
-        m.extend_from_slice(&(c.new.len() as u64).to_le_bytes());
+        m.extend_from_slice(&u32_of(c.new.len() as u64, "new image")?.to_le_bytes());
         m.extend_from_slice(&sha2_digest(&c.new));
-        m.extend_from_slice(&(payloads.len() as u64).to_le_bytes());
-        m.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        m.extend_from_slice(&u32_of(payloads.len() as u64, "payload area")?.to_le_bytes());
+        m.extend_from_slice(&u32_of(payload.len() as u64, "payload")?.to_le_bytes());
         m.extend_from_slice(&sha2_digest(&payload));
         if c.dependencies.len() > MAX_DEPS as usize {
             return Err(BuildError::Invalid(

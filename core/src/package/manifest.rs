@@ -198,12 +198,12 @@ impl<'a> Component<'a> {
         if r.u8()? != 0 {
             return Err(r.err("reserved component flags are not zero"));
         }
-        let source_size = r.u64()?;
+        let source_size = u64::from(r.u32()?);
         let source_sha256 = r.hash()?;
-        let target_size = r.u64()?;
+        let target_size = u64::from(r.u32()?);
         let target_sha256 = r.hash()?;
-        let payload_offset = r.u64()?;
-        let payload_size = r.u64()?;
+        let payload_offset = u64::from(r.u32()?);
+        let payload_size = u64::from(r.u32()?);
         let payload_sha256 = r.hash()?;
         let dep_count = r.u8()?;
         if dep_count > MAX_DEPS {
@@ -221,9 +221,6 @@ impl<'a> Component<'a> {
             .ok_or(r.err("dependencies out of range"))?;
 
         // Consistency.
-        if target_size > u64::from(u32::MAX) || source_size > u64::from(u32::MAX) {
-            return Err(r.err("image size over 4 GiB"));
-        }
         match kind {
             PayloadKind::Full => {
                 if source_size != 0 || source_sha256 != [0; 32] || !from_version.is_empty() {

@@ -2,7 +2,7 @@
 //!
 //! | part | size | notes |
 //! |---|---|---|
-//! | header | 64 | fixed layout, parsed without allocation ([`Header`]) |
+//! | header | 32 | fixed layout, parsed without allocation ([`Header`]) |
 //! | manifest | `manifest_len` (<= 64 KiB) | products, components, hashes ([`Manifest`]) |
 //! | signature | 64 | ECDSA P-256 `r || s` over SHA-256 of header + manifest |
 //! | payloads | `payload_len` | each component's payload at its `payload_offset` |
@@ -22,7 +22,7 @@ pub const MAGIC: [u8; 4] = *b"BSPK";
 /// The one format version this code reads and writes.
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 32;
 /// Largest manifest accepted.
 pub const MAX_MANIFEST_LEN: u32 = 64 * 1024;
 /// Size of a signature (P-256 `r || s`).
@@ -99,7 +99,7 @@ impl core::fmt::Display for KeyId {
     }
 }
 
-/// The fixed 64-byte header.
+/// The fixed 32-byte header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Manifest length.
@@ -135,7 +135,7 @@ impl Header {
             return Err(PackageError::UnsupportedVersion(version));
         }
         if u16::from_le_bytes([h[6], h[7]]) as usize != HEADER_LEN {
-            return Err(PackageError::BadHeader("header length is not 64"));
+            return Err(PackageError::BadHeader("header length is not 32"));
         }
         let manifest_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         if manifest_len == 0 || manifest_len > MAX_MANIFEST_LEN {
@@ -161,11 +161,8 @@ impl Header {
         key_id.copy_from_slice(&h[16..24]);
         let payload_len =
             u64::from_le_bytes([h[24], h[25], h[26], h[27], h[28], h[29], h[30], h[31]]);
-        if payload_len > (1u64 << 40) {
-            return Err(PackageError::BadHeader("payload length out of range"));
-        }
-        if h[32..].iter().any(|&x| x != 0) {
-            return Err(PackageError::BadHeader("reserved bytes are not zero"));
+        if payload_len > u64::from(u32::MAX) {
+            return Err(PackageError::BadHeader("payload length out of range (at most 4 GiB)"));
         }
         Ok(Self {
             manifest_len,
