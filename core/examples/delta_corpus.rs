@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (old, new) = (std::fs::read(f[1])?, std::fs::read(f[2])?);
         let t = Instant::now();
         let segs = bluesphere_core::diff::find_segments(&old, &new)?;
+        let match_s = t.elapsed().as_secs_f64();
         let (patch, st) = bluesphere_core::delta::encode_with_stats(&old, &new, &segs, params)?;
         for (a, b) in cost.iter_mut().zip(st) {
             *a += b / 8.0;
@@ -66,12 +67,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let r = patch.len() as f64 / new.len() as f64;
         println!(
-            "{:<28} {:>9} {:>8} {:>7.2}% create {:>6.3}s apply {:>6.3}s",
+            "{:<28} {:>9} {:>8} {:>7.2}% create {:>6.3}s (match {:.3}s) apply {:>6.3}s",
             f[0],
             new.len(),
             patch.len(),
             r * 100.0,
             ct.as_secs_f64(),
+            match_s,
             at.as_secs_f64()
         );
         ratios.push(r);

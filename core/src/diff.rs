@@ -176,6 +176,15 @@ pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, Dif
     if old.len() as u64 > MAX_IMAGE || new.len() as u64 > MAX_IMAGE {
         return Err(EncodeError::TooLarge(old.len().max(new.len()) as u64).into());
     }
-    let segs = find_segments(old, new)?;
-    Ok(delta::encode(old, new, &segs, params)?)
+    // Index the source on a second thread while the matcher runs.
+    let (segs, index) = std::thread::scope(|s| {
+        let h = s.spawn(|| delta::SourceIndex::new(old));
+        let segs = find_segments(old, new);
+        (segs, h.join())
+    });
+    let segs = segs?;
+    match index {
+        Ok(index) => Ok(delta::encode_indexed(old, new, &segs, params, &index)?),
+        Err(_) => Ok(delta::encode(old, new, &segs, params)?),
+    }
 }

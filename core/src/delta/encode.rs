@@ -46,6 +46,8 @@ pub enum EncodeError {
 const HASH_BITS: u32 = 18;
 const NONE: u32 = u32::MAX;
 const CHAIN_DEPTH: usize = 48;
+/// How far back the encoder looks for target-history matches (the format allows any distance).
+const LZ_WINDOW: usize = 16 << 20;
 
 /// Hash-chain match finder over the target's own history (positions before the cursor).
 struct Lz<'a> {
@@ -71,6 +73,8 @@ impl<'a> Lz<'a> {
     }
 
     fn insert_upto(&mut self, pos: usize) {
+        // Only the last LZ_WINDOW bytes are searched: skip what lies before them.
+        self.inserted = self.inserted.max(pos.saturating_sub(LZ_WINDOW));
         let lim = pos.min(self.new.len().saturating_sub(3));
         while self.inserted < lim {
             let i = self.inserted;
@@ -234,7 +238,23 @@ impl<'a> DiffLz<'a> {
     }
 }
 
-/// Hash-chain index of every position of the source.
+/// Hash-chain index of every position of the source (build it with [`SourceIndex::new`],
+/// e.g. on another thread while the matcher runs, and pass it to [`encode_indexed`]).
+#[derive(Debug)]
+pub struct SourceIndex<'a> {
+    inner: SrcIndex<'a>,
+}
+
+impl<'a> SourceIndex<'a> {
+    /// Index `old`.
+    pub fn new(old: &'a [u8]) -> Self {
+        Self {
+            inner: SrcIndex::new(old),
+        }
+    }
+}
+
+#[derive(Debug)]
 struct SrcIndex<'a> {
     old: &'a [u8],
     head: Vec<u32>,
@@ -452,7 +472,21 @@ pub fn encode(
     segments: &[Segment],
     params: Params,
 ) -> Result<Vec<u8>, EncodeError> {
-    encode_inner(old, new, segments, params, None)
+    encode_inner(old, new, segments, params, None, None)
+}
+
+/// [`encode`] with a source index built beforehand (it must index `old`).
+pub fn encode_indexed(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    index: &SourceIndex<'_>,
+) -> Result<Vec<u8>, EncodeError> {
+    if index.inner.old.as_ptr() != old.as_ptr() || index.inner.old.len() != old.len() {
+        return Err(EncodeError::BadSegments("source index of another image"));
+    }
+    encode_inner(old, new, segments, params, None, Some(&index.inner))
 }
 
 /// [`encode`], also returning the coded bits spent on controls, difference flags,
@@ -464,7 +498,7 @@ pub fn encode_with_stats(
     params: Params,
 ) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
     let mut st = [0.0; 4];
-    let out = encode_inner(old, new, segments, params, Some(&mut st))?;
+    let out = encode_inner(old, new, segments, params, Some(&mut st), None)?;
     Ok((out, st))
 }
 
@@ -474,6 +508,7 @@ fn encode_inner(
     segments: &[Segment],
     params: Params,
     mut stats: Option<&mut [f64; 4]>,
+    index: Option<&SrcIndex<'_>>,
 ) -> Result<Vec<u8>, EncodeError> {
     params.validate()?;
     let target_size =
@@ -497,7 +532,14 @@ fn encode_inner(
         source_size,
     };
     let mut lz = Lz::new(new);
-    let src = SrcIndex::new(old);
+    let built;
+    let src = match index {
+        Some(i) => i,
+        None => {
+            built = SrcIndex::new(old);
+            &built
+        }
+    };
     let mut out = header.to_bytes().to_vec();
     let bs = params.block_size();
 
@@ -525,7 +567,7 @@ fn encode_inner(
             params,
             stats: stats.as_deref_mut(),
             lz: &mut lz,
-            src: &src,
+            src,
         };
         enc.encode_block(&mut out, pos, &block)?;
         pos = end;

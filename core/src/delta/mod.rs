@@ -29,7 +29,7 @@ pub(crate) mod model;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
-pub use encode::{encode, encode_with_stats, EncodeError, Segment};
+pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
 pub const MAGIC: [u8; 4] = *b"BSD1";

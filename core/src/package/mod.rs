@@ -162,7 +162,9 @@ impl Header {
         let payload_len =
             u64::from_le_bytes([h[24], h[25], h[26], h[27], h[28], h[29], h[30], h[31]]);
         if payload_len > u64::from(u32::MAX) {
-            return Err(PackageError::BadHeader("payload length out of range (at most 4 GiB)"));
+            return Err(PackageError::BadHeader(
+                "payload length out of range (at most 4 GiB)",
+            ));
         }
         Ok(Self {
             manifest_len,
