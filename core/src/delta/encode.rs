@@ -48,6 +48,8 @@ const NONE: u32 = u32::MAX;
 const CHAIN_DEPTH: usize = 48;
 /// How far back the encoder looks for target-history matches (the format allows any distance).
 const LZ_WINDOW: usize = 16 << 20;
+/// A match this long ends the search.
+const GOOD_ENOUGH: usize = 256;
 
 /// Hash-chain match finder over the target's own history (positions before the cursor).
 struct Lz<'a> {
@@ -62,7 +64,7 @@ impl<'a> Lz<'a> {
         Self {
             new,
             head: vec![NONE; 1 << HASH_BITS],
-            prev: vec![NONE; new.len()],
+            prev: vec![NONE; new.len().min(LZ_WINDOW)],
             inserted: 0,
         }
     }
@@ -79,7 +81,7 @@ impl<'a> Lz<'a> {
         while self.inserted < lim {
             let i = self.inserted;
             let h = Self::hash(&self.new[i..i + 4]);
-            self.prev[i] = self.head[h];
+            self.prev[i % LZ_WINDOW] = self.head[h];
             self.head[h] = i as u32;
             self.inserted += 1;
         }
@@ -114,6 +116,9 @@ impl<'a> Lz<'a> {
             let mut depth = CHAIN_DEPTH;
             while c != NONE && depth > 0 {
                 let cand = c as usize;
+                if cand >= pos || pos - cand > LZ_WINDOW {
+                    break; // a stale ring entry, or beyond the window
+                }
                 let dist = pos - cand;
                 let l = self.common(cand, pos, max);
                 let min_len = if dist < 1 << 10 {
@@ -131,10 +136,10 @@ impl<'a> Lz<'a> {
                         best = Some((dist as u32, l as u32, score));
                     }
                 }
-                if l == max {
+                if l == max || l >= GOOD_ENOUGH {
                     break;
                 }
-                c = self.prev[cand];
+                c = self.prev[cand % LZ_WINDOW];
                 depth -= 1;
             }
         }
@@ -323,7 +328,7 @@ impl<'a> SrcIndex<'a> {
                         best = Some((off, l as u32, score));
                     }
                 }
-                if l == max {
+                if l == max || l >= GOOD_ENOUGH {
                     break;
                 }
                 c = self.prev[cand];
