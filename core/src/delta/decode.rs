@@ -103,14 +103,24 @@ enum Phase {
     Done,
 }
 
+/// Where a literal-region match copies from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// The source, at this position.
+    Source(u64),
+    /// The target, this far back.
+    Target(u32),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Control,
     Add(u32),
     Copy(u32),
-    /// Copy `len` bytes from `dist` back in the target, then `after` more literal-region bytes.
+    /// Copy `len` bytes from the source or the target history, then `after` more
+    /// literal-region bytes.
     Match {
-        dist: u32,
+        from: From,
         len: u32,
         after: u32,
     },
@@ -118,12 +128,6 @@ enum Op {
     /// `after` more bytes of the difference run.
     DiffMatch {
         dist: u32,
-        len: u32,
-        after: u32,
-    },
-    /// Copy `len` bytes from the source at `at`, then `after` more literal-region bytes.
-    SrcMatch {
-        at: u64,
         len: u32,
         after: u32,
     },
@@ -595,8 +599,8 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                                 .corrupt("source match outside the source image")
                                 .into());
                         };
-                        self.op = Op::SrcMatch {
-                            at: at as u64,
+                        self.op = Op::Match {
+                            from: From::Source(at as u64),
                             len,
                             after: rest - len,
                         };
@@ -611,7 +615,7 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                                 .into());
                         }
                         self.op = Op::Match {
-                            dist,
+                            from: From::Target(dist),
                             len,
                             after: rest - len,
                         };
@@ -620,10 +624,17 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                     None => self.end_control()?,
                 }
             }
-            Op::SrcMatch { at, len, after } => {
-                let k = (len as usize).min(CHUNK);
+            Op::Match { from, len, after } => {
+                let k = match from {
+                    From::Source(_) => (len as usize).min(CHUNK),
+                    From::Target(dist) => (len as usize).min(CHUNK).min(dist as usize),
+                };
                 let chunk = buf.get_mut(..k).unwrap_or(&mut []);
-                io.read_source(at, chunk).map_err(ApplyError::Io)?;
+                match from {
+                    From::Source(at) => io.read_source(at, chunk),
+                    From::Target(dist) => io.read_target(self.target_pos - u64::from(dist), chunk),
+                }
+                .map_err(ApplyError::Io)?;
                 io.write_target(chunk).map_err(ApplyError::Io)?;
                 if let Some(&last) = chunk.last() {
                     self.model.after_match(last);
@@ -631,31 +642,12 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                 self.target_pos += k as u64;
                 let left = len - k as u32;
                 if left > 0 {
-                    self.op = Op::SrcMatch {
-                        at: at + k as u64,
-                        len: left,
-                        after,
+                    let from = match from {
+                        From::Source(at) => From::Source(at + k as u64),
+                        t => t,
                     };
-                } else if after > 0 {
-                    self.op = Op::Copy(after);
-                } else {
-                    self.end_control()?;
-                }
-            }
-            Op::Match { dist, len, after } => {
-                let k = (len as usize).min(CHUNK).min(dist as usize);
-                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
-                io.read_target(self.target_pos - u64::from(dist), chunk)
-                    .map_err(ApplyError::Io)?;
-                io.write_target(chunk).map_err(ApplyError::Io)?;
-                if let Some(&last) = chunk.last() {
-                    self.model.after_match(last);
-                }
-                self.target_pos += k as u64;
-                let left = len - k as u32;
-                if left > 0 {
                     self.op = Op::Match {
-                        dist,
+                        from,
                         len: left,
                         after,
                     };
