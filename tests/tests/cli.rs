@@ -572,3 +572,26 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
     f.no_stray_files();
 }
+
+/// Firmware stored as ELF (kernel modules, GPU firmware) is packed as the bytes it is.
+#[test]
+fn elf_firmware_is_packed_as_is() {
+    let f = fixture();
+    let p = f.p();
+    let mut old = b"\x7FELF\x02\x01\x01\x00".to_vec();
+    old.extend_from_slice(&f.old);
+    let mut new = b"\x7FELF\x02\x01\x01\x00".to_vec();
+    new.extend_from_slice(&f.new);
+    fs::write(p.join("old.elf"), &old).unwrap();
+    fs::write(p.join("new.elf"), &new).unwrap();
+    let r = bluesphere(
+        p,
+        &[
+            "pack", "--old", "old.elf", "--new", "new.elf", "--key", "k.pem", "-o", "e.bsp",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = bluesphere(p, &["apply", "e.bsp", "--old", "old.elf", "-o", "out.elf"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(fs::read(p.join("out.elf")).unwrap(), new);
+}
