@@ -43,17 +43,32 @@ pub enum EncodeError {
     BadSegments(&'static str),
 }
 
-const HASH_BITS: u32 = 18;
+/// Hash-table size for an input of `len` bytes: about one bucket per byte, 2^16 .. 2^22.
+fn hash_bits(len: usize) -> u32 {
+    (usize::BITS - len.leading_zeros()).clamp(16, 22)
+}
 const NONE: u32 = u32::MAX;
 const CHAIN_DEPTH: usize = 48;
 /// How far back the encoder looks for target-history matches (the format allows any distance).
 const LZ_WINDOW: usize = 16 << 20;
+/// Hash-chain depth: thorough up to 8 MiB, lighter above (bounded create time).
+fn chain_depth(len: usize) -> usize {
+    if len > 8 << 20 {
+        16
+    } else {
+        CHAIN_DEPTH
+    }
+}
+
+/// Longest match the encoder emits (a longer one continues as a repeat).
+const MAX_MATCH: usize = 1024;
 /// A match this long ends the search.
 const GOOD_ENOUGH: usize = 256;
 
 /// Hash-chain match finder over the target's own history (positions before the cursor).
 struct Lz<'a> {
     new: &'a [u8],
+    bits: u32,
     head: Vec<u32>,
     prev: Vec<u32>,
     inserted: usize,
@@ -63,15 +78,16 @@ impl<'a> Lz<'a> {
     fn new(new: &'a [u8]) -> Self {
         Self {
             new,
-            head: vec![NONE; 1 << HASH_BITS],
+            bits: hash_bits(new.len().min(LZ_WINDOW)),
+            head: vec![NONE; 1 << hash_bits(new.len().min(LZ_WINDOW))],
             prev: vec![NONE; new.len().min(LZ_WINDOW)],
             inserted: 0,
         }
     }
 
-    fn hash(b: &[u8]) -> usize {
+    fn hash(b: &[u8], bits: u32) -> usize {
         let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
     }
 
     fn insert_upto(&mut self, pos: usize) {
@@ -80,7 +96,7 @@ impl<'a> Lz<'a> {
         let lim = pos.min(self.new.len().saturating_sub(3));
         while self.inserted < lim {
             let i = self.inserted;
-            let h = Self::hash(&self.new[i..i + 4]);
+            let h = Self::hash(&self.new[i..i + 4], self.bits);
             self.prev[i % LZ_WINDOW] = self.head[h];
             self.head[h] = i as u32;
             self.inserted += 1;
@@ -89,6 +105,7 @@ impl<'a> Lz<'a> {
 
     fn common(&self, a: usize, b: usize, max: usize) -> usize {
         let n = self.new;
+        let max = max.min(MAX_MATCH);
         let mut l = 0;
         while l < max && n[a + l] == n[b + l] {
             l += 1;
@@ -97,7 +114,7 @@ impl<'a> Lz<'a> {
     }
 
     /// Best `(dist, len, score)` at `pos` for at most `max` bytes.
-    fn find(&mut self, pos: usize, max: usize, rep0: u32) -> Option<(u32, u32, i64)> {
+    fn find(&mut self, pos: usize, max: usize, rep0: u32, depth: usize) -> Option<(u32, u32, i64)> {
         if max < MIN_MATCH as usize {
             return None;
         }
@@ -112,14 +129,21 @@ impl<'a> Lz<'a> {
             }
         }
         if pos + 4 <= self.new.len() && max >= 3 {
-            let mut c = self.head[Self::hash(&self.new[pos..pos + 4])];
-            let mut depth = CHAIN_DEPTH;
+            let mut c = self.head[Self::hash(&self.new[pos..pos + 4], self.bits)];
+            let mut depth = depth;
             while c != NONE && depth > 0 {
                 let cand = c as usize;
                 if cand >= pos || pos - cand > LZ_WINDOW {
                     break; // a stale ring entry, or beyond the window
                 }
                 let dist = pos - cand;
+                // Quick reject: a candidate that differs at the best length cannot be longer.
+                let bl = best.map_or(0, |b| b.1 as usize);
+                if bl > 0 && bl < max && self.new[cand + bl] != self.new[pos + bl] {
+                    c = self.prev[cand % LZ_WINDOW];
+                    depth -= 1;
+                    continue;
+                }
                 let l = self.common(cand, pos, max);
                 let min_len = if dist < 1 << 10 {
                     3
@@ -199,6 +223,7 @@ impl<'a> DiffLz<'a> {
         let d = self.d;
         let est = |x: u8| if x == 0 { 2i64 } else { 112 };
         let bits = |v: u64| i64::from(64 - v.leading_zeros() as u8);
+        let max = max.min(MAX_MATCH);
         let eval = |c: usize| {
             let mut l = 0;
             let mut gain = 0i64;
@@ -262,20 +287,27 @@ impl<'a> SourceIndex<'a> {
 #[derive(Debug)]
 struct SrcIndex<'a> {
     old: &'a [u8],
+    bits: u32,
     head: Vec<u32>,
     prev: Vec<u32>,
 }
 
 impl<'a> SrcIndex<'a> {
     fn new(old: &'a [u8]) -> Self {
-        let mut head = vec![NONE; 1 << HASH_BITS];
+        let bits = hash_bits(old.len());
+        let mut head = vec![NONE; 1 << bits];
         let mut prev = vec![NONE; old.len()];
         for i in 0..old.len().saturating_sub(3) {
-            let h = Lz::hash(&old[i..i + 4]);
+            let h = Lz::hash(&old[i..i + 4], bits);
             prev[i] = head[h];
             head[h] = i as u32;
         }
-        Self { old, head, prev }
+        Self {
+            old,
+            bits,
+            head,
+            prev,
+        }
     }
 
     /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`.
@@ -286,7 +318,9 @@ impl<'a> SrcIndex<'a> {
         max: usize,
         cursor: u64,
         last_off: i64,
+        depth: usize,
     ) -> Option<(i64, u32, i64)> {
+        let max = max.min(MAX_MATCH);
         let common = |a: usize| {
             let mut l = 0;
             while l < max && a + l < self.old.len() && self.old[a + l] == new[pos + l] {
@@ -315,10 +349,17 @@ impl<'a> SrcIndex<'a> {
             }
         }
         if pos + 4 <= new.len() && max >= 4 {
-            let mut c = self.head[Lz::hash(&new[pos..pos + 4])];
-            let mut depth = CHAIN_DEPTH;
+            let mut c = self.head[Lz::hash(&new[pos..pos + 4], self.bits)];
+            let mut depth = depth;
             while c != NONE && depth > 0 {
                 let cand = c as usize;
+                // Quick reject: a candidate that differs at the best length cannot be longer.
+                let bl = best.map_or(0, |b| b.1 as usize);
+                if bl >= 4 && bl < max && self.old.get(cand + bl) != new.get(pos + bl) {
+                    c = self.prev[cand];
+                    depth -= 1;
+                    continue;
+                }
                 let l = common(cand);
                 if l >= 4 {
                     let off = cand as i64 - cursor as i64;
@@ -394,6 +435,8 @@ struct ParseState {
     diag: u64,
     /// Last source-match offset.
     last_off: i64,
+    /// Hash-chain depth to search.
+    depth: usize,
 }
 
 /// The best item at `i` (target history or source), with its score in bits saved.
@@ -405,10 +448,10 @@ fn best_at(
     st: ParseState,
 ) -> Option<(Item, i64)> {
     let t = lz
-        .find(i, end - i, st.rep0)
+        .find(i, end - i, st.rep0, st.depth)
         .map(|(d, l, sc)| (Item::Target(d, l), sc));
     let s = src
-        .find(lz.new, i, end - i, st.diag, st.last_off)
+        .find(lz.new, i, end - i, st.diag, st.last_off, st.depth)
         .map(|(o, l, sc)| (Item::Source(o, l), sc));
     match (t, s) {
         (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
@@ -429,11 +472,26 @@ fn plan(
     let cursor = st.diag;
     let mut items = Vec::new();
     let mut i = start;
+    let mut literal_run = 0usize;
     while i < end {
         st.diag = cursor + (i - start) as u64;
+        // Inside a long run of literals (incompressible data) search shallowly, and only at
+        // every `step`-th position.
+        st.depth = if literal_run >= 16 {
+            4
+        } else {
+            chain_depth(lz.new.len())
+        };
+        let step = (literal_run / 64).clamp(1, 8);
+        if step > 1 && literal_run % step != 0 {
+            items.push(Item::Lit);
+            i += 1;
+            literal_run += 1;
+            continue;
+        }
         let best = best_at(lz, src, i, end, st);
         let take = match best {
-            Some((it, sc)) if it.len() < end - i => {
+            Some((it, sc)) if it.len() < end - i && it.len() < 32 => {
                 let next_st = ParseState {
                     diag: st.diag + 1,
                     ..st
@@ -453,10 +511,12 @@ fn plan(
                 }
                 i += it.len();
                 items.push(it);
+                literal_run = 0;
             }
             _ => {
                 items.push(Item::Lit);
                 i += 1;
+                literal_run += 1;
             }
         }
     }
@@ -686,6 +746,7 @@ impl BlockEnc<'_, '_> {
                 rep0: model.rep0,
                 diag: after_add,
                 last_off: model.last_soff,
+                depth: CHAIN_DEPTH,
             };
             let items = plan(lz, self.src, lit_start, lit_end, st);
             let src_after = after_add;
