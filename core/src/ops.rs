@@ -333,6 +333,20 @@ pub fn check_base(c: &Component<'_>, old: Option<&[u8]>) -> Result<(), Error> {
     Ok(())
 }
 
+fn copy_range(
+    from: &[u8],
+    offset: u64,
+    buf: &mut [u8],
+    reason: &'static str,
+) -> Result<(), DeltaError> {
+    let s = usize::try_from(offset).unwrap_or(usize::MAX);
+    let src = from
+        .get(s..s.saturating_add(buf.len()))
+        .ok_or(DeltaError::Corrupt { block: 0, reason })?;
+    buf.copy_from_slice(src);
+    Ok(())
+}
+
 struct VecIo<'a> {
     source: &'a [u8],
     out: Vec<u8>,
@@ -341,32 +355,14 @@ struct VecIo<'a> {
 impl PatchIo for VecIo<'_> {
     type Error = DeltaError;
     fn read_source(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DeltaError> {
-        let s = offset as usize;
-        let src = self
-            .source
-            .get(s..s.saturating_add(buf.len()))
-            .ok_or(DeltaError::Corrupt {
-                block: 0,
-                reason: "read beyond the source",
-            })?;
-        buf.copy_from_slice(src);
-        Ok(())
+        copy_range(self.source, offset, buf, "read beyond the source")
     }
     fn write_target(&mut self, data: &[u8]) -> Result<(), DeltaError> {
         self.out.extend_from_slice(data);
         Ok(())
     }
     fn read_target(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DeltaError> {
-        let s = offset as usize;
-        let src = self
-            .out
-            .get(s..s.saturating_add(buf.len()))
-            .ok_or(DeltaError::Corrupt {
-                block: 0,
-                reason: "match beyond the target written",
-            })?;
-        buf.copy_from_slice(src);
-        Ok(())
+        copy_range(&self.out, offset, buf, "match beyond the target written")
     }
 }
 

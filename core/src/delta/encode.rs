@@ -743,7 +743,7 @@ impl BlockEnc<'_, '_> {
             let lit_start = (pos + u64::from(c.add)) as usize;
             let lit_end = lit_start + c.lit as usize;
             let st = ParseState {
-                rep0: model.rep0,
+                rep0: model.tmatch.rep0,
                 diag: after_add,
                 last_off: model.last_soff,
                 depth: CHAIN_DEPTH,
@@ -769,7 +769,7 @@ impl BlockEnc<'_, '_> {
                 let here = (pos + u64::from(t)) as usize;
                 let o = old[(cur_src + u64::from(t)) as usize];
                 let m = if matches && dv[j] != 0 {
-                    dlz.find(j, (c.add - t) as usize, model.dm_rep0)
+                    dlz.find(j, (c.add - t) as usize, model.dmatch.rep0)
                 } else {
                     None
                 };

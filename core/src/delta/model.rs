@@ -91,6 +91,57 @@ impl NumModel {
     }
 }
 
+/// Distance-and-length coding shared by target matches and difference matches: a
+/// "repeat the last distance" bit (context: the caller's state), the distance - 1 unless
+/// repeated, then the length - [`MIN_MATCH`].
+#[derive(Debug, Clone)]
+pub(crate) struct DistLen {
+    rep: [Prob; 2],
+    dist: NumModel,
+    pub(crate) len: NumModel,
+    /// The last distance.
+    pub(crate) rep0: u32,
+}
+
+impl DistLen {
+    const fn new() -> Self {
+        Self {
+            rep: [PROB_INIT; 2],
+            dist: NumModel::new(),
+            len: NumModel::new(),
+            rep0: 0,
+        }
+    }
+
+    fn decode(&mut self, rc: &mut RangeDecoder, st: usize) -> Option<(u32, u32)> {
+        let rep = match self.rep.get_mut(st) {
+            Some(p) => rc.bit(p) == 1,
+            None => false,
+        };
+        let dist = if rep {
+            self.rep0
+        } else {
+            self.dist.decode(rc)?.checked_add(1)?
+        };
+        let len = self.len.decode(rc)?.checked_add(MIN_MATCH)?;
+        self.rep0 = dist;
+        Some((dist, len))
+    }
+
+    #[cfg(feature = "std")]
+    fn encode(&mut self, rc: &mut RangeEncoder, st: usize, dist: u32, len: u32) {
+        let rep = dist == self.rep0;
+        if let Some(p) = self.rep.get_mut(st) {
+            rc.bit(p, u32::from(rep));
+        }
+        if !rep {
+            self.dist.encode(rc, dist - 1);
+        }
+        self.len.encode(rc, len - MIN_MATCH);
+        self.rep0 = dist;
+    }
+}
+
 /// All adaptive state of one block. `LT` is the number of literal tables the decoder
 /// reserves (`1 << (lc + lp)` must not exceed it); it fixes the RAM the decoder needs.
 #[derive(Debug, Clone)]
@@ -110,11 +161,8 @@ pub(crate) struct Model<const LT: usize> {
     seek: NumModel,
     seek_sign: [Prob; 3],
     dm_flag: [Prob; 8],
-    dm_rep: [Prob; 2],
-    dm_dist: NumModel,
-    dm_len: NumModel,
-    /// Distance of the last difference match.
-    pub(crate) dm_rep0: u32,
+    /// Difference matches.
+    pub(crate) dmatch: DistLen,
     dm_state: u8,
     raw_flag: [Prob; 2],
     /// The current literal region codes literals as raw bytes.
@@ -126,11 +174,8 @@ pub(crate) struct Model<const LT: usize> {
     srep_flag: [Prob; 2],
     /// Offset of the last source match (from its diagonal).
     pub(crate) last_soff: i64,
-    rep_flag: [Prob; 2],
-    dist: NumModel,
-    mlen: NumModel,
-    /// Distance of the last target-history match.
-    pub(crate) rep0: u32,
+    /// Target-history matches (source matches share its length model).
+    pub(crate) tmatch: DistLen,
     /// 1 after a match, 0 after a literal.
     lz_state: u8,
     /// Context history (reset with the model at each block).
@@ -159,10 +204,7 @@ impl<const LT: usize> Model<LT> {
             seek: NumModel::new(),
             seek_sign: [PROB_INIT; 3],
             dm_flag: [PROB_INIT; 8],
-            dm_rep: [PROB_INIT; 2],
-            dm_dist: NumModel::new(),
-            dm_len: NumModel::new(),
-            dm_rep0: 0,
+            dmatch: DistLen::new(),
             dm_state: 0,
             raw_flag: [PROB_INIT; 2],
             lit_raw: false,
@@ -172,10 +214,7 @@ impl<const LT: usize> Model<LT> {
             soff_sign: [PROB_INIT; 2],
             srep_flag: [PROB_INIT; 2],
             last_soff: 0,
-            rep_flag: [PROB_INIT; 2],
-            dist: NumModel::new(),
-            mlen: NumModel::new(),
-            rep0: 0,
+            tmatch: DistLen::new(),
             lz_state: 0,
             d1: 0,
             d2: 0,
@@ -261,34 +300,15 @@ impl<const LT: usize> Model<LT> {
 
     /// Decode a difference match `(distance, length)`.
     pub(crate) fn decode_diff_match(&mut self, rc: &mut RangeDecoder) -> Option<(u32, u32)> {
-        let st = usize::from(self.dm_state);
-        let rep = match self.dm_rep.get_mut(st) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        };
-        let dist = if rep {
-            self.dm_rep0
-        } else {
-            self.dm_dist.decode(rc)?.checked_add(1)?
-        };
-        let len = self.dm_len.decode(rc)?.checked_add(MIN_MATCH)?;
-        self.dm_rep0 = dist;
+        let m = self.dmatch.decode(rc, usize::from(self.dm_state))?;
         self.dm_state = 1;
-        Some((dist, len))
+        Some(m)
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn encode_diff_match(&mut self, rc: &mut RangeEncoder, dist: u32, len: u32) {
-        let st = usize::from(self.dm_state);
-        let rep = dist == self.dm_rep0;
-        if let Some(p) = self.dm_rep.get_mut(st) {
-            rc.bit(p, u32::from(rep));
-        }
-        if !rep {
-            self.dm_dist.encode(rc, dist - 1);
-        }
-        self.dm_len.encode(rc, len - MIN_MATCH);
-        self.dm_rep0 = dist;
+        self.dmatch
+            .encode(rc, usize::from(self.dm_state), dist, len);
         self.dm_state = 1;
     }
 
@@ -510,7 +530,7 @@ impl<const LT: usize> Model<LT> {
                     i64::from(mag)
                 }
             };
-            let len = self.mlen.decode(rc)?.checked_add(MIN_MATCH)?;
+            let len = self.tmatch.len.decode(rc)?.checked_add(MIN_MATCH)?;
             self.lz_state = 1;
             self.last_soff = off;
             return Some(Match::Source(off, len));
@@ -538,25 +558,15 @@ impl<const LT: usize> Model<LT> {
                 }
             }
         }
-        self.mlen.encode(rc, len - MIN_MATCH);
+        self.tmatch.len.encode(rc, len - MIN_MATCH);
         self.lz_state = 1;
         self.last_soff = off;
     }
 
     fn decode_target_match(&mut self, rc: &mut RangeDecoder, st: usize) -> Option<(u32, u32)> {
-        let rep = match self.rep_flag.get_mut(st) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        };
-        let dist = if rep {
-            self.rep0
-        } else {
-            self.dist.decode(rc)?.checked_add(1)?
-        };
-        let len = self.mlen.decode(rc)?.checked_add(MIN_MATCH)?;
-        self.rep0 = dist;
+        let m = self.tmatch.decode(rc, st)?;
         self.lz_state = 1;
-        Some((dist, len))
+        Some(m)
     }
 
     #[cfg(feature = "std")]
@@ -565,15 +575,7 @@ impl<const LT: usize> Model<LT> {
         if let Some(p) = self.src_flag.get_mut(st) {
             rc.bit(p, 0);
         }
-        let rep = dist == self.rep0;
-        if let Some(p) = self.rep_flag.get_mut(st) {
-            rc.bit(p, u32::from(rep));
-        }
-        if !rep {
-            self.dist.encode(rc, dist - 1);
-        }
-        self.mlen.encode(rc, len - MIN_MATCH);
-        self.rep0 = dist;
+        self.tmatch.encode(rc, st, dist, len);
         self.lz_state = 1;
     }
 
