@@ -418,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn hashes_the_running_slot() {
+        let old = firmware(8, 50_000);
+        let mut flash = flash_with(&old);
+        let mut buf = [0u8; 1000];
+        let region = Region {
+            start: 0,
+            len: old.len() as u32,
+        };
+        let h = crate::hash_region(&mut flash, region, &mut buf).unwrap();
+        assert_eq!(h, bluesphere_core::package::sha2_digest(&old));
+    }
+
+    #[test]
     fn refuses_bad_geometry_and_overflow() {
         let old = firmware(7, 10_000);
         let mut flash = flash_with(&old);
