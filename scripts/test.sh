@@ -20,7 +20,7 @@ cargo test -q --workspace
 
 echo "== fuzz smoke (cargo-fuzz on the stable toolchain)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --version ^0.13 --locked
-for t in package_parse delta_decode; do
+for t in package_parse delta_decode delta_mutate; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address "$t" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 2>&1 | tail -n 2)
 done
 
