@@ -41,9 +41,9 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Profile {
-    /// Smallest packages (decoder state 30 KiB of RAM).
+    /// Smallest packages (decoder state 36 KiB of RAM).
     Best,
-    /// Small-RAM MCUs (decoder state 6.9 KiB of RAM).
+    /// Small-RAM MCUs (decoder state 6.3 KiB of RAM).
     Small,
 }
 

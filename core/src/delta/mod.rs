@@ -59,14 +59,14 @@ pub struct Params {
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 30 KiB), 1 MiB blocks.
+    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 36 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
         window_log2: 14,
     };
-    /// Small RAM: 1 literal table, 1 KiB difference window (decoder state 6.9 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 1 KiB difference window (decoder state 6.3 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,

@@ -155,7 +155,7 @@ pub(crate) struct Model<const LT: usize> {
     dsame4: [Prob; 4],
     /// The last 8 difference bytes (newest in the low byte).
     dhist: u64,
-    dval: [[Prob; 256]; 2],
+    dval: [[Prob; 256]; LT],
     pub(crate) add_len: NumModel,
     pub(crate) copy_len: NumModel,
     seek: NumModel,
@@ -198,7 +198,7 @@ impl<const LT: usize> Model<LT> {
             mru: [0; 8],
             dsame4: [PROB_INIT; 4],
             dhist: 0,
-            dval: [[PROB_INIT; 256]; 2],
+            dval: [[PROB_INIT; 256]; LT],
             add_len: NumModel::new(),
             copy_len: NumModel::new(),
             seek: NumModel::new(),
@@ -244,13 +244,25 @@ impl<const LT: usize> Model<LT> {
         (self.dhist >> 24) as u8
     }
 
+    /// Difference-value table: by "previous difference non-zero" and, when the stream has at
+    /// least 8 literal tables (`lc + lp >= 3`), by byte lane (`pos & 3`). It depends on the
+    /// stream's parameters only, so encoder and decoder agree whatever they reserved.
+    #[inline]
+    fn dval_ctx(&self, c: usize, pos: u64) -> usize {
+        let tables = 1usize << (u32::from(self.lc) + u32::from(self.lp));
+        if tables >= 8 {
+            c * 4 + (pos & 3) as usize
+        } else {
+            c.min(tables - 1)
+        }
+    }
+
     #[inline]
     fn diff_ctx(&self, pos: u64) -> usize {
-        let d8 = (self.dhist >> 56) as u8;
         usize::from(self.d1 != 0)
             | (usize::from(self.d2 != 0) << 1)
             | (usize::from(self.d4() != 0) << 2)
-            | (usize::from(d8 != 0) << 3)
+            | (usize::from(self.dm_state != 0) << 3)
             | (usize::from(self.d1 == self.last_nz && self.d1 != 0) << 4)
             | (((pos as usize) & 3) << 5)
             | (usize::from(self.d4() == self.last_nz) << 7)
@@ -358,7 +370,8 @@ impl<const LT: usize> Model<LT> {
                 };
                 self.mru.get(k).copied().unwrap_or(0)
             } else {
-                match self.dval.get_mut(c) {
+                let vc = self.dval_ctx(c, pos);
+                match self.dval.get_mut(vc) {
                     Some(t) => rc.tree(t, 8) as u8,
                     None => 0,
                 }
@@ -415,7 +428,8 @@ impl<const LT: usize> Model<LT> {
                     rc.tree(t, 3, k as u32);
                 }
             } else {
-                if let Some(t) = self.dval.get_mut(c) {
+                let vc = self.dval_ctx(c, pos);
+                if let Some(t) = self.dval.get_mut(vc) {
                     rc.tree(t, 8, u32::from(d));
                 }
             }
