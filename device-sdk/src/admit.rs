@@ -12,7 +12,9 @@
 //! | 6 | per delta component: installed image is the delta's base (size + SHA-256) | [`Reject::WrongBase`], [`Reject::NotInstalled`] |
 //! | 7 | dependencies met by installed components or by this package | [`Reject::MissingDependency`], [`Reject::DependencyTooOld`] |
 
-use bluesphere_core::package::{Component, Header, Manifest, PackageError, PayloadKind};
+use bluesphere_core::package::{
+    verify_signature_parts, Component, Header, Manifest, PackageError, PayloadKind,
+};
 use bluesphere_core::version::Version;
 use embedded_storage::nor_flash::ReadNorFlash;
 use p256::ecdsa::VerifyingKey;
@@ -122,7 +124,9 @@ pub fn admit(
     }
     let m = Manifest::parse(manifest, &h).map_err(from_package)?;
     // The signature covers header || manifest: verify without concatenating (no heap).
-    let v = verify_split(header, manifest, signature, &h, keys)?;
+    let v = verify_signature_parts(&[header, manifest], signature, &h, keys)
+        .map_err(from_package)?
+        .key_index;
     if m.product_id != id.product_id {
         return Err(reject(Reject::WrongProduct, 0));
     }
@@ -141,30 +145,6 @@ pub fn admit(
         key_index: v,
         components: m.component_count,
     })
-}
-
-fn verify_split(
-    header: &[u8],
-    manifest: &[u8],
-    signature: &[u8],
-    h: &Header,
-    keys: &[VerifyingKey],
-) -> Result<usize, Rejection> {
-    use p256::ecdsa::signature::DigestVerifier;
-    use p256::ecdsa::Signature;
-    let (index, key) = keys
-        .iter()
-        .enumerate()
-        .find(|(_, k)| bluesphere_core::package::key_id(k) == h.key_id)
-        .ok_or(reject(Reject::UnknownKey, 0))?;
-    let sig = Signature::from_slice(signature).map_err(|_| reject(Reject::BadSignature, 0))?;
-    let mut digest = sha2::Sha256::new();
-    digest.update(header);
-    digest.update(manifest);
-    key.verify_digest(digest, &sig)
-        .map_err(|_| reject(Reject::BadSignature, 0))?;
-    // Same answer as the core's one-buffer verifier (kept in step by a test).
-    Ok(index)
 }
 
 fn check_component(

@@ -15,7 +15,7 @@ mod manifest;
 mod verify;
 
 pub use manifest::{Codec, Component, Dependency, Manifest, PayloadKind, Reader};
-pub use verify::{key_id, verify_signature, Verified};
+pub use verify::{key_id, verify_signature, verify_signature_parts, Verified};
 
 /// Package magic.
 pub const MAGIC: [u8; 4] = *b"BSPK";

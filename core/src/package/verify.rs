@@ -1,7 +1,8 @@
 //! Signature verification (`no_std`).
 
 use super::{Header, PackageError, SIGNATURE_LEN};
-use p256::ecdsa::{signature::Verifier, Signature, VerifyingKey};
+use p256::ecdsa::{signature::DigestVerifier, Signature, VerifyingKey};
+use sha2::Digest;
 
 /// Result of a successful verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,17 @@ pub fn verify_signature(
     header: &Header,
     keys: &[VerifyingKey],
 ) -> Result<Verified, PackageError> {
+    verify_signature_parts(&[signed], sig, header, keys)
+}
+
+/// [`verify_signature`] over the signed bytes given in pieces (e.g. the header and the
+/// manifest as a device received them), without concatenating them.
+pub fn verify_signature_parts(
+    parts: &[&[u8]],
+    sig: &[u8],
+    header: &Header,
+    keys: &[VerifyingKey],
+) -> Result<Verified, PackageError> {
     let (key_index, key) = keys
         .iter()
         .enumerate()
@@ -40,7 +52,11 @@ pub fn verify_signature(
         return Err(PackageError::BadSignature);
     }
     let sig = Signature::from_slice(sig).map_err(|_| PackageError::BadSignature)?;
-    key.verify(signed, &sig)
+    let mut digest = sha2::Sha256::new();
+    for p in parts {
+        digest.update(p);
+    }
+    key.verify_digest(digest, &sig)
         .map_err(|_| PackageError::BadSignature)?;
     Ok(Verified {
         key_index,
