@@ -153,6 +153,16 @@ impl RangeDecoder {
         self.bit_l::<LIMIT>(p)
     }
 
+    /// Decode one bit with the cell `table[ctx]` (an index out of range reads as 0 and
+    /// codes nothing: it cannot happen with the models' fixed table sizes).
+    #[inline]
+    pub(crate) fn bit_at(&mut self, table: &mut [Prob], ctx: usize) -> u32 {
+        match table.get_mut(ctx) {
+            Some(p) => self.bit(p),
+            None => 0,
+        }
+    }
+
     /// [`RangeDecoder::bit`] with a settled adaptation shift of `LIM`.
     #[inline]
     pub(crate) fn bit_l<const LIM: u32>(&mut self, p: &mut Prob) -> u32 {
@@ -259,6 +269,13 @@ impl RangeEncoder {
     #[inline]
     pub(crate) fn bit(&mut self, p: &mut Prob, bit: u32) {
         self.bit_l::<LIMIT>(p, bit)
+    }
+
+    /// Encode `bit` with the cell `table[ctx]` (see [`RangeDecoder::bit_at`]).
+    pub(crate) fn bit_at(&mut self, table: &mut [Prob], ctx: usize, bit: u32) {
+        if let Some(p) = table.get_mut(ctx) {
+            self.bit(p, bit);
+        }
     }
 
     pub(crate) fn bit_l<const LIM: u32>(&mut self, p: &mut Prob, bit: u32) {

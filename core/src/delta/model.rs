@@ -114,10 +114,7 @@ impl DistLen {
     }
 
     fn decode(&mut self, rc: &mut RangeDecoder, st: usize) -> Option<(u32, u32)> {
-        let rep = match self.rep.get_mut(st) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        };
+        let rep = rc.bit_at(&mut self.rep, st) == 1;
         let dist = if rep {
             self.rep0
         } else {
@@ -131,9 +128,7 @@ impl DistLen {
     #[cfg(feature = "std")]
     fn encode(&mut self, rc: &mut RangeEncoder, st: usize, dist: u32, len: u32) {
         let rep = dist == self.rep0;
-        if let Some(p) = self.rep.get_mut(st) {
-            rc.bit(p, u32::from(rep));
-        }
+        rc.bit_at(&mut self.rep, st, u32::from(rep));
         if !rep {
             self.dist.encode(rc, dist - 1);
         }
@@ -296,18 +291,13 @@ impl<const LT: usize> Model<LT> {
     #[inline]
     pub(crate) fn decode_is_diff_match(&mut self, rc: &mut RangeDecoder) -> bool {
         let ctx = self.dm_ctx();
-        match self.dm_flag.get_mut(ctx) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        }
+        rc.bit_at(&mut self.dm_flag, ctx) == 1
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn encode_is_diff_match(&mut self, rc: &mut RangeEncoder, m: bool) {
         let ctx = self.dm_ctx();
-        if let Some(p) = self.dm_flag.get_mut(ctx) {
-            rc.bit(p, u32::from(m));
-        }
+        rc.bit_at(&mut self.dm_flag, ctx, u32::from(m));
     }
 
     /// Decode a difference match `(distance, length)`.
@@ -340,29 +330,18 @@ impl<const LT: usize> Model<LT> {
         matches: bool,
     ) -> DiffItem {
         let ctx = self.diff_ctx(pos);
-        let nz = match self.dzero.get_mut(ctx) {
-            Some(p) => rc.bit(p),
-            None => 0,
-        };
+        let nz = rc.bit_at(&mut self.dzero, ctx);
         if nz == 1 && matches && self.decode_is_diff_match(rc) {
             return DiffItem::MatchStart;
         }
         let d4 = self.d4();
         let d = if nz == 0 {
             0
-        } else if d4 != 0
-            && match self.dsame4.get_mut(usize::from(self.d1 != 0)) {
-                Some(p) => rc.bit(p) == 1,
-                None => false,
-            }
-        {
+        } else if d4 != 0 && rc.bit_at(&mut self.dsame4, usize::from(self.d1 != 0)) == 1 {
             d4
         } else {
             let c = usize::from(self.d1 != 0);
-            let hit = match self.mru_hit.get_mut(c) {
-                Some(p) => rc.bit(p),
-                None => 0,
-            };
+            let hit = rc.bit_at(&mut self.mru_hit, c);
             if hit == 1 {
                 let k = match self.mru_idx.get_mut(c) {
                     Some(t) => rc.tree(t, 3) as usize,
@@ -399,9 +378,7 @@ impl<const LT: usize> Model<LT> {
         let d = new.wrapping_sub(old);
         let ctx = self.diff_ctx(pos);
         rc.cat = 1;
-        if let Some(p) = self.dzero.get_mut(ctx) {
-            rc.bit(p, u32::from(d != 0 || is_match));
-        }
+        rc.bit_at(&mut self.dzero, ctx, u32::from(d != 0 || is_match));
         rc.cat = 2;
         if (d != 0 || is_match) && matches {
             self.encode_is_diff_match(rc, is_match);
@@ -413,16 +390,12 @@ impl<const LT: usize> Model<LT> {
         let mut via4 = false;
         if d != 0 && d4 != 0 {
             via4 = d == d4;
-            if let Some(p) = self.dsame4.get_mut(usize::from(self.d1 != 0)) {
-                rc.bit(p, u32::from(via4));
-            }
+            rc.bit_at(&mut self.dsame4, usize::from(self.d1 != 0), u32::from(via4));
         }
         if d != 0 && !via4 {
             let c = usize::from(self.d1 != 0);
             let k = self.mru.iter().position(|&v| v == d);
-            if let Some(p) = self.mru_hit.get_mut(c) {
-                rc.bit(p, u32::from(k.is_some()));
-            }
+            rc.bit_at(&mut self.mru_hit, c, u32::from(k.is_some()));
             if let Some(k) = k {
                 if let Some(t) = self.mru_idx.get_mut(c) {
                     rc.tree(t, 3, k as u32);
@@ -440,20 +413,19 @@ impl<const LT: usize> Model<LT> {
 
     /// A literal region of `len` bytes starts: decode whether its literals are raw.
     pub(crate) fn decode_region(&mut self, rc: &mut RangeDecoder, len: u32) {
-        self.lit_raw = len >= RAW_MIN
-            && match self.raw_flag.get_mut(usize::from(self.lit_raw)) {
-                Some(p) => rc.bit(p) == 1,
-                None => false,
-            };
+        self.lit_raw =
+            len >= RAW_MIN && rc.bit_at(&mut self.raw_flag, usize::from(self.lit_raw)) == 1;
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn encode_region(&mut self, rc: &mut RangeEncoder, len: u32, raw: bool) {
         let raw = raw && len >= RAW_MIN;
         if len >= RAW_MIN {
-            if let Some(p) = self.raw_flag.get_mut(usize::from(self.lit_raw)) {
-                rc.bit(p, u32::from(raw));
-            }
+            rc.bit_at(
+                &mut self.raw_flag,
+                usize::from(self.lit_raw),
+                u32::from(raw),
+            );
         }
         self.lit_raw = raw;
     }
@@ -502,42 +474,27 @@ impl<const LT: usize> Model<LT> {
     #[inline]
     pub(crate) fn decode_is_match(&mut self, rc: &mut RangeDecoder) -> bool {
         let ctx = self.lz_ctx();
-        match self.lz_flag.get_mut(ctx) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        }
+        rc.bit_at(&mut self.lz_flag, ctx) == 1
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn encode_is_match(&mut self, rc: &mut RangeEncoder, is_match: bool) {
         let ctx = self.lz_ctx();
-        if let Some(p) = self.lz_flag.get_mut(ctx) {
-            rc.bit(p, u32::from(is_match));
-        }
+        rc.bit_at(&mut self.lz_flag, ctx, u32::from(is_match));
     }
 
     /// Decode a match: `Target(distance, length)` or `Source(offset from the source cursor,
     /// length)`; `None` if impossible.
     pub(crate) fn decode_match(&mut self, rc: &mut RangeDecoder) -> Option<Match> {
         let st = usize::from(self.lz_state & 1);
-        let from_source = match self.src_flag.get_mut(st) {
-            Some(p) => rc.bit(p) == 1,
-            None => false,
-        };
+        let from_source = rc.bit_at(&mut self.src_flag, st) == 1;
         if from_source {
-            let srep = match self.srep_flag.get_mut(st) {
-                Some(p) => rc.bit(p) == 1,
-                None => false,
-            };
+            let srep = rc.bit_at(&mut self.srep_flag, st) == 1;
             let off = if srep {
                 self.last_soff
             } else {
                 let mag = self.soff.decode(rc)?;
-                let neg = mag != 0
-                    && match self.soff_sign.get_mut(st) {
-                        Some(p) => rc.bit(p) == 1,
-                        None => false,
-                    };
+                let neg = mag != 0 && rc.bit_at(&mut self.soff_sign, st) == 1;
                 if neg {
                     -i64::from(mag)
                 } else {
@@ -556,20 +513,14 @@ impl<const LT: usize> Model<LT> {
     #[cfg(feature = "std")]
     pub(crate) fn encode_source_match(&mut self, rc: &mut RangeEncoder, off: i64, len: u32) {
         let st = usize::from(self.lz_state & 1);
-        if let Some(p) = self.src_flag.get_mut(st) {
-            rc.bit(p, 1);
-        }
+        rc.bit_at(&mut self.src_flag, st, 1);
         let srep = off == self.last_soff;
-        if let Some(p) = self.srep_flag.get_mut(st) {
-            rc.bit(p, u32::from(srep));
-        }
+        rc.bit_at(&mut self.srep_flag, st, u32::from(srep));
         if !srep {
             let mag = u32::try_from(off.unsigned_abs()).unwrap_or(u32::MAX);
             self.soff.encode(rc, mag);
             if mag != 0 {
-                if let Some(p) = self.soff_sign.get_mut(st) {
-                    rc.bit(p, u32::from(off < 0));
-                }
+                rc.bit_at(&mut self.soff_sign, st, u32::from(off < 0));
             }
         }
         self.tmatch.len.encode(rc, len - MIN_MATCH);
@@ -586,9 +537,7 @@ impl<const LT: usize> Model<LT> {
     #[cfg(feature = "std")]
     pub(crate) fn encode_match(&mut self, rc: &mut RangeEncoder, dist: u32, len: u32) {
         let st = usize::from(self.lz_state & 1);
-        if let Some(p) = self.src_flag.get_mut(st) {
-            rc.bit(p, 0);
-        }
+        rc.bit_at(&mut self.src_flag, st, 0);
         self.tmatch.encode(rc, st, dist, len);
         self.lz_state = 1;
     }
@@ -607,10 +556,7 @@ impl<const LT: usize> Model<LT> {
         if mag == 0 {
             return Some(0);
         }
-        let neg = match self.seek_sign.get_mut(usize::from(self.last_seek_sign)) {
-            Some(p) => rc.bit(p),
-            None => 0,
-        };
+        let neg = rc.bit_at(&mut self.seek_sign, usize::from(self.last_seek_sign));
         self.last_seek_sign = 1 + neg as u8;
         Some(if neg == 1 {
             -i64::from(mag)
@@ -627,9 +573,7 @@ impl<const LT: usize> Model<LT> {
             return;
         }
         let neg = u32::from(seek < 0);
-        if let Some(p) = self.seek_sign.get_mut(usize::from(self.last_seek_sign)) {
-            rc.bit(p, neg);
-        }
+        rc.bit_at(&mut self.seek_sign, usize::from(self.last_seek_sign), neg);
         self.last_seek_sign = 1 + neg as u8;
     }
 }
