@@ -3,14 +3,15 @@
 //! | slot | role | access |
 //! |---|---|---|
 //! | source region | the running (old) image | read at random |
-//! | target region | the update slot | erased and written one sector at a time, in order; read back for target-history matches |
+//! | target region | the update slot | each sector erased when the first byte for it is flushed, then written in order through an `S`-byte buffer; read back for target-history matches |
 //!
-//! The target is written through one `S`-byte buffer (`S` a multiple of the flash's erase
-//! and write sizes): a sector is erased just before it is written, so after a power cut the
-//! flash holds whole written sectors up to [`FlashPatchIo::flushed`] and the decoder can
-//! resume at a checkpoint at or below it ([`FlashPatchIo::resume`]). Reads of target bytes
-//! not yet flushed are served from the buffer. The flash's `READ_SIZE` must be 1 (as on
-//! internal MCU flash and memory-mapped NOR).
+//! The buffer state lives in a [`TargetWriter`] (owned by the caller, so it survives between
+//! calls that borrow the flash); a [`FlashPatchIo`] is a short-lived view joining it with the
+//! flash and the two regions. After a power cut the target holds every byte below
+//! [`TargetWriter::flushed`]; a decoder can restart at any checkpoint on a sector boundary at
+//! or below it ([`TargetWriter::resume`]). Reads of target bytes not yet flushed are served
+//! from the buffer. `S` only has to be a multiple of the write size: a full sector buffer is
+//! not needed. The flash's `READ_SIZE` must be 1 (internal MCU flash, memory-mapped NOR).
 
 use bluesphere_core::delta::PatchIo;
 use embedded_storage::nor_flash::NorFlash;
@@ -25,8 +26,18 @@ pub struct Region {
 }
 
 impl Region {
-    fn end(&self) -> u64 {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
         u64::from(self.start) + u64::from(self.len)
+    }
+
+    /// The sub-range `[off, off + len)`, if inside.
+    pub fn sub(&self, off: u32, len: u32) -> Option<Region> {
+        let end = off.checked_add(len)?;
+        (end <= self.len).then_some(Region {
+            start: self.start.checked_add(off)?,
+            len,
+        })
     }
 }
 
@@ -51,65 +62,33 @@ impl<E: core::fmt::Debug> core::fmt::Display for FlashIoError<E> {
     }
 }
 
-/// Source slot reads, target slot writes through one `S`-byte sector buffer.
-#[derive(Debug)]
-pub struct FlashPatchIo<'f, F: NorFlash, const S: usize> {
-    flash: &'f mut F,
-    source: Region,
-    target: Region,
+/// The state of writing one target region: an `S`-byte buffer and how far the flash is
+/// written and erased.
+#[derive(Debug, Clone)]
+pub struct TargetWriter<const S: usize> {
     buf: [u8; S],
     fill: usize,
     flushed: u32,
+    erased_to: u32,
+    erased: u8,
 }
 
-impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
-    /// Start writing the target region from its first byte.
-    pub fn new(
-        flash: &'f mut F,
-        source: Region,
-        target: Region,
-    ) -> Result<Self, FlashIoError<F::Error>> {
-        Self::resume(flash, source, target, 0)
+impl<const S: usize> TargetWriter<S> {
+    /// Start at the first byte of the target; `erased` is the flash's erased value.
+    pub fn new(erased: u8) -> Self {
+        Self::resume(0, erased)
     }
 
-    /// Continue writing the target at `flushed` (a multiple of `S` that was durable before the
-    /// power cut, e.g. a decoder checkpoint's target offset).
-    pub fn resume(
-        flash: &'f mut F,
-        source: Region,
-        target: Region,
-        flushed: u32,
-    ) -> Result<Self, FlashIoError<F::Error>> {
-        if F::READ_SIZE != 1 {
-            return Err(FlashIoError::Geometry("READ_SIZE must be 1"));
-        }
-        if S == 0 || S % F::ERASE_SIZE != 0 || S % F::WRITE_SIZE != 0 {
-            return Err(FlashIoError::Geometry(
-                "the buffer must be a multiple of the erase and write sizes",
-            ));
-        }
-        if target.start as usize % F::ERASE_SIZE != 0 {
-            return Err(FlashIoError::Geometry(
-                "the target slot must start on a sector",
-            ));
-        }
-        if flushed as usize % S != 0 || flushed > target.len {
-            return Err(FlashIoError::Geometry(
-                "resume point is not a written sector boundary",
-            ));
-        }
-        let cap = flash.capacity() as u64;
-        if source.end() > cap || target.end() > cap {
-            return Err(FlashIoError::OutOfRange);
-        }
-        Ok(Self {
-            flash,
-            source,
-            target,
-            buf: [0xFF; S],
+    /// Continue at `at` (a sector boundary that was durable before the power cut); the
+    /// sector at `at` is erased again before it is written.
+    pub fn resume(at: u32, erased: u8) -> Self {
+        Self {
+            buf: [erased; S],
             fill: 0,
-            flushed,
-        })
+            flushed: at,
+            erased_to: at,
+            erased,
+        }
     }
 
     /// Target bytes durable in flash.
@@ -121,34 +100,112 @@ impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
     pub fn written(&self) -> u64 {
         u64::from(self.flushed) + self.fill as u64
     }
+}
 
-    fn flush_sector(&mut self, len: usize) -> Result<(), FlashIoError<F::Error>> {
-        let at = u64::from(self.target.start) + u64::from(self.flushed);
-        let write_len = len.div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
-        let erase_len = len.div_ceil(F::ERASE_SIZE) * F::ERASE_SIZE;
-        if u64::from(self.flushed) + erase_len as u64 > u64::from(self.target.len) {
+/// Source slot reads, target slot writes through a [`TargetWriter`].
+#[derive(Debug)]
+pub struct FlashPatchIo<'f, F: NorFlash, const S: usize> {
+    flash: &'f mut F,
+    w: &'f mut TargetWriter<S>,
+    source: Region,
+    target: Region,
+}
+
+impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
+    /// Join `flash`, the writer state and the regions; checks the geometry.
+    pub fn new(
+        flash: &'f mut F,
+        w: &'f mut TargetWriter<S>,
+        source: Region,
+        target: Region,
+    ) -> Result<Self, FlashIoError<F::Error>> {
+        if F::READ_SIZE != 1 {
+            return Err(FlashIoError::Geometry("READ_SIZE must be 1"));
+        }
+        if S == 0 || S % F::WRITE_SIZE != 0 {
+            return Err(FlashIoError::Geometry(
+                "the buffer must be a multiple of the write size",
+            ));
+        }
+        if target.start as usize % F::ERASE_SIZE != 0 || target.len as usize % F::ERASE_SIZE != 0 {
+            return Err(FlashIoError::Geometry(
+                "the target slot must start and end on a sector boundary",
+            ));
+        }
+        if w.flushed as usize % F::WRITE_SIZE != 0
+            || w.flushed > target.len
+            || (w.erased_to == w.flushed && w.flushed as usize % F::ERASE_SIZE != 0)
+        {
+            return Err(FlashIoError::Geometry(
+                "resume point is not a written sector boundary",
+            ));
+        }
+        let cap = flash.capacity() as u64;
+        if source.end() > cap || target.end() > cap {
             return Err(FlashIoError::OutOfRange);
         }
-        let at = u32::try_from(at).map_err(|_| FlashIoError::OutOfRange)?;
-        // The unused tail of a partial sector stays erased.
-        for b in self.buf.get_mut(len..).unwrap_or(&mut []) {
-            *b = 0xFF;
+        Ok(Self {
+            flash,
+            w,
+            source,
+            target,
+        })
+    }
+
+    /// Target bytes durable in flash.
+    pub fn flushed(&self) -> u32 {
+        self.w.flushed
+    }
+
+    /// Write `len` bytes of the buffer (padded with the erased value to the write size),
+    /// erasing each sector when it is first reached.
+    fn flush_buf(&mut self, len: usize) -> Result<(), FlashIoError<F::Error>> {
+        let write_len = len.div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
+        let end = u64::from(self.w.flushed) + write_len as u64;
+        if end > u64::from(self.target.len) || write_len > S {
+            return Err(FlashIoError::OutOfRange);
         }
-        self.flash
-            .erase(at, at + erase_len as u32)
-            .map_err(FlashIoError::Flash)?;
-        let data = self.buf.get(..write_len).ok_or(FlashIoError::OutOfRange)?;
+        let erased = self.w.erased;
+        for b in self.w.buf.get_mut(len..write_len).unwrap_or(&mut []) {
+            *b = erased;
+        }
+        // `erased_to` stays on sector boundaries (the target starts on one and resume points
+        // are sector boundaries), so each step erases exactly the next sector.
+        let e = F::ERASE_SIZE as u32;
+        while u64::from(self.w.erased_to) < end {
+            let at = self.target.start + self.w.erased_to;
+            self.flash.erase(at, at + e).map_err(FlashIoError::Flash)?;
+            self.w.erased_to += e;
+        }
+        let at = self.target.start + self.w.flushed;
+        let data = self.w.buf.get(..write_len).ok_or(FlashIoError::OutOfRange)?;
         self.flash.write(at, data).map_err(FlashIoError::Flash)?;
-        self.flushed += erase_len as u32;
-        self.fill = 0;
+        self.w.flushed += write_len as u32;
+        // Keep a non-aligned remainder (only at finish is `len` not aligned).
+        self.w.fill -= len.min(self.w.fill);
+        if self.w.fill > 0 {
+            self.w.buf.copy_within(len..len + self.w.fill, 0);
+        }
         Ok(())
     }
 
-    /// Write out the last partial sector (its tail stays erased). Call once after the
-    /// decoder finished.
+    /// Write out the buffered bytes that fill whole write units (a checkpoint wants them
+    /// durable); any remainder stays buffered.
+    pub fn sync(&mut self) -> Result<(), FlashIoError<F::Error>> {
+        let n = self.w.fill / F::WRITE_SIZE * F::WRITE_SIZE;
+        if n > 0 {
+            self.flush_buf(n)?;
+        }
+        Ok(())
+    }
+
+    /// Write out the last bytes (the tail of the last write unit stays erased). Call once
+    /// after the decoder finished.
     pub fn finish(&mut self) -> Result<(), FlashIoError<F::Error>> {
-        if self.fill > 0 {
-            self.flush_sector(self.fill)?;
+        if self.w.fill > 0 {
+            let n = self.w.fill;
+            self.flush_buf(n)?;
+            self.w.fill = 0;
         }
         Ok(())
     }
@@ -169,16 +226,19 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
 
     fn write_target(&mut self, mut data: &[u8]) -> Result<(), Self::Error> {
         while !data.is_empty() {
-            let room = S - self.fill;
+            if self.w.written() + data.len() as u64 > u64::from(self.target.len) {
+                return Err(FlashIoError::OutOfRange);
+            }
+            let room = S - self.w.fill;
             let n = room.min(data.len());
             let (head, rest) = data.split_at(n);
-            if let Some(dst) = self.buf.get_mut(self.fill..self.fill + n) {
+            if let Some(dst) = self.w.buf.get_mut(self.w.fill..self.w.fill + n) {
                 dst.copy_from_slice(head);
             }
-            self.fill += n;
+            self.w.fill += n;
             data = rest;
-            if self.fill == S {
-                self.flush_sector(S)?;
+            if self.w.fill == S {
+                self.flush_buf(S)?;
             }
         }
         Ok(())
@@ -186,10 +246,10 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
 
     fn read_target(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
         let end = offset.saturating_add(buf.len() as u64);
-        if end > self.written() {
+        if end > self.w.written() {
             return Err(FlashIoError::OutOfRange);
         }
-        let flushed = u64::from(self.flushed);
+        let flushed = u64::from(self.w.flushed);
         // The part already in flash...
         let in_flash = flushed.saturating_sub(offset).min(buf.len() as u64) as usize;
         let (a, b) = buf.split_at_mut(in_flash);
@@ -198,10 +258,11 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
                 .map_err(|_| FlashIoError::OutOfRange)?;
             self.flash.read(at, a).map_err(FlashIoError::Flash)?;
         }
-        // ...and the part still in the sector buffer.
+        // ...and the part still in the buffer.
         if !b.is_empty() {
             let from = (offset + in_flash as u64 - flushed) as usize;
             let src = self
+                .w
                 .buf
                 .get(from..from + b.len())
                 .ok_or(FlashIoError::OutOfRange)?;
@@ -215,86 +276,21 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::sim::SimFlash;
     use bluesphere_core::delta::{DeltaDecoder, Params, SmallDeltaDecoder};
     use bluesphere_core::diff::make_delta;
     use bluesphere_core::testkit::{evolve, firmware};
-    use embedded_storage::nor_flash::{ErrorType, NorFlashErrorKind, ReadNorFlash};
     use std::vec;
     use std::vec::Vec;
 
-    /// Strict NOR: writes may only clear bits, must be aligned; erases are whole sectors.
-    struct Nor {
-        mem: Vec<u8>,
-        erases: usize,
-        writes: usize,
-    }
-
     const ERASE: usize = 4096;
-    const WRITE: usize = 8;
-
-    impl ErrorType for Nor {
-        type Error = NorFlashErrorKind;
-    }
-    impl ReadNorFlash for Nor {
-        const READ_SIZE: usize = 1;
-        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-            let o = offset as usize;
-            let src = self
-                .mem
-                .get(o..o + bytes.len())
-                .ok_or(NorFlashErrorKind::OutOfBounds)?;
-            bytes.copy_from_slice(src);
-            Ok(())
-        }
-        fn capacity(&self) -> usize {
-            self.mem.len()
-        }
-    }
-    impl NorFlash for Nor {
-        const WRITE_SIZE: usize = WRITE;
-        const ERASE_SIZE: usize = ERASE;
-        fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
-            let (f, t) = (from as usize, to as usize);
-            if f % ERASE != 0 || t % ERASE != 0 || f > t {
-                return Err(NorFlashErrorKind::NotAligned);
-            }
-            self.mem
-                .get_mut(f..t)
-                .ok_or(NorFlashErrorKind::OutOfBounds)?
-                .fill(0xFF);
-            self.erases += (t - f) / ERASE;
-            Ok(())
-        }
-        fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-            let o = offset as usize;
-            if o % WRITE != 0 || bytes.len() % WRITE != 0 {
-                return Err(NorFlashErrorKind::NotAligned);
-            }
-            let dst = self
-                .mem
-                .get_mut(o..o + bytes.len())
-                .ok_or(NorFlashErrorKind::OutOfBounds)?;
-            for (d, s) in dst.iter_mut().zip(bytes) {
-                if *s & !*d != 0 {
-                    return Err(NorFlashErrorKind::Other); // would set bits: not erased
-                }
-                *d &= *s;
-            }
-            self.writes += 1;
-            Ok(())
-        }
-    }
-
+    type Nor = SimFlash<8, ERASE>;
     const SLOT: u32 = 256 * 1024;
 
     fn flash_with(old: &[u8]) -> Nor {
-        let mut mem = vec![0xFFu8; 2 * SLOT as usize];
-        mem[..old.len()].copy_from_slice(old);
-        Nor {
-            mem,
-            erases: 0,
-            writes: 0,
-        }
+        let mut f = Nor::new(2 * SLOT as usize / ERASE, 0xFF);
+        f.mem_mut()[..old.len()].copy_from_slice(old);
+        f
     }
 
     fn regions(old_len: usize) -> (Region, Region) {
@@ -310,42 +306,43 @@ mod tests {
         )
     }
 
+    fn apply<const S: usize>(params: Params, old: &[u8], patch: &[u8]) -> Nor {
+        let mut flash = flash_with(old);
+        let (src, dst) = regions(old.len());
+        let mut w = TargetWriter::<S>::new(0xFF);
+        let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
+        if params == Params::SMALL {
+            let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
+            for c in patch.chunks(100) {
+                d.push_all(c, &mut io).unwrap();
+            }
+            d.finish().unwrap();
+        } else {
+            let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
+            for c in patch.chunks(100) {
+                d.push_all(c, &mut io).unwrap();
+            }
+            d.finish().unwrap();
+        }
+        io.finish().unwrap();
+        flash
+    }
+
     #[test]
     fn applies_a_delta_into_the_update_slot() {
         for params in [Params::BEST, Params::SMALL] {
             let old = firmware(5, 150_000);
             let new = evolve(&old, 5);
             let patch = make_delta(&old, &new, params).unwrap();
-            let mut flash = flash_with(&old);
-            let (src, dst) = regions(old.len());
-            {
-                let mut io: FlashPatchIo<'_, Nor, 4096> =
-                    FlashPatchIo::new(&mut flash, src, dst).unwrap();
-                if params == Params::SMALL {
-                    let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
-                    for c in patch.chunks(100) {
-                        d.push_all(c, &mut io).unwrap();
-                    }
-                    d.finish().unwrap();
-                } else {
-                    let mut d: DeltaDecoder = DeltaDecoder::new(old.len() as u64);
-                    for c in patch.chunks(100) {
-                        d.push_all(c, &mut io).unwrap();
-                    }
-                    d.finish().unwrap();
-                }
-                io.finish().unwrap();
+            // A full sector buffer and a small 256-byte one give the same flash.
+            for flash in [apply::<4096>(params, &old, &patch), apply::<256>(params, &old, &patch)] {
+                let s = SLOT as usize;
+                assert_eq!(&flash.mem()[s..s + new.len()], &new[..]);
+                assert!(flash.mem()[s + new.len()..].iter().all(|&b| b == 0xFF));
+                assert_eq!(&flash.mem()[..old.len()], &old[..], "the running slot is untouched");
+                // Exactly one erase per target sector: no wear from the read-back design.
+                assert_eq!(flash.counters.erases, new.len().div_ceil(ERASE) as u64);
             }
-            let s = SLOT as usize;
-            assert_eq!(&flash.mem[s..s + new.len()], &new[..]);
-            assert!(flash.mem[s + new.len()..].iter().all(|&b| b == 0xFF));
-            assert_eq!(
-                &flash.mem[..old.len()],
-                &old[..],
-                "the running slot is untouched"
-            );
-            // Exactly one erase per target sector: no wear from the read-back design.
-            assert_eq!(flash.erases, new.len().div_ceil(ERASE));
         }
     }
 
@@ -364,8 +361,8 @@ mod tests {
         let mut cps = Vec::new();
         {
             let mut flash = flash_with(&old);
-            let mut io: FlashPatchIo<'_, Nor, 4096> =
-                FlashPatchIo::new(&mut flash, src, dst).unwrap();
+            let mut w = TargetWriter::<512>::new(0xFF);
+            let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
             let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
             let mut rest = &patch[..];
             while !rest.is_empty() {
@@ -373,11 +370,8 @@ mod tests {
                 rest = &rest[n..];
                 if let Some(cp) = d.checkpoint() {
                     if cps.last() != Some(&cp) && !d.is_done() {
-                        assert_eq!(
-                            u64::from(io.flushed()),
-                            cp.target_offset,
-                            "checkpoints are durable"
-                        );
+                        io.sync().unwrap();
+                        assert_eq!(u64::from(io.flushed()), cp.target_offset, "synced");
                         cps.push(cp);
                     }
                 }
@@ -388,23 +382,24 @@ mod tests {
             let mut flash = flash_with(&old);
             // First attempt, interrupted right after the checkpoint: later sectors hold junk.
             {
-                let mut io: FlashPatchIo<'_, Nor, 4096> =
-                    FlashPatchIo::new(&mut flash, src, dst).unwrap();
+                let mut w = TargetWriter::<512>::new(0xFF);
+                let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
                 let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
                 let mut rest = &patch[..cp.payload_offset as usize];
                 while !rest.is_empty() {
                     let n = d.push(rest, &mut io).unwrap();
                     rest = &rest[n..];
                 }
+                io.sync().unwrap();
             }
             let junk_at = (SLOT as u64 + cp.target_offset) as usize;
-            for b in flash.mem[junk_at..junk_at + 1000].iter_mut() {
+            for b in flash.mem_mut()[junk_at..junk_at + 1000].iter_mut() {
                 *b &= 0x5A;
             }
             // Resume from the checkpoint alone.
             {
-                let mut io: FlashPatchIo<'_, Nor, 4096> =
-                    FlashPatchIo::resume(&mut flash, src, dst, cp.target_offset as u32).unwrap();
+                let mut w = TargetWriter::<512>::resume(cp.target_offset as u32, 0xFF);
+                let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
                 let mut d: SmallDeltaDecoder =
                     DeltaDecoder::resume(&patch[..16], old.len() as u64, cp).unwrap();
                 d.push_all(&patch[cp.payload_offset as usize..], &mut io)
@@ -413,7 +408,7 @@ mod tests {
                 io.finish().unwrap();
             }
             let s = SLOT as usize;
-            assert_eq!(&flash.mem[s..s + new.len()], &new[..], "resume at {cp:?}");
+            assert_eq!(&flash.mem()[s..s + new.len()], &new[..], "resume at {cp:?}");
         }
     }
 
@@ -435,23 +430,29 @@ mod tests {
         let old = firmware(7, 10_000);
         let mut flash = flash_with(&old);
         let (src, dst) = regions(old.len());
-        let r: Result<FlashPatchIo<'_, Nor, 1000>, _> = FlashPatchIo::new(&mut flash, src, dst);
+        let mut w = TargetWriter::<1001>::new(0xFF);
+        let r = FlashPatchIo::new(&mut flash, &mut w, src, dst);
         assert!(matches!(r, Err(FlashIoError::Geometry(_))));
         let bad = Region {
             start: 100,
             len: SLOT,
         };
-        let r: Result<FlashPatchIo<'_, Nor, 4096>, _> = FlashPatchIo::new(&mut flash, src, bad);
+        let mut w = TargetWriter::<4096>::new(0xFF);
+        let r = FlashPatchIo::new(&mut flash, &mut w, src, bad);
         assert!(matches!(r, Err(FlashIoError::Geometry(_))));
-        // A target larger than the slot is refused when it would overflow, not written past.
+        let mut w = TargetWriter::<4096>::resume(100, 0xFF);
+        let r = FlashPatchIo::new(&mut flash, &mut w, src, dst);
+        assert!(matches!(r, Err(FlashIoError::Geometry(_))));
+        // A target larger than the slot is refused before it would overflow.
         let tiny = Region {
             start: SLOT,
             len: 8192,
         };
-        let mut io: FlashPatchIo<'_, Nor, 4096> = FlashPatchIo::new(&mut flash, src, tiny).unwrap();
+        let mut w = TargetWriter::<4096>::new(0xFF);
+        let mut io = FlashPatchIo::new(&mut flash, &mut w, src, tiny).unwrap();
         let big = vec![0u8; 20_000];
         assert_eq!(io.write_target(&big), Err(FlashIoError::OutOfRange));
-        assert!(flash.mem[(SLOT + 8192) as usize..]
+        assert!(flash.mem()[(SLOT + 8192) as usize..]
             .iter()
             .all(|&b| b == 0xFF));
     }

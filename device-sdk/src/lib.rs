@@ -15,7 +15,9 @@
 
 mod admit;
 mod flash_io;
+#[cfg(feature = "std")]
+pub mod sim;
 
 pub use admit::{admit, hash_region, Admitted, Identity, Installed, Reject, Rejection};
 pub use bluesphere_core as core_formats;
-pub use flash_io::{FlashIoError, FlashPatchIo, Region};
+pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};
