@@ -72,6 +72,9 @@ pub enum Reject {
     MissingDependency = 10,
     /// A dependency is present but older than required.
     DependencyTooOld = 11,
+    /// The package's components do not match this device's slots (the updater takes one
+    /// component, named as the device's image).
+    Unsupported = 12,
 }
 
 /// A refusal: the reason and the component it concerns (0 for package-level reasons).

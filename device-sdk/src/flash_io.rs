@@ -178,7 +178,11 @@ impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
             self.w.erased_to += e;
         }
         let at = self.target.start + self.w.flushed;
-        let data = self.w.buf.get(..write_len).ok_or(FlashIoError::OutOfRange)?;
+        let data = self
+            .w
+            .buf
+            .get(..write_len)
+            .ok_or(FlashIoError::OutOfRange)?;
         self.flash.write(at, data).map_err(FlashIoError::Flash)?;
         self.w.flushed += write_len as u32;
         // Keep a non-aligned remainder (only at finish is `len` not aligned).
@@ -335,11 +339,18 @@ mod tests {
             let new = evolve(&old, 5);
             let patch = make_delta(&old, &new, params).unwrap();
             // A full sector buffer and a small 256-byte one give the same flash.
-            for flash in [apply::<4096>(params, &old, &patch), apply::<256>(params, &old, &patch)] {
+            for flash in [
+                apply::<4096>(params, &old, &patch),
+                apply::<256>(params, &old, &patch),
+            ] {
                 let s = SLOT as usize;
                 assert_eq!(&flash.mem()[s..s + new.len()], &new[..]);
                 assert!(flash.mem()[s + new.len()..].iter().all(|&b| b == 0xFF));
-                assert_eq!(&flash.mem()[..old.len()], &old[..], "the running slot is untouched");
+                assert_eq!(
+                    &flash.mem()[..old.len()],
+                    &old[..],
+                    "the running slot is untouched"
+                );
                 // Exactly one erase per target sector: no wear from the read-back design.
                 assert_eq!(flash.counters.erases, new.len().div_ceil(ERASE) as u64);
             }

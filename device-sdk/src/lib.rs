@@ -15,9 +15,18 @@
 
 mod admit;
 mod flash_io;
+pub mod journal;
 #[cfg(feature = "std")]
 pub mod sim;
+#[cfg(test)]
+mod sweep;
+mod updater;
 
 pub use admit::{admit, hash_region, Admitted, Identity, Installed, Reject, Rejection};
 pub use bluesphere_core as core_formats;
 pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};
+pub use journal::{ImageInfo, Phase, Record};
+pub use updater::{
+    Begun, Config, DefaultUpdater, Layout, SlotMode, SmallUpdater, Status, UpdateError,
+    UpdatePhase, Updater,
+};

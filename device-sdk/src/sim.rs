@@ -253,10 +253,11 @@ impl<const W: usize, const E: usize> NorFlash for SimFlash<W, E> {
         let words = bytes.len() / W;
         let landed = (self.rand() % (words as u64 + 1)) as usize * W;
         self.mem[r.start..r.start + landed].copy_from_slice(&bytes[..landed]);
-        for i in landed..(landed + W).min(bytes.len()) {
+        let end = (landed + W).min(bytes.len());
+        for (i, &want) in bytes.iter().enumerate().take(end).skip(landed) {
             let m = self.rand() as u8;
             let b = &mut self.mem[r.start + i];
-            *b = (bytes[i] & m) | (*b & !m);
+            *b = (want & m) | (*b & !m);
         }
         Err(SimError::PowerCut)
     }

@@ -1,0 +1,933 @@
+//! The updater: receive, verify, patch, switch, confirm, revert; power-fail safe at every
+//! flash operation.
+//!
+//! ## Flash layout
+//!
+//! | region | sectors | content |
+//! |---|---|---|
+//! | slot 0 | `k` | swap mode: the execution slot (the image always runs from here); A/B: bank A |
+//! | slot 1 | `k` (same size) | swap mode: the update slot; A/B: bank B |
+//! | scratch | 1 (swap mode only) | one sector in transit while slots swap |
+//! | journal | 2 or more | the state ([`crate::journal`]) |
+//!
+//! The last sector of each slot holds the image's trailer (size, version, security counter,
+//! SHA-256); an image may use the other `k - 1` sectors ([`Updater::capacity`]). In swap mode
+//! the trailer sector moves with its image.
+//!
+//! ## State machine
+//!
+//! | phase | entered by | what the next boot ([`Updater::boot`]) does |
+//! |---|---|---|
+//! | idle / confirmed / reverted | | boots the confirmed image |
+//! | receiving | [`Updater::begin`]; a record at each durable checkpoint | boots the confirmed image; `begin` with the same package resumes |
+//! | pending | [`Updater::finish`] after the new image's SHA-256 matched | A/B: marks the other bank on trial. Swap: swaps the slots (installing), then on trial |
+//! | installing | boot | continues the swap where it stopped |
+//! | testing | boot | the image did not confirm: reverts (A/B: one record; swap: swaps back) |
+//! | reverting | boot | continues the swap back |
+//!
+//! [`Updater::confirm`] moves testing to confirmed. Every step of a swap (copy a slot-1
+//! sector to scratch, slot 0 to slot 1, scratch to slot 0) is followed by a journal record,
+//! and each step's source is intact until its record is durable, so after a power cut the
+//! boot step redoes the one unfinished step.
+//!
+//! Nothing is erased before [`Updater::begin`] has verified the signature, product,
+//! hardware, anti-rollback counter, base image and dependencies ([`crate::admit`]).
+
+use bluesphere_core::delta::{
+    ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamHeader,
+};
+use bluesphere_core::package::{Codec, Header, Manifest, PayloadKind};
+use embedded_storage::nor_flash::NorFlash;
+use p256::ecdsa::VerifyingKey;
+use sha2::{Digest, Sha256};
+
+use crate::admit::{admit, Identity, Installed, Reject, Rejection};
+use crate::journal::{ImageInfo, Journal, JournalError, Phase, Record, TRAILER_LEN};
+use crate::{FlashIoError, FlashPatchIo, Region, TargetWriter};
+
+/// Stored payloads record their progress every this many bytes.
+const STORED_CHECKPOINT: u32 = 16 * 1024;
+/// Stack buffer for copying and hashing.
+const CHUNK: usize = 256;
+
+/// How the two slots are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotMode {
+    /// Slot 0 executes; updates arrive in slot 1 and are swapped in through `scratch`.
+    Swap {
+        /// One (or more) sectors; only the first is used.
+        scratch: Region,
+    },
+    /// Both slots can execute; the journal says which one boots.
+    AB,
+}
+
+/// Where things are in flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The two slots (equal sizes, whole sectors).
+    pub slots: [Region; 2],
+    /// The journal area (two or more whole sectors).
+    pub journal: Region,
+    /// Swap or A/B.
+    pub mode: SlotMode,
+}
+
+/// The device's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Config<'a> {
+    /// Flash layout.
+    pub layout: Layout,
+    /// Value of an erased byte (0xFF on most NOR, 0x00 on some).
+    pub erased: u8,
+    /// Keys whose signatures this device accepts.
+    pub keys: &'a [VerifyingKey],
+    /// Product and hardware id.
+    pub identity: Identity<'a>,
+    /// Name of the component the slots hold (`main`).
+    pub component: &'a str,
+}
+
+/// The update state, as [`Updater::status`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdatePhase {
+    /// Nothing in progress.
+    Idle,
+    /// A full image is being received.
+    Receiving,
+    /// A delta is being received and applied.
+    Applying,
+    /// Verified; the next boot installs it.
+    Pending,
+    /// The boot step is swapping the new image in.
+    Installing,
+    /// The new image runs on trial.
+    Testing,
+    /// The new image confirmed itself.
+    Confirmed,
+    /// The boot step is swapping the old image back.
+    Reverting,
+    /// The trial image did not confirm; the old one runs again.
+    Reverted,
+}
+
+/// A snapshot of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Phase.
+    pub phase: UpdatePhase,
+    /// Progress: bytes received, or sectors swapped.
+    pub done: u64,
+    /// Progress total (0 when unknown).
+    pub total: u64,
+    /// The slot the next boot starts (swap mode: always 0).
+    pub boot_slot: u8,
+    /// Tag of the package in progress (receiving..testing).
+    pub tag: Option<[u8; 8]>,
+}
+
+/// Accepted by [`Updater::begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Begun {
+    /// Send the payload from this offset (0, or where a previous attempt left off).
+    pub resume_offset: u32,
+    /// Payload length.
+    pub payload_len: u32,
+}
+
+/// Why an updater operation failed. Nothing that was running is changed by any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError<E: core::fmt::Debug> {
+    /// The flash driver failed (the state in flash is still consistent: reopen after a reset).
+    #[error("flash error: {0:?}")]
+    Flash(E),
+    /// The package was refused before anything was erased.
+    #[error("package refused: {0:?}")]
+    Rejected(Rejection),
+    /// The payload stream is corrupt or does not match the manifest.
+    #[error("payload: {0}")]
+    Patch(DeltaError),
+    /// The payload writes outside the slot.
+    #[error("the payload writes outside the update slot")]
+    OutOfRange,
+    /// Not possible in the current phase.
+    #[error("not possible while the update is {0:?}")]
+    Busy(UpdatePhase),
+    /// `write`/`finish` without a `begin`.
+    #[error("no update in progress: begin first")]
+    NoSession,
+    /// Data past the next expected offset.
+    #[error("payload data out of order: expected offset {expected}")]
+    Gap {
+        /// Where to continue.
+        expected: u32,
+    },
+    /// More payload than the manifest declares.
+    #[error("more payload than the manifest declares")]
+    TooLong,
+    /// `finish` before all the payload arrived.
+    #[error("payload incomplete: {received} of {expected} bytes")]
+    Incomplete {
+        /// Received.
+        received: u32,
+        /// Declared.
+        expected: u32,
+    },
+    /// The new image's SHA-256 is not the manifest's; the update was abandoned.
+    #[error("the new image does not match the manifest's SHA-256; update abandoned")]
+    TargetHash,
+    /// The layout does not suit the flash.
+    #[error("flash layout: {0}")]
+    Layout(&'static str),
+}
+
+impl<E: core::fmt::Debug> From<FlashIoError<E>> for UpdateError<E> {
+    fn from(e: FlashIoError<E>) -> Self {
+        match e {
+            FlashIoError::Flash(e) => UpdateError::Flash(e),
+            FlashIoError::OutOfRange => UpdateError::OutOfRange,
+            FlashIoError::Geometry(g) => UpdateError::Layout(g),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> From<ApplyError<FlashIoError<E>>> for UpdateError<E> {
+    fn from(e: ApplyError<FlashIoError<E>>) -> Self {
+        match e {
+            ApplyError::Delta(d) => UpdateError::Patch(d),
+            ApplyError::Io(io) => io.into(),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> From<Rejection> for UpdateError<E> {
+    fn from(r: Rejection) -> Self {
+        UpdateError::Rejected(r)
+    }
+}
+
+impl<E: core::fmt::Debug> From<JournalError<E>> for UpdateError<E> {
+    fn from(e: JournalError<E>) -> Self {
+        match e {
+            JournalError::Flash(e) => UpdateError::Flash(e),
+            JournalError::Geometry(g) => UpdateError::Layout(g),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Session<const S: usize, const LT: usize, const W: usize> {
+    tag: [u8; 8],
+    info: ImageInfo,
+    delta: bool,
+    payload_len: u32,
+    source: Region,
+    target: Region,
+    writer: TargetWriter<S>,
+    decoder: DeltaDecoder<LT, W>,
+    /// Payload bytes taken.
+    next: u32,
+    /// Payload offset of the last durable record.
+    recorded: u32,
+}
+
+/// The updater over flash `F`: an `S`-byte write buffer (a multiple of the write size; no
+/// full sector needed) and a patch decoder with `LT` literal tables and a `W`-byte difference
+/// window. [`DefaultUpdater`] and [`SmallUpdater`] are the two profiles.
+#[derive(Debug)]
+pub struct Updater<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize> {
+    flash: F,
+    cfg: Config<'a>,
+    journal: Journal,
+    rec: Record,
+    session: Option<Session<S, LT, W>>,
+    /// Test-only planted bug: skip the swap record after this (sector, step).
+    #[cfg(test)]
+    pub(crate) skip_record: Option<(u32, u8)>,
+}
+
+/// Default profile: streams made with [`Params::BEST`] (decoder state about 37 KiB).
+pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 16384>;
+/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state about 6.5 KiB).
+pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 1024>;
+
+fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
+    match rec.phase {
+        Phase::Idle => UpdatePhase::Idle,
+        Phase::Receiving if delta_hint => UpdatePhase::Applying,
+        Phase::Receiving => UpdatePhase::Receiving,
+        Phase::Pending => UpdatePhase::Pending,
+        Phase::Installing => UpdatePhase::Installing,
+        Phase::Testing => UpdatePhase::Testing,
+        Phase::Confirmed => UpdatePhase::Confirmed,
+        Phase::Reverting => UpdatePhase::Reverting,
+        Phase::Reverted => UpdatePhase::Reverted,
+    }
+}
+
+impl<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize> Updater<'a, F, S, LT, W>
+where
+    F::Error: core::fmt::Debug,
+{
+    /// Open the updater: check the layout and read the state from the journal (a blank
+    /// journal is a fresh device: idle, slot 0).
+    pub fn open(mut flash: F, cfg: Config<'a>) -> Result<Self, UpdateError<F::Error>> {
+        check_layout::<F>(&cfg.layout, flash.capacity())?;
+        let (journal, last) = Journal::open(&mut flash, cfg.layout.journal, cfg.erased)?;
+        Ok(Self {
+            flash,
+            cfg,
+            journal,
+            rec: last.unwrap_or(Record::IDLE),
+            session: None,
+            #[cfg(test)]
+            skip_record: None,
+        })
+    }
+
+    /// Give the flash back.
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+
+    /// The flash (for reading images).
+    pub fn flash(&mut self) -> &mut F {
+        &mut self.flash
+    }
+
+    /// Largest image a slot holds (the slot minus its trailer sector).
+    pub fn capacity(&self) -> u32 {
+        self.cfg.layout.slots[0].len - F::ERASE_SIZE as u32
+    }
+
+    /// Factory install: write `image` into the boot slot with its trailer (on a device that is
+    /// idle, e.g. fresh from the factory). Hashes the image itself.
+    pub fn provision(
+        &mut self,
+        image: &[u8],
+        name: &str,
+        version: &str,
+        security_counter: u32,
+    ) -> Result<(), UpdateError<F::Error>> {
+        if !matches!(
+            self.rec.phase,
+            Phase::Idle | Phase::Confirmed | Phase::Reverted
+        ) {
+            return Err(UpdateError::Busy(self.status().phase));
+        }
+        let size = u32::try_from(image.len()).map_err(|_| UpdateError::OutOfRange)?;
+        if size > self.capacity() {
+            return Err(UpdateError::OutOfRange);
+        }
+        let sha: [u8; 32] = Sha256::digest(image).into();
+        let info = ImageInfo::new(name, version, size, security_counter, sha)
+            .ok_or(UpdateError::Layout("name or version longer than 32 bytes"))?;
+        let b = self.boot_slot();
+        let slot = self.slot(b);
+        let e = F::ERASE_SIZE as u32;
+        self.flash
+            .erase(slot.start, slot.start + size.div_ceil(e) * e)
+            .map_err(UpdateError::Flash)?;
+        for (i, chunk) in image.chunks(CHUNK).enumerate() {
+            self.write_padded(slot.start + (i * CHUNK) as u32, chunk)?;
+        }
+        let at = self.trailer_at(b);
+        self.flash.erase(at, at + e).map_err(UpdateError::Flash)?;
+        self.write_padded(at, &info.encode())
+    }
+
+    /// The durable journal record (for diagnostics).
+    pub fn record(&self) -> Record {
+        self.rec
+    }
+
+    /// The slot the device boots (or runs) now.
+    pub fn boot_slot(&self) -> u8 {
+        match self.cfg.layout.mode {
+            SlotMode::Swap { .. } => 0,
+            SlotMode::AB => {
+                let a = self.rec.active & 1;
+                if self.rec.phase == Phase::Testing {
+                    1 - a
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    fn update_slot(&self) -> u8 {
+        match self.cfg.layout.mode {
+            SlotMode::Swap { .. } => 1,
+            SlotMode::AB => 1 - (self.rec.active & 1),
+        }
+    }
+
+    fn slot(&self, i: u8) -> Region {
+        self.cfg.layout.slots[usize::from(i & 1)]
+    }
+
+    fn trailer_at(&self, slot: u8) -> u32 {
+        let s = self.slot(slot);
+        s.start + s.len - F::ERASE_SIZE as u32
+    }
+
+    /// The image info in a slot's trailer (`None`: no valid image recorded).
+    pub fn image_info(&mut self, slot: u8) -> Result<Option<ImageInfo>, UpdateError<F::Error>> {
+        let mut t = [0u8; TRAILER_LEN];
+        let at = self.trailer_at(slot);
+        self.flash.read(at, &mut t).map_err(UpdateError::Flash)?;
+        Ok(ImageInfo::decode(&t).filter(|i| i.size <= self.capacity()))
+    }
+
+    /// SHA-256 of the first `len` bytes of a slot, as they are in flash.
+    pub fn hash_slot(&mut self, slot: u8, len: u32) -> Result<[u8; 32], UpdateError<F::Error>> {
+        let r = self.slot(slot).sub(0, len).ok_or(UpdateError::OutOfRange)?;
+        let mut buf = [0u8; CHUNK];
+        crate::hash_region(&mut self.flash, r, &mut buf).map_err(UpdateError::Flash)
+    }
+
+    /// The state machine.
+    pub fn status(&self) -> Status {
+        let (done, total, delta) = match (&self.session, self.rec.phase) {
+            (Some(s), _) => (u64::from(s.next), u64::from(s.payload_len), s.delta),
+            (None, Phase::Receiving) => (u64::from(self.rec.a), 0, self.rec.c != [0; 4]),
+            (None, Phase::Installing | Phase::Reverting) => {
+                (u64::from(self.rec.a), u64::from(self.rec.b), false)
+            }
+            _ => (0, 0, false),
+        };
+        let tag = matches!(
+            self.rec.phase,
+            Phase::Receiving | Phase::Pending | Phase::Installing | Phase::Testing
+        )
+        .then_some(self.rec.tag);
+        Status {
+            phase: phase_of(&self.rec, delta),
+            done,
+            total,
+            boot_slot: self.boot_slot(),
+            tag,
+        }
+    }
+
+    fn append(&mut self, rec: Record) -> Result<(), UpdateError<F::Error>> {
+        self.journal
+            .append(&mut self.flash, &rec)
+            .map_err(UpdateError::Flash)?;
+        self.rec = rec;
+        Ok(())
+    }
+
+    fn with_phase(&self, phase: Phase) -> Record {
+        Record {
+            phase,
+            active: self.rec.active,
+            step: 0,
+            a: 0,
+            b: 0,
+            c: [0; 4],
+            tag: self.rec.tag,
+        }
+    }
+
+    /// Verify a package's header, manifest and signature, and start (or resume) receiving
+    /// its payload. Nothing is erased unless every check passes.
+    pub fn begin(
+        &mut self,
+        header: &[u8],
+        manifest: &[u8],
+        signature: &[u8],
+    ) -> Result<Begun, UpdateError<F::Error>> {
+        if matches!(
+            self.rec.phase,
+            Phase::Testing | Phase::Installing | Phase::Reverting
+        ) {
+            return Err(UpdateError::Busy(self.status().phase));
+        }
+        self.session = None;
+        let running = self.boot_slot();
+        let info = self.image_info(running)?;
+        let installed = info.as_ref().map(|i| Installed {
+            name: i.name(),
+            version: i.version(),
+            security_counter: i.security_counter,
+            image_size: u64::from(i.size),
+            image_sha256: i.sha256,
+        });
+        let installed = installed.as_slice();
+        admit(
+            header,
+            manifest,
+            signature,
+            self.cfg.keys,
+            &self.cfg.identity,
+            installed,
+            u64::from(self.capacity()),
+        )
+        .map_err(UpdateError::Rejected)?;
+        let unsupported = Rejection {
+            reason: Reject::Unsupported,
+            component: 0,
+        };
+        let h = Header::parse(header).map_err(|_| unsupported)?;
+        let m = Manifest::parse(manifest, &h).map_err(|_| unsupported)?;
+        let c = match m.components().next() {
+            Some(Ok(c)) if m.component_count == 1 && c.name == self.cfg.component => c,
+            _ => return Err(UpdateError::Rejected(unsupported)),
+        };
+        let new_info = ImageInfo::new(
+            c.name,
+            c.to_version,
+            c.target_size as u32,
+            c.security_counter,
+            c.target_sha256,
+        )
+        .ok_or(unsupported)?;
+        let mut hasher = Sha256::new();
+        hasher.update(header);
+        hasher.update(manifest);
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[..8]);
+
+        let payload_len = u32::try_from(c.payload_size).map_err(|_| unsupported)?;
+        let delta = c.codec == Codec::Bsd1;
+        let source = if c.kind == PayloadKind::Delta {
+            self.slot(running)
+                .sub(0, c.source_size as u32)
+                .ok_or(unsupported)?
+        } else {
+            Region {
+                start: self.slot(running).start,
+                len: 0,
+            }
+        };
+        let target = self
+            .slot(self.update_slot())
+            .sub(0, self.capacity())
+            .ok_or(UpdateError::Layout("slot"))?;
+        let mut s = Session {
+            tag,
+            info: new_info,
+            delta,
+            payload_len,
+            source,
+            target,
+            writer: TargetWriter::new(self.cfg.erased),
+            decoder: DeltaDecoder::new(u64::from(source.len)),
+            next: 0,
+            recorded: 0,
+        };
+        let same = self.rec.tag == tag;
+        if same && self.rec.phase == Phase::Pending {
+            // Already received and verified: nothing to send.
+            return Ok(Begun {
+                resume_offset: payload_len,
+                payload_len,
+            });
+        }
+        if same && self.rec.phase == Phase::Receiving && self.rec.a > 0 {
+            if let Some(resumed) = self.resume_session(&mut s, c.target_size as u32) {
+                s = resumed;
+                self.session = Some(s);
+                return Ok(Begun {
+                    resume_offset: self.rec.a,
+                    payload_len,
+                });
+            }
+        }
+        let rec = Record {
+            phase: Phase::Receiving,
+            tag,
+            ..self.with_phase(Phase::Receiving)
+        };
+        self.append(rec)?;
+        self.session = Some(s);
+        Ok(Begun {
+            resume_offset: 0,
+            payload_len,
+        })
+    }
+
+    fn resume_session(
+        &self,
+        s: &mut Session<S, LT, W>,
+        target_size: u32,
+    ) -> Option<Session<S, LT, W>> {
+        let r = &self.rec;
+        let mut s = s.clone();
+        if s.delta {
+            let [lc, lp, block_log2, window_log2] = r.c;
+            let h = StreamHeader {
+                params: Params {
+                    lc,
+                    lp,
+                    block_log2,
+                    window_log2,
+                },
+                target_size,
+                source_size: s.source.len,
+            };
+            let bs = h.params.block_size();
+            let cp = Checkpoint {
+                payload_offset: u64::from(r.a),
+                target_offset: (u64::from(r.b) * bs).min(u64::from(target_size)),
+                block: u64::from(r.b),
+            };
+            s.decoder = DeltaDecoder::resume(&h.to_bytes(), u64::from(s.source.len), cp).ok()?;
+            s.writer = TargetWriter::resume(u32::try_from(cp.target_offset).ok()?, self.cfg.erased);
+        } else {
+            s.writer = TargetWriter::resume(r.b, self.cfg.erased);
+        }
+        s.next = r.a;
+        s.recorded = r.a;
+        Some(s)
+    }
+
+    /// Take payload bytes at `offset` (bytes before the next expected offset are skipped, so
+    /// re-sent data is harmless). Returns the next expected offset.
+    pub fn write(&mut self, offset: u32, data: &[u8]) -> Result<u32, UpdateError<F::Error>> {
+        let r = self.write_inner(offset, data);
+        if matches!(
+            r,
+            Err(UpdateError::Flash(_)
+                | UpdateError::Patch(_)
+                | UpdateError::OutOfRange
+                | UpdateError::TooLong)
+        ) {
+            // The RAM state is no longer trustworthy; `begin` resumes from the journal.
+            self.session = None;
+        }
+        r
+    }
+
+    fn write_inner(&mut self, offset: u32, data: &[u8]) -> Result<u32, UpdateError<F::Error>> {
+        let erase = F::ERASE_SIZE as u64;
+        let Some(s) = self.session.as_mut() else {
+            return Err(UpdateError::NoSession);
+        };
+        if offset > s.next {
+            return Err(UpdateError::Gap { expected: s.next });
+        }
+        let skip = (s.next - offset) as usize;
+        let Some(mut rest) = data.get(skip..).filter(|d| !d.is_empty()) else {
+            return Ok(s.next);
+        };
+        if u64::from(s.next) + rest.len() as u64 > u64::from(s.payload_len) {
+            return Err(UpdateError::TooLong);
+        }
+        while !rest.is_empty() {
+            let mut record = None;
+            {
+                let mut io = FlashPatchIo::new(&mut self.flash, &mut s.writer, s.source, s.target)?;
+                if s.delta {
+                    let n = s.decoder.push(rest, &mut io)?;
+                    if n == 0 {
+                        return Err(UpdateError::TooLong);
+                    }
+                    rest = rest.get(n..).unwrap_or(&[]);
+                    s.next += n as u32;
+                    if let Some(h) = s.decoder.header() {
+                        if h.target_size != s.info.size || h.source_size != s.source.len {
+                            return Err(UpdateError::Patch(DeltaError::Unsupported {
+                                what: "stream sizes disagree with the manifest",
+                            }));
+                        }
+                    }
+                    if let (Some(cp), Some(h)) = (s.decoder.checkpoint(), s.decoder.header()) {
+                        let durable_point = cp.payload_offset > u64::from(s.recorded)
+                            && !s.decoder.is_done()
+                            && cp.target_offset % erase == 0;
+                        if durable_point {
+                            io.sync()?;
+                            if u64::from(io.flushed()) == cp.target_offset {
+                                let p = h.params;
+                                record = Some((
+                                    cp.payload_offset as u32,
+                                    cp.block as u32,
+                                    [p.lc, p.lp, p.block_log2, p.window_log2],
+                                ));
+                            }
+                        }
+                    }
+                } else {
+                    let n = rest.len();
+                    io.write_target(rest)?;
+                    rest = &[];
+                    s.next += n as u32;
+                    let durable = io.flushed() / F::ERASE_SIZE as u32 * F::ERASE_SIZE as u32;
+                    if durable >= s.recorded + STORED_CHECKPOINT && s.next < s.payload_len {
+                        record = Some((durable, durable, [0; 4]));
+                    }
+                }
+            }
+            if let Some((a, b, c)) = record {
+                s.recorded = a;
+                let rec = Record {
+                    phase: Phase::Receiving,
+                    active: self.rec.active,
+                    step: 0,
+                    a,
+                    b,
+                    c,
+                    tag: s.tag,
+                };
+                self.journal
+                    .append(&mut self.flash, &rec)
+                    .map_err(UpdateError::Flash)?;
+                self.rec = rec;
+            }
+        }
+        Ok(s.next)
+    }
+
+    /// All payload received: check the new image's SHA-256, record its trailer and mark it
+    /// pending (the next [`Updater::boot`] installs it).
+    pub fn finish(&mut self) -> Result<(), UpdateError<F::Error>> {
+        if self.session.is_none() && self.rec.phase == Phase::Pending {
+            return Ok(());
+        }
+        let Some(mut s) = self.session.take() else {
+            return Err(UpdateError::NoSession);
+        };
+        if s.next != s.payload_len {
+            let e = UpdateError::Incomplete {
+                received: s.next,
+                expected: s.payload_len,
+            };
+            self.session = Some(s);
+            return Err(e);
+        }
+        if s.delta {
+            s.decoder.finish().map_err(UpdateError::Patch)?;
+        }
+        FlashPatchIo::new(&mut self.flash, &mut s.writer, s.source, s.target)?.finish()?;
+        let slot = self.update_slot();
+        let hash = self.hash_slot(slot, s.info.size)?;
+        if hash != s.info.sha256 {
+            let idle = self.with_phase(Phase::Idle);
+            self.append(idle)?;
+            return Err(UpdateError::TargetHash);
+        }
+        let at = self.trailer_at(slot);
+        self.flash
+            .erase(at, at + F::ERASE_SIZE as u32)
+            .map_err(UpdateError::Flash)?;
+        self.write_padded(at, &s.info.encode())?;
+        let rec = Record {
+            tag: s.tag,
+            ..self.with_phase(Phase::Pending)
+        };
+        self.append(rec)
+    }
+
+    fn write_padded(&mut self, at: u32, data: &[u8]) -> Result<(), UpdateError<F::Error>> {
+        let mut buf = [self.cfg.erased; CHUNK];
+        let n = data.len().div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
+        let dst = buf
+            .get_mut(..data.len())
+            .ok_or(UpdateError::Layout("write size"))?;
+        dst.copy_from_slice(data);
+        let src = buf.get(..n).ok_or(UpdateError::Layout("write size"))?;
+        self.flash.write(at, src).map_err(UpdateError::Flash)
+    }
+
+    /// Give up the update in progress (receiving or pending); the running image stays.
+    pub fn abort(&mut self) -> Result<(), UpdateError<F::Error>> {
+        self.session = None;
+        match self.rec.phase {
+            Phase::Receiving | Phase::Pending => {
+                let idle = self.with_phase(Phase::Idle);
+                self.append(idle)
+            }
+            Phase::Installing | Phase::Testing | Phase::Reverting => {
+                Err(UpdateError::Busy(self.status().phase))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The new image confirms itself (call from the application once it works).
+    pub fn confirm(&mut self) -> Result<(), UpdateError<F::Error>> {
+        match self.rec.phase {
+            Phase::Testing => {
+                let active = self.boot_slot();
+                let rec = Record {
+                    active,
+                    ..self.with_phase(Phase::Confirmed)
+                };
+                self.append(rec)
+            }
+            Phase::Confirmed => Ok(()),
+            _ => Err(UpdateError::Busy(self.status().phase)),
+        }
+    }
+
+    /// Ask for the old image back while the new one is on trial; the next boot reverts.
+    pub fn request_revert(&mut self) -> Result<(), UpdateError<F::Error>> {
+        if self.rec.phase != Phase::Testing {
+            return Err(UpdateError::Busy(self.status().phase));
+        }
+        match self.cfg.layout.mode {
+            SlotMode::AB => {
+                let rec = self.with_phase(Phase::Reverted);
+                self.append(rec)
+            }
+            SlotMode::Swap { .. } => {
+                let n = self.swap_count()?;
+                let rec = Record {
+                    b: n,
+                    ..self.with_phase(Phase::Reverting)
+                };
+                self.append(rec)
+            }
+        }
+    }
+
+    /// The boot step (call first thing at every start): installs a pending update, finishes
+    /// an interrupted swap, reverts an image that did not confirm. Returns the slot to run.
+    pub fn boot(&mut self) -> Result<u8, UpdateError<F::Error>> {
+        self.session = None;
+        let swap = matches!(self.cfg.layout.mode, SlotMode::Swap { .. });
+        match self.rec.phase {
+            Phase::Pending if !swap => {
+                let rec = self.with_phase(Phase::Testing);
+                self.append(rec)?;
+            }
+            Phase::Pending => {
+                let n = self.swap_count()?;
+                let rec = Record {
+                    b: n,
+                    ..self.with_phase(Phase::Installing)
+                };
+                self.append(rec)?;
+                self.run_swap()?;
+            }
+            Phase::Installing | Phase::Reverting => self.run_swap()?,
+            Phase::Testing if !swap => {
+                let rec = self.with_phase(Phase::Reverted);
+                self.append(rec)?;
+            }
+            Phase::Testing => {
+                let n = self.swap_count()?;
+                let rec = Record {
+                    b: n,
+                    ..self.with_phase(Phase::Reverting)
+                };
+                self.append(rec)?;
+                self.run_swap()?;
+            }
+            _ => {}
+        }
+        Ok(self.boot_slot())
+    }
+
+    /// Sectors to swap: those holding either image, plus the trailer sector.
+    fn swap_count(&mut self) -> Result<u32, UpdateError<F::Error>> {
+        let cap = self.capacity();
+        let a = self.image_info(0)?.map_or(cap, |i| i.size);
+        let b = self.image_info(1)?.map_or(cap, |i| i.size);
+        Ok(a.max(b).div_ceil(F::ERASE_SIZE as u32) + 1)
+    }
+
+    fn run_swap(&mut self) -> Result<(), UpdateError<F::Error>> {
+        let SlotMode::Swap { scratch } = self.cfg.layout.mode else {
+            return Err(UpdateError::Layout("swap in A/B mode"));
+        };
+        let e = F::ERASE_SIZE as u32;
+        let n = self.rec.b;
+        let last = self.slot(0).len / e - 1;
+        let (mut i, mut step) = (self.rec.a, self.rec.step);
+        while i < n {
+            let sector = if i + 1 == n { last } else { i };
+            let s0 = self.slot(0).start + sector * e;
+            let s1 = self.slot(1).start + sector * e;
+            match step {
+                0 => self.copy_sector(s1, scratch.start)?,
+                1 => self.copy_sector(s0, s1)?,
+                _ => self.copy_sector(scratch.start, s0)?,
+            }
+            let done_step = step + 1;
+            if done_step == 3 {
+                i += 1;
+                step = 0;
+            } else {
+                step = done_step;
+            }
+            let rec = Record {
+                a: i,
+                step,
+                ..self.rec
+            };
+            #[cfg(test)]
+            if self.skip_record == Some((i, step)) {
+                self.rec = rec;
+                continue;
+            }
+            self.append(rec)?;
+        }
+        let done = if self.rec.phase == Phase::Installing {
+            Phase::Testing
+        } else {
+            Phase::Reverted
+        };
+        let rec = self.with_phase(done);
+        self.append(rec)
+    }
+
+    fn copy_sector(&mut self, from: u32, to: u32) -> Result<(), UpdateError<F::Error>> {
+        let e = F::ERASE_SIZE as u32;
+        self.flash.erase(to, to + e).map_err(UpdateError::Flash)?;
+        let mut buf = [0u8; CHUNK];
+        let mut off = 0;
+        while off < e {
+            let n = (e - off).min(CHUNK as u32);
+            let b = buf.get_mut(..n as usize).unwrap_or(&mut []);
+            self.flash.read(from + off, b).map_err(UpdateError::Flash)?;
+            // Skip chunks that are already erased: fewer writes, same content.
+            if b.iter().any(|&x| x != self.cfg.erased) {
+                self.flash.write(to + off, b).map_err(UpdateError::Flash)?;
+            }
+            off += n;
+        }
+        Ok(())
+    }
+}
+
+fn check_layout<F: NorFlash>(l: &Layout, capacity: usize) -> Result<(), UpdateError<F::Error>> {
+    let e = F::ERASE_SIZE as u64;
+    let w = F::WRITE_SIZE;
+    if w > CHUNK || CHUNK % w != 0 || (e as usize) < TRAILER_LEN.div_ceil(w) * w || e < CHUNK as u64
+    {
+        return Err(UpdateError::Layout(
+            "write size must divide 256 and sectors be at least 256 bytes",
+        ));
+    }
+    let mut regions = [l.slots[0], l.slots[1], l.journal, l.journal];
+    if let SlotMode::Swap { scratch } = l.mode {
+        regions[3] = scratch;
+    }
+    for r in regions {
+        if u64::from(r.start) % e != 0 || u64::from(r.len) % e != 0 || r.len == 0 {
+            return Err(UpdateError::Layout("regions must be whole sectors"));
+        }
+        if r.end() > capacity as u64 {
+            return Err(UpdateError::Layout("a region lies outside the flash"));
+        }
+    }
+    for (i, a) in regions.iter().enumerate() {
+        for b in regions.iter().skip(i + 1) {
+            let same = a == b;
+            if !same && u64::from(a.start) < b.end() && u64::from(b.start) < a.end() {
+                return Err(UpdateError::Layout("regions overlap"));
+            }
+        }
+    }
+    if l.slots[0].len != l.slots[1].len || u64::from(l.slots[0].len) < 2 * e {
+        return Err(UpdateError::Layout(
+            "the two slots must have the same size, two sectors or more",
+        ));
+    }
+    Ok(())
+}
