@@ -75,13 +75,13 @@ pub struct TargetWriter<const S: usize> {
 
 impl<const S: usize> TargetWriter<S> {
     /// Start at the first byte of the target; `erased` is the flash's erased value.
-    pub fn new(erased: u8) -> Self {
+    pub const fn new(erased: u8) -> Self {
         Self::resume(0, erased)
     }
 
     /// Continue at `at` (a sector boundary that was durable before the power cut); the
     /// sector at `at` is erased again before it is written.
-    pub fn resume(at: u32, erased: u8) -> Self {
+    pub const fn resume(at: u32, erased: u8) -> Self {
         Self {
             buf: [erased; S],
             fill: 0,
@@ -89,6 +89,14 @@ impl<const S: usize> TargetWriter<S> {
             erased_to: at,
             erased,
         }
+    }
+
+    /// [`TargetWriter::resume`] in place.
+    pub fn reset(&mut self, at: u32, erased: u8) {
+        self.fill = 0;
+        self.flushed = at;
+        self.erased_to = at;
+        self.erased = erased;
     }
 
     /// Target bytes durable in flash.

@@ -21,6 +21,8 @@ pub mod sim;
 #[cfg(test)]
 mod sweep;
 mod updater;
+#[cfg(test)]
+mod updater_tests;
 
 pub use admit::{admit, hash_region, Admitted, Identity, Installed, Reject, Rejection};
 pub use bluesphere_core as core_formats;
@@ -28,5 +30,5 @@ pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};
 pub use journal::{ImageInfo, Phase, Record};
 pub use updater::{
     Begun, Config, DefaultUpdater, Layout, SlotMode, SmallUpdater, Status, UpdateError,
-    UpdatePhase, Updater,
+    UpdatePhase, Updater, Workspace,
 };

@@ -23,7 +23,9 @@ use p256::ecdsa::{SigningKey, VerifyingKey};
 
 use crate::journal::{Journal, Phase};
 use crate::sim::{Cut, SimError, SimFlash};
-use crate::{Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater};
+use crate::{
+    Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater, Workspace,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Goal {
@@ -144,10 +146,12 @@ pub(crate) fn drive<
     goal: Goal,
     chunk: usize,
     plant: Option<(u32, u8)>,
+    ws: &mut Workspace<S, LT, WIN>,
 ) -> Result<UpdatePhase, Stop> {
     let (h, m, s, payload) = fx.parts();
     for _ in 0..8 {
-        let mut up: Up<'_, W, E, S, LT, WIN> = Updater::open(&mut *flash, cfg).map_err(stop)?;
+        let mut up: Up<'_, W, E, S, LT, WIN> =
+            Updater::open(&mut *flash, cfg, &mut *ws).map_err(stop)?;
         up.skip_record = plant;
         let slot = up.boot().map_err(stop)?;
         let region = cfg.layout.slots[usize::from(slot)];
@@ -294,13 +298,14 @@ pub(crate) fn sweep<
         component: "main",
     };
     let mut base: SimFlash<W, E> = SimFlash::new(sectors, case.erased);
+    let mut ws = std::boxed::Box::new(Workspace::<S, LT, WIN>::new());
     {
-        let mut up: Up<'_, W, E, S, LT, WIN> = Updater::open(&mut base, cfg).unwrap();
+        let mut up: Up<'_, W, E, S, LT, WIN> = Updater::open(&mut base, cfg, &mut ws).unwrap();
         up.provision(&fx.old, "main", "1.0.0", 1).unwrap();
     }
     base.power_on();
-    let run = |flash: &mut SimFlash<W, E>, goal: Goal| -> Result<UpdatePhase, Stop> {
-        drive::<W, E, S, LT, WIN>(flash, cfg, &fx, goal, case.chunk, plant)
+    let mut run = |flash: &mut SimFlash<W, E>, goal: Goal| -> Result<UpdatePhase, Stop> {
+        drive::<W, E, S, LT, WIN>(flash, cfg, &fx, goal, case.chunk, plant, &mut ws)
     };
     let mut t = Tally::default();
     for goal in [Goal::Update, Goal::Revert] {

@@ -215,16 +215,40 @@ impl<E: core::fmt::Debug> From<JournalError<E>> for UpdateError<E> {
     }
 }
 
+/// The large working memory of an update: the patch decoder and the write buffer. Its
+/// constructor is `const`, so a device keeps it in a `static` (no large stack temporary);
+/// [`Updater::open`] borrows it.
 #[derive(Debug, Clone)]
-struct Session<const S: usize, const LT: usize, const W: usize> {
+pub struct Workspace<const S: usize, const LT: usize, const W: usize> {
+    writer: TargetWriter<S>,
+    decoder: DeltaDecoder<LT, W>,
+}
+
+impl<const S: usize, const LT: usize, const W: usize> Default for Workspace<S, LT, W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const S: usize, const LT: usize, const W: usize> Workspace<S, LT, W> {
+    /// An empty workspace.
+    pub const fn new() -> Self {
+        Self {
+            writer: TargetWriter::new(0xFF),
+            decoder: DeltaDecoder::new(0),
+        }
+    }
+}
+
+/// The update being received (small; the big state is in the [`Workspace`]).
+#[derive(Debug, Clone, Copy)]
+struct Session {
     tag: [u8; 8],
     info: ImageInfo,
     delta: bool,
     payload_len: u32,
     source: Region,
     target: Region,
-    writer: TargetWriter<S>,
-    decoder: DeltaDecoder<LT, W>,
     /// Payload bytes taken.
     next: u32,
     /// Payload offset of the last durable record.
@@ -233,14 +257,16 @@ struct Session<const S: usize, const LT: usize, const W: usize> {
 
 /// The updater over flash `F`: an `S`-byte write buffer (a multiple of the write size; no
 /// full sector needed) and a patch decoder with `LT` literal tables and a `W`-byte difference
-/// window. [`DefaultUpdater`] and [`SmallUpdater`] are the two profiles.
+/// window, both in a [`Workspace`]. [`DefaultUpdater`] and [`SmallUpdater`] are the two
+/// profiles.
 #[derive(Debug)]
 pub struct Updater<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize> {
     flash: F,
     cfg: Config<'a>,
     journal: Journal,
     rec: Record,
-    session: Option<Session<S, LT, W>>,
+    ws: &'a mut Workspace<S, LT, W>,
+    session: Option<Session>,
     /// Test-only planted bug: skip the swap record after this (sector, step).
     #[cfg(test)]
     pub(crate) skip_record: Option<(u32, u8)>,
@@ -271,7 +297,11 @@ where
 {
     /// Open the updater: check the layout and read the state from the journal (a blank
     /// journal is a fresh device: idle, slot 0).
-    pub fn open(mut flash: F, cfg: Config<'a>) -> Result<Self, UpdateError<F::Error>> {
+    pub fn open(
+        mut flash: F,
+        cfg: Config<'a>,
+        ws: &'a mut Workspace<S, LT, W>,
+    ) -> Result<Self, UpdateError<F::Error>> {
         check_layout::<F>(&cfg.layout, flash.capacity())?;
         let (journal, last) = Journal::open(&mut flash, cfg.layout.journal, cfg.erased)?;
         Ok(Self {
@@ -279,6 +309,7 @@ where
             cfg,
             journal,
             rec: last.unwrap_or(Record::IDLE),
+            ws,
             session: None,
             #[cfg(test)]
             skip_record: None,
@@ -514,8 +545,6 @@ where
             payload_len,
             source,
             target,
-            writer: TargetWriter::new(self.cfg.erased),
-            decoder: DeltaDecoder::new(u64::from(source.len)),
             next: 0,
             recorded: 0,
         };
@@ -527,15 +556,16 @@ where
                 payload_len,
             });
         }
-        if same && self.rec.phase == Phase::Receiving && self.rec.a > 0 {
-            if let Some(resumed) = self.resume_session(&mut s, c.target_size as u32) {
-                s = resumed;
-                self.session = Some(s);
-                return Ok(Begun {
-                    resume_offset: self.rec.a,
-                    payload_len,
-                });
-            }
+        if same
+            && self.rec.phase == Phase::Receiving
+            && self.rec.a > 0
+            && self.resume_session(&mut s)
+        {
+            self.session = Some(s);
+            return Ok(Begun {
+                resume_offset: s.next,
+                payload_len,
+            });
         }
         let rec = Record {
             phase: Phase::Receiving,
@@ -543,6 +573,8 @@ where
             ..self.with_phase(Phase::Receiving)
         };
         self.append(rec)?;
+        self.ws.decoder.reset(u64::from(source.len));
+        self.ws.writer.reset(0, self.cfg.erased);
         self.session = Some(s);
         Ok(Begun {
             resume_offset: 0,
@@ -550,13 +582,11 @@ where
         })
     }
 
-    fn resume_session(
-        &self,
-        s: &mut Session<S, LT, W>,
-        target_size: u32,
-    ) -> Option<Session<S, LT, W>> {
-        let r = &self.rec;
-        let mut s = s.clone();
+    /// Set the workspace up to continue from the journal's checkpoint; false if it does not
+    /// fit this package (then the update starts over).
+    fn resume_session(&mut self, s: &mut Session) -> bool {
+        let r = self.rec;
+        let erased = self.cfg.erased;
         if s.delta {
             let [lc, lp, block_log2, window_log2] = r.c;
             let h = StreamHeader {
@@ -566,23 +596,39 @@ where
                     block_log2,
                     window_log2,
                 },
-                target_size,
+                target_size: s.info.size,
                 source_size: s.source.len,
             };
+            if h.params.validate().is_err() {
+                return false;
+            }
             let bs = h.params.block_size();
             let cp = Checkpoint {
                 payload_offset: u64::from(r.a),
-                target_offset: (u64::from(r.b) * bs).min(u64::from(target_size)),
+                target_offset: (u64::from(r.b) * bs).min(u64::from(s.info.size)),
                 block: u64::from(r.b),
             };
-            s.decoder = DeltaDecoder::resume(&h.to_bytes(), u64::from(s.source.len), cp).ok()?;
-            s.writer = TargetWriter::resume(u32::try_from(cp.target_offset).ok()?, self.cfg.erased);
+            let Ok(at) = u32::try_from(cp.target_offset) else {
+                return false;
+            };
+            if self
+                .ws
+                .decoder
+                .reset_resume(&h.to_bytes(), u64::from(s.source.len), cp)
+                .is_err()
+            {
+                return false;
+            }
+            self.ws.writer.reset(at, erased);
         } else {
-            s.writer = TargetWriter::resume(r.b, self.cfg.erased);
+            if r.a != r.b || r.b % F::ERASE_SIZE as u32 != 0 || r.b > s.payload_len {
+                return false;
+            }
+            self.ws.writer.reset(r.b, erased);
         }
         s.next = r.a;
         s.recorded = r.a;
-        Some(s)
+        true
     }
 
     /// Take payload bytes at `offset` (bytes before the next expected offset are skipped, so
@@ -607,6 +653,7 @@ where
         let Some(s) = self.session.as_mut() else {
             return Err(UpdateError::NoSession);
         };
+        let ws = &mut *self.ws;
         if offset > s.next {
             return Err(UpdateError::Gap { expected: s.next });
         }
@@ -620,24 +667,25 @@ where
         while !rest.is_empty() {
             let mut record = None;
             {
-                let mut io = FlashPatchIo::new(&mut self.flash, &mut s.writer, s.source, s.target)?;
+                let mut io =
+                    FlashPatchIo::new(&mut self.flash, &mut ws.writer, s.source, s.target)?;
                 if s.delta {
-                    let n = s.decoder.push(rest, &mut io)?;
+                    let n = ws.decoder.push(rest, &mut io)?;
                     if n == 0 {
                         return Err(UpdateError::TooLong);
                     }
                     rest = rest.get(n..).unwrap_or(&[]);
                     s.next += n as u32;
-                    if let Some(h) = s.decoder.header() {
+                    if let Some(h) = ws.decoder.header() {
                         if h.target_size != s.info.size || h.source_size != s.source.len {
                             return Err(UpdateError::Patch(DeltaError::Unsupported {
                                 what: "stream sizes disagree with the manifest",
                             }));
                         }
                     }
-                    if let (Some(cp), Some(h)) = (s.decoder.checkpoint(), s.decoder.header()) {
+                    if let (Some(cp), Some(h)) = (ws.decoder.checkpoint(), ws.decoder.header()) {
                         let durable_point = cp.payload_offset > u64::from(s.recorded)
-                            && !s.decoder.is_done()
+                            && !ws.decoder.is_done()
                             && cp.target_offset % erase == 0;
                         if durable_point {
                             io.sync()?;
@@ -688,7 +736,7 @@ where
         if self.session.is_none() && self.rec.phase == Phase::Pending {
             return Ok(());
         }
-        let Some(mut s) = self.session.take() else {
+        let Some(s) = self.session.take() else {
             return Err(UpdateError::NoSession);
         };
         if s.next != s.payload_len {
@@ -700,9 +748,9 @@ where
             return Err(e);
         }
         if s.delta {
-            s.decoder.finish().map_err(UpdateError::Patch)?;
+            self.ws.decoder.finish().map_err(UpdateError::Patch)?;
         }
-        FlashPatchIo::new(&mut self.flash, &mut s.writer, s.source, s.target)?.finish()?;
+        FlashPatchIo::new(&mut self.flash, &mut self.ws.writer, s.source, s.target)?.finish()?;
         let slot = self.update_slot();
         let hash = self.hash_slot(slot, s.info.size)?;
         if hash != s.info.sha256 {

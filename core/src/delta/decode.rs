@@ -168,8 +168,9 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384
 pub type SmallDeltaDecoder = DeltaDecoder<1, 1024>;
 
 impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
-    /// A decoder for a stream made against a source of `source_len` bytes.
-    pub fn new(source_len: u64) -> Self {
+    /// A decoder for a stream made against a source of `source_len` bytes. `const`, so a
+    /// device can place one in a `static` without building it on the stack.
+    pub const fn new(source_len: u64) -> Self {
         Self {
             phase: Phase::Header,
             small: [0; HEADER_LEN],
@@ -199,7 +200,43 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
     /// [`HEADER_LEN`] bytes are `header`; then push the payload from `cp.payload_offset`.
     pub fn resume(header: &[u8], source_len: u64, cp: Checkpoint) -> Result<Self, DeltaError> {
         let mut d = Self::new(source_len);
-        let h = d.accept_header(header)?;
+        d.reset_resume(header, source_len, cp)?;
+        Ok(d)
+    }
+
+    /// Start over for a new stream, in place (nothing large is built on the stack).
+    pub fn reset(&mut self, source_len: u64) {
+        self.phase = Phase::Header;
+        self.small = [0; HEADER_LEN];
+        self.small_fill = 0;
+        self.header = None;
+        self.source_len = source_len;
+        self.payload_pos = 0;
+        self.target_pos = 0;
+        self.block = 0;
+        self.block_end = 0;
+        self.block_len = 0;
+        self.comp_left = 0;
+        self.rc.reset();
+        self.rc_started = false;
+        self.op = Op::Control;
+        self.pending_copy = 0;
+        self.pending_seek = 0;
+        self.src_pos = 0;
+        self.lit_start = 0;
+        self.ring_len = 0;
+        // The model is reset at each block start; the ring is only read below `ring_len`.
+    }
+
+    /// [`DeltaDecoder::resume`] in place.
+    pub fn reset_resume(
+        &mut self,
+        header: &[u8],
+        source_len: u64,
+        cp: Checkpoint,
+    ) -> Result<(), DeltaError> {
+        self.reset(source_len);
+        let h = self.accept_header(header)?;
         let bs = h.params.block_size();
         let expected_target = cp
             .block
@@ -210,17 +247,18 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
             || cp.target_offset > u64::from(h.target_size)
             || cp.payload_offset < HEADER_LEN as u64
         {
+            self.reset(source_len);
             return Err(DeltaError::BadCheckpoint);
         }
-        d.payload_pos = cp.payload_offset;
-        d.target_pos = cp.target_offset;
-        d.block = cp.block;
-        d.phase = if cp.target_offset == u64::from(h.target_size) {
+        self.payload_pos = cp.payload_offset;
+        self.target_pos = cp.target_offset;
+        self.block = cp.block;
+        self.phase = if cp.target_offset == u64::from(h.target_size) {
             Phase::Done
         } else {
             Phase::BlockHeader
         };
-        Ok(d)
+        Ok(())
     }
 
     fn accept_header(&mut self, bytes: &[u8]) -> Result<StreamHeader, DeltaError> {
@@ -408,7 +446,7 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
         self.block_end = (self.target_pos + h.params.block_size()).min(u64::from(h.target_size));
         self.rc.reset();
         self.rc_started = false;
-        self.model = Model::new(h.params.lc, h.params.lp);
+        self.model.reset(h.params.lc, h.params.lp);
         self.ring_len = 0;
         self.op = Op::Control;
         self.phase = Phase::Body;

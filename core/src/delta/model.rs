@@ -221,6 +221,44 @@ impl<const LT: usize> Model<LT> {
         }
     }
 
+    /// Reset to the initial state in place (no large temporary on the stack: the literal
+    /// and value tables are filled where they are).
+    pub(crate) fn reset(&mut self, lc: u8, lp: u8) {
+        for t in self.lit.iter_mut().chain(self.dval.iter_mut()) {
+            t.fill(PROB_INIT);
+        }
+        self.dzero.fill(PROB_INIT);
+        self.mru_hit = [PROB_INIT; 4];
+        self.mru_idx = [[PROB_INIT; 8]; 2];
+        self.mru = [0; 8];
+        self.dsame4 = [PROB_INIT; 4];
+        self.dhist = 0;
+        self.add_len = NumModel::new();
+        self.copy_len = NumModel::new();
+        self.seek = NumModel::new();
+        self.seek_sign = [PROB_INIT; 3];
+        self.dm_flag = [PROB_INIT; 8];
+        self.dmatch = DistLen::new();
+        self.dm_state = 0;
+        self.raw_flag = [PROB_INIT; 2];
+        self.lit_raw = false;
+        self.lz_flag = [PROB_INIT; 4];
+        self.src_flag = [PROB_INIT; 2];
+        self.soff = NumModel::new();
+        self.soff_sign = [PROB_INIT; 2];
+        self.srep_flag = [PROB_INIT; 2];
+        self.last_soff = 0;
+        self.tmatch = DistLen::new();
+        self.lz_state = 0;
+        self.d1 = 0;
+        self.d2 = 0;
+        self.last_nz = 0;
+        self.prev_out = 0;
+        self.last_seek_sign = 0;
+        self.lc = lc;
+        self.lp = lp;
+    }
+
     #[inline]
     fn lit_ctx(&self, pos: u64) -> usize {
         let lc = u32::from(self.lc);
