@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # BlueSphere's main job. With a display this will start the Studio (its issue is next);
 # until then, and without a display, a short demo of the CLI: make a key, pack a signed
-# delta from the sample images, inspect it, verify it, apply it and compare the bytes.
+# delta from the sample images, inspect it, verify it, apply it and compare the bytes; then
+# install it on a virtual device (file-backed flash), boot, confirm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cargo build -q -p bluesphere-cli
+cargo build -q -p bluesphere-cli -p bluesphere-vdevice
 B="$PWD/target/debug/bluesphere"
+D="$PWD/target/debug/bluesphere-device"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
@@ -22,3 +24,12 @@ echo "demo: the applied image is byte-identical to version 1.1.0"
 echo
 echo "and a wrong base image is refused with what the package expects:"
 "$B" apply "$work/update.bsp" --old assets/sample-v1.1.0.bin -o "$work/x.bin" || echo "(exit code $?)"
+
+echo
+echo "a virtual device (the device SDK over file-backed flash) installs the same package:"
+step "$D" --flash "$work/dev" init --product demo-thermostat --hardware revB \
+  --key "$work/key.pub.pem" --image assets/sample-v1.0.0.bin --version 1.0.0
+step "$D" --flash "$work/dev" install "$work/update.bsp"
+step "$D" --flash "$work/dev" boot
+step "$D" --flash "$work/dev" confirm
+step "$D" --flash "$work/dev" status

@@ -15,8 +15,13 @@ cargo build -q -p bluesphere-core --no-default-features
 cargo build -q -p bluesphere-device --no-default-features
 
 echo "== tests"
+bash scripts/fetch_fixtures.sh
+export BLUESPHERE_REQUIRE_FIXTURES=1
 cargo build -q --workspace --bins
-cargo test -q --workspace
+cargo test -q --workspace -- --skip sweep::power_cut_sweep
+
+echo "== power-cut sweep (device SDK)"
+cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --nocapture
 
 echo "== fuzz smoke (cargo-fuzz on the stable toolchain)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --version ^0.13 --locked

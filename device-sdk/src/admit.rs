@@ -77,6 +77,43 @@ pub enum Reject {
     Unsupported = 12,
 }
 
+impl Reject {
+    /// A sentence for people (a technician reading a log).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Reject::Malformed => "the package header or manifest is malformed",
+            Reject::UnknownKey => "the package is signed by a key this device does not trust",
+            Reject::BadSignature => "the package signature does not verify (corrupt or forged)",
+            Reject::WrongProduct => "the package is for another product",
+            Reject::WrongHardware => "the package is for another hardware revision",
+            Reject::TooLarge => "the new image does not fit the device's slot",
+            Reject::Rollback => {
+                "the package's security counter is lower than the installed image's (downgrade)"
+            }
+            Reject::WrongBase => "the delta was made for another base image than the one installed",
+            Reject::NotInstalled => "the delta is for a component that is not installed",
+            Reject::MissingDependency => "a dependency is neither installed nor in the package",
+            Reject::DependencyTooOld => "a dependency is older than the package requires",
+            Reject::Unsupported => "the package's components do not match this device's slots",
+        }
+    }
+
+    /// The wire code.
+    pub fn code(&self) -> u8 {
+        *self as u8
+    }
+}
+
+impl core::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} (code {}", self.reason.describe(), self.reason.code())?;
+        if self.component > 0 {
+            write!(f, ", component {}", self.component)?;
+        }
+        write!(f, ")")
+    }
+}
+
 /// A refusal: the reason and the component it concerns (0 for package-level reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {

@@ -14,6 +14,8 @@
 )]
 
 mod admit;
+#[cfg(feature = "std")]
+pub mod file_flash;
 mod flash_io;
 pub mod journal;
 #[cfg(feature = "std")]
@@ -26,6 +28,7 @@ mod updater_tests;
 
 pub use admit::{admit, hash_region, Admitted, Identity, Installed, Reject, Rejection};
 pub use bluesphere_core as core_formats;
+pub use embedded_storage::nor_flash as flash;
 pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};
 pub use journal::{ImageInfo, Phase, Record};
 pub use updater::{

@@ -142,7 +142,7 @@ pub enum UpdateError<E: core::fmt::Debug> {
     #[error("flash error: {0:?}")]
     Flash(E),
     /// The package was refused before anything was erased.
-    #[error("package refused: {0:?}")]
+    #[error("package refused: {0}")]
     Rejected(Rejection),
     /// The payload stream is corrupt or does not match the manifest.
     #[error("payload: {0}")]
