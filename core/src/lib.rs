@@ -17,6 +17,7 @@ mod rc;
 #[cfg(feature = "std")]
 pub mod diff;
 pub mod package;
+pub mod proto;
 pub mod version;
 
 #[cfg(feature = "std")]

@@ -36,6 +36,7 @@ mod admit;
 pub mod file_flash;
 mod flash_io;
 pub mod journal;
+pub mod serve;
 #[cfg(feature = "std")]
 pub mod sim;
 #[cfg(test)]

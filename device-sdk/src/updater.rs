@@ -181,6 +181,24 @@ pub enum UpdateError<E: core::fmt::Debug> {
     Layout(&'static str),
 }
 
+impl UpdatePhase {
+    /// The protocol's phase byte (`bluesphere_core::proto::phase`).
+    pub fn wire(&self) -> u8 {
+        use bluesphere_core::proto::phase;
+        match self {
+            UpdatePhase::Idle => phase::IDLE,
+            UpdatePhase::Receiving => phase::RECEIVING,
+            UpdatePhase::Applying => phase::APPLYING,
+            UpdatePhase::Pending => phase::PENDING,
+            UpdatePhase::Installing => phase::INSTALLING,
+            UpdatePhase::Testing => phase::TESTING,
+            UpdatePhase::Confirmed => phase::CONFIRMED,
+            UpdatePhase::Reverting => phase::REVERTING,
+            UpdatePhase::Reverted => phase::REVERTED,
+        }
+    }
+}
+
 impl<E: core::fmt::Debug> From<FlashIoError<E>> for UpdateError<E> {
     fn from(e: FlashIoError<E>) -> Self {
         match e {
@@ -365,6 +383,11 @@ where
         let at = self.trailer_at(b);
         self.flash.erase(at, at + e).map_err(UpdateError::Flash)?;
         self.write_padded(at, &info.encode())
+    }
+
+    /// The device configuration.
+    pub fn config(&self) -> &Config<'a> {
+        &self.cfg
     }
 
     /// The durable journal record (for diagnostics).

@@ -1,0 +1,11 @@
+//! The near-field protocol (USB-serial, BLE): framing, messages and the host's push engine,
+//! all sans-IO (bytes in, frames and events out; the caller owns the link and the clock).
+//! Specified in `docs/PROTOCOL.md`.
+
+pub mod frame;
+pub mod host;
+pub mod msg;
+
+pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
+pub use host::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};
+pub use msg::{cmd, phase, resp, ImageEntry, Info, Request, Response, Status, PROTO_VERSION};

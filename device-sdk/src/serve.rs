@@ -1,0 +1,364 @@
+//! The device side of the near-field protocol (`docs/PROTOCOL.md`): a [`Server`] turns
+//! request frames into responses by driving the [`Updater`]; [`serve`] runs it over any
+//! `embedded_io` byte link (UART, USB CDC, a BLE characteristic stream).
+//!
+//! | request | device action | answer |
+//! |---|---|---|
+//! | HELLO | | version, max frame, receive window, codecs, BEGIN buffer size |
+//! | INFO | | product, hardware, chip UID, slot mode, update state, images (trailers) |
+//! | BEGIN piece | collect header ‖ manifest ‖ signature; when complete, [`Updater::begin`] | BEGIN_MORE, ACCEPTED (resume offset) or ERROR refused + reason |
+//! | DATA | [`Updater::write`] (in order; earlier bytes are skipped) | DATA_ACK (next expected offset, also for out-of-order frames) |
+//! | FINISH | [`Updater::finish`] | DONE or ERROR |
+//! | REBOOT | restart if the phase is the one asked (the caller resets after the answer is sent) | DONE |
+//! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
+//! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
+
+use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
+use bluesphere_core::proto::{
+    FrameDecoder, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
+};
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::{ImageInfo, SlotMode, UpdateError, Updater};
+
+/// Where a device keeps its activation code (OTP, a flash page...).
+pub trait CodeStore {
+    /// Copy the stored code into `buf`; 0 if there is none.
+    fn read(&mut self, buf: &mut [u8]) -> usize;
+    /// Store `code` (once); `Err(status)` to refuse it.
+    fn write(&mut self, code: &[u8], uid: &[u8]) -> Result<(), Status>;
+}
+
+/// A device without activation support.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCodes;
+
+impl CodeStore for NoCodes {
+    fn read(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    fn write(&mut self, _code: &[u8], _uid: &[u8]) -> Result<(), Status> {
+        Err(Status::UnknownCommand)
+    }
+}
+
+/// Serves protocol requests for one updater. `B`: bytes for header ‖ manifest ‖ signature.
+#[derive(Debug)]
+pub struct Server<
+    'a,
+    F: NorFlash,
+    C,
+    const S: usize,
+    const LT: usize,
+    const W: usize,
+    const B: usize,
+> {
+    up: Updater<'a, F, S, LT, W>,
+    codes: C,
+    uid: &'a [u8],
+    max_frame: u16,
+    window: u32,
+    begin: [u8; B],
+    begin_len: u32,
+    begin_total: u32,
+    reboot: bool,
+}
+
+fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
+    Response::Error {
+        status,
+        detail,
+        value,
+    }
+}
+
+fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'static> {
+    match e {
+        UpdateError::Rejected(r) => err(Status::Refused, r.reason.code(), u32::from(r.component)),
+        UpdateError::Busy(p) => err(Status::Busy, p.wire(), 0),
+        UpdateError::NoSession => err(Status::NoSession, 0, 0),
+        UpdateError::Gap { expected } => err(Status::Gap, 0, expected),
+        UpdateError::TooLong => err(Status::TooLong, 0, 0),
+        UpdateError::Incomplete { received, .. } => err(Status::Incomplete, 0, received),
+        UpdateError::TargetHash => err(Status::TargetHash, 0, 0),
+        UpdateError::Patch(_) | UpdateError::OutOfRange => err(Status::CorruptPayload, 0, 0),
+        UpdateError::Flash(_) | UpdateError::Layout(_) => err(Status::FlashError, 0, 0),
+    }
+}
+
+fn entry(slot: u8, i: &ImageInfo) -> ImageEntry<'_> {
+    ImageEntry {
+        slot,
+        name: i.name(),
+        version: i.version(),
+        size: i.size,
+        security_counter: i.security_counter,
+        sha256: i.sha256,
+    }
+}
+
+impl<
+        'a,
+        F: NorFlash,
+        C: CodeStore,
+        const S: usize,
+        const LT: usize,
+        const W: usize,
+        const B: usize,
+    > Server<'a, F, C, S, LT, W, B>
+where
+    F::Error: core::fmt::Debug,
+{
+    /// Serve `up`; `uid` is the chip's unique id, `max_frame` the largest raw frame the
+    /// receive path takes, `window` the payload bytes the link may buffer unacknowledged.
+    pub fn new(
+        up: Updater<'a, F, S, LT, W>,
+        codes: C,
+        uid: &'a [u8],
+        max_frame: u16,
+        window: u32,
+    ) -> Self {
+        Self {
+            up,
+            codes,
+            uid,
+            max_frame,
+            window,
+            begin: [0; B],
+            begin_len: 0,
+            begin_total: 0,
+            reboot: false,
+        }
+    }
+
+    /// The updater.
+    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W> {
+        &mut self.up
+    }
+
+    /// The code store.
+    pub fn codes(&mut self) -> &mut C {
+        &mut self.codes
+    }
+
+    /// True once a REBOOT was answered: the caller resets now (the virtual device runs
+    /// [`Updater::boot`] instead).
+    pub fn take_reboot(&mut self) -> bool {
+        core::mem::take(&mut self.reboot)
+    }
+
+    /// Handle one raw frame (kind, sequence, body); the encoded answer goes to `out`
+    /// (at least `encoded_max(600)` bytes). `None`: nothing to send.
+    pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        let Ok((seq, req)) = Request::parse(frame) else {
+            let seq = frame.get(1).copied().unwrap_or(0);
+            let known = frame.first().is_some_and(|k| (1..=0x0C).contains(k));
+            let status = if known {
+                Status::BadRequest
+            } else {
+                Status::UnknownCommand
+            };
+            return err(status, 0, 0).encode(seq, out);
+        };
+        let mut code = [0u8; 128];
+        let r = match req {
+            Request::Hello { version, .. } if version != PROTO_VERSION => {
+                err(Status::Version, PROTO_VERSION, 0)
+            }
+            Request::Hello { .. } => Response::Hello {
+                version: PROTO_VERSION,
+                max_frame: self.max_frame,
+                window: self.window,
+                codecs: 0b001 | 0b100 | if LT >= 16 && W >= 16384 { 0b010 } else { 0 },
+                max_begin: B as u32,
+            },
+            Request::Info => return self.info(seq, out),
+            Request::Begin {
+                total,
+                offset,
+                data,
+            } => self.begin_piece(total, offset, data),
+            Request::Data { offset, data } => match self.up.write(offset, data) {
+                Ok(next) | Err(UpdateError::Gap { expected: next }) => Response::DataAck { next },
+                Err(e) => update_err(e),
+            },
+            Request::Status => {
+                let st = self.up.status();
+                Response::Status {
+                    phase: st.phase.wire(),
+                    done: st.done as u32,
+                    total: st.total as u32,
+                    boot_slot: st.boot_slot,
+                }
+            }
+            Request::Finish => self.done_or(|up| up.finish()),
+            Request::Reboot { if_phase } => {
+                let now = self.up.status().phase.wire();
+                if if_phase == 0xFF || if_phase == now {
+                    self.reboot = true;
+                }
+                Response::Done { phase: now }
+            }
+            Request::Confirm => self.done_or(|up| up.confirm()),
+            Request::Abort => self.done_or(|up| up.abort()),
+            Request::ReadUid => Response::Bytes(self.uid),
+            Request::ReadCode => {
+                let n = self.codes.read(&mut code);
+                if n == 0 {
+                    err(Status::NoCode, 0, 0)
+                } else {
+                    Response::Bytes(code.get(..n).unwrap_or(&[]))
+                }
+            }
+            Request::WriteCode { code: c } => match self.codes.write(c, self.uid) {
+                Ok(()) => Response::Done {
+                    phase: self.up.status().phase.wire(),
+                },
+                Err(s) => err(s, 0, 0),
+            },
+        };
+        r.encode(seq, out)
+    }
+
+    fn done_or(
+        &mut self,
+        f: impl FnOnce(&mut Updater<'a, F, S, LT, W>) -> Result<(), UpdateError<F::Error>>,
+    ) -> Response<'static> {
+        match f(&mut self.up) {
+            Ok(()) => Response::Done {
+                phase: self.up.status().phase.wire(),
+            },
+            Err(e) => update_err(e),
+        }
+    }
+
+    fn begin_piece(&mut self, total: u32, offset: u32, data: &[u8]) -> Response<'static> {
+        if total as usize > B {
+            return err(Status::TooLarge, 0, B as u32);
+        }
+        if offset == 0 || total != self.begin_total {
+            self.begin_total = total;
+            self.begin_len = 0;
+        }
+        if offset > self.begin_len {
+            return err(Status::Gap, 0, self.begin_len);
+        }
+        let end = offset as usize + data.len();
+        let Some(dst) = self
+            .begin
+            .get_mut(offset as usize..end)
+            .filter(|_| end <= total as usize)
+        else {
+            return err(Status::BadRequest, 0, 0);
+        };
+        dst.copy_from_slice(data);
+        self.begin_len = self.begin_len.max(end as u32);
+        if self.begin_len < total {
+            return Response::BeginMore {
+                next: self.begin_len,
+            };
+        }
+        let blob = self.begin.get(..total as usize).unwrap_or(&[]);
+        let Ok(h) = Header::parse(blob) else {
+            return err(Status::Refused, crate::Reject::Malformed.code(), 0);
+        };
+        let m_end = HEADER_LEN + h.manifest_len as usize;
+        if blob.len() != m_end + SIGNATURE_LEN {
+            return err(Status::Refused, crate::Reject::Malformed.code(), 0);
+        }
+        let (hm, sig) = blob.split_at(m_end);
+        let (hd, man) = hm.split_at(HEADER_LEN);
+        match self.up.begin(hd, man, sig) {
+            Ok(b) => Response::Accepted {
+                resume: b.resume_offset,
+                payload_len: b.payload_len,
+            },
+            Err(e) => update_err(e),
+        }
+    }
+
+    fn info(&mut self, seq: u8, out: &mut [u8]) -> Option<usize> {
+        let st = self.up.status();
+        let boot = st.boot_slot;
+        let running = self.up.image_info(boot).ok().flatten();
+        let other = self.up.image_info(1 - boot).ok().flatten();
+        let cfg = *self.up.config();
+        let info = Info {
+            product: cfg.identity.product_id,
+            hardware: cfg.identity.hardware_id,
+            uid: self.uid,
+            mode: match cfg.layout.mode {
+                SlotMode::Swap { .. } => 0,
+                SlotMode::AB => 1,
+            },
+            boot_slot: boot,
+            phase: st.phase.wire(),
+            done: st.done as u32,
+            total: st.total as u32,
+            running: running.as_ref().map(|i| entry(boot, i)),
+            other: other.as_ref().map(|i| entry(1 - boot, i)),
+        };
+        Response::Info(info).encode(seq, out)
+    }
+}
+
+/// Why [`serve`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served<E> {
+    /// A REBOOT was answered: reset the device now.
+    Reboot,
+    /// `keep_going` returned false.
+    Stopped,
+    /// The link failed.
+    Link(E),
+}
+
+/// Serve over a byte link until a REBOOT is answered, `keep_going` says stop, or the link
+/// fails. A read that returns 0 bytes is an idle poll (a timeout), not the end. `N`: the
+/// largest encoded frame accepted.
+pub fn serve<
+    IO,
+    F,
+    C,
+    const S: usize,
+    const LT: usize,
+    const W: usize,
+    const B: usize,
+    const N: usize,
+>(
+    io: &mut IO,
+    server: &mut Server<'_, F, C, S, LT, W, B>,
+    decoder: &mut FrameDecoder<N>,
+    mut keep_going: impl FnMut() -> bool,
+) -> Served<IO::Error>
+where
+    IO: embedded_io::Read + embedded_io::Write,
+    F: NorFlash,
+    F::Error: core::fmt::Debug,
+    C: CodeStore,
+{
+    let mut rx = [0u8; 256];
+    let mut tx = [0u8; 700];
+    while keep_going() {
+        let n = match io.read(&mut rx) {
+            Ok(n) => n,
+            Err(e) => return Served::Link(e),
+        };
+        let mut input = rx.get(..n).unwrap_or(&[]);
+        while !input.is_empty() {
+            let (used, frame) = decoder.feed(input);
+            input = input.get(used..).unwrap_or(&[]);
+            let Some(Ok(frame)) = frame else { continue };
+            if let Some(len) = server.handle(frame, &mut tx) {
+                if let Err(e) = io.write_all(tx.get(..len).unwrap_or(&[])) {
+                    return Served::Link(e);
+                }
+                let _ = io.flush();
+            }
+            if server.take_reboot() {
+                return Served::Reboot;
+            }
+        }
+    }
+    Served::Stopped
+}
