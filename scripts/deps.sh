@@ -2,7 +2,7 @@
 # System packages the project needs on Debian 12 (idempotent; root or sudo).
 set -euo pipefail
 need=()
-for p in build-essential pkg-config openssl curl ca-certificates; do
+for p in build-essential pkg-config openssl curl ca-certificates libudev-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -131,6 +131,11 @@ where
         }
     }
 
+    /// Give the updater back.
+    pub fn into_updater(self) -> Updater<'a, F, S, LT, W> {
+        self.up
+    }
+
     /// The updater.
     pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W> {
         &mut self.up

@@ -339,6 +339,11 @@ where
         self.flash
     }
 
+    /// Give the flash and the workspace back (to reopen after a simulated reset).
+    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W>) {
+        (self.flash, self.ws)
+    }
+
     /// The flash (for reading images).
     pub fn flash(&mut self) -> &mut F {
         &mut self.flash
@@ -499,7 +504,7 @@ where
         ) {
             return Err(UpdateError::Busy(self.status().phase));
         }
-        self.session = None;
+        let prev = self.session.take();
         let running = self.boot_slot();
         let info = self.image_info(running)?;
         let installed = info.as_ref().map(|i| Installed {
@@ -571,6 +576,15 @@ where
             next: 0,
             recorded: 0,
         };
+        if let Some(p) = prev.filter(|p| p.tag == tag && self.rec.phase == Phase::Receiving) {
+            // The same package while its session is alive (the link dropped, the device
+            // did not): continue exactly where the RAM state is.
+            self.session = Some(p);
+            return Ok(Begun {
+                resume_offset: p.next,
+                payload_len,
+            });
+        }
         let same = self.rec.tag == tag;
         if same && self.rec.phase == Phase::Pending {
             // Already received and verified: nothing to send.

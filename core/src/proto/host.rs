@@ -23,6 +23,9 @@ use super::frame::FrameDecoder;
 use super::msg::{phase, Request, Response, Status, PROTO_VERSION};
 use crate::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 
+/// Smallest DATA / BEGIN piece the push shrinks to on a noisy line.
+pub const MIN_CHUNK: usize = 64;
+
 /// Timeouts and limits, microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -48,7 +51,7 @@ impl Default for Timeouts {
             finish: 30_000_000,
             reboot: 60_000_000,
             ack: 1_000_000,
-            retries: 6,
+            retries: 10,
         }
     }
 }
@@ -237,7 +240,11 @@ pub struct Push<'p> {
     rx: FrameDecoder<1024>,
     // negotiated
     window: u32,
+    /// Current frame payload size: halved on loss, doubled back after a run of clean
+    /// acknowledgements (noisy lines get short frames that still pass).
     chunk: usize,
+    chunk_max: usize,
+    streak: u32,
     max_begin: u32,
     // begin
     begin_next: u32,
@@ -282,6 +289,8 @@ impl<'p> Push<'p> {
             rx: FrameDecoder::new(),
             window: 0,
             chunk: cfg.chunk.max(1),
+            chunk_max: cfg.chunk.max(1),
+            streak: 0,
             max_begin: 0,
             begin_next: 0,
             payload_len: 0,
@@ -475,6 +484,9 @@ impl<'p> Push<'p> {
                     self.fail(PushError::Timeout { stage });
                     return;
                 } else {
+                    if self.stage == Stage::Begin {
+                        self.shrink();
+                    }
                     self.req = Some(Pending { due: true, ..p });
                 }
             }
@@ -489,7 +501,13 @@ impl<'p> Push<'p> {
         }
     }
 
+    fn shrink(&mut self) {
+        self.chunk = (self.chunk / 2).max(MIN_CHUNK.min(self.chunk_max));
+        self.streak = 0;
+    }
+
     fn go_back(&mut self, now: u64) {
+        self.shrink();
         self.next_send = self.acked;
         self.recover = self.high_water;
         self.dupacks = 0;
@@ -710,6 +728,11 @@ impl<'p> Push<'p> {
         }
         if next > self.acked && next <= self.payload_len {
             self.acked = next;
+            self.streak += 1;
+            if self.streak >= 8 && self.chunk < self.chunk_max {
+                self.chunk = (self.chunk * 2).min(self.chunk_max);
+                self.streak = 0;
+            }
             self.dupacks = 0;
             self.ack_timeouts = 0;
             self.ack_deadline = now + self.cfg.timeouts.ack;

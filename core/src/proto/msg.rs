@@ -386,8 +386,9 @@ pub struct Info<'a> {
     pub other: Option<ImageEntry<'a>>,
 }
 
-/// Device to host.
+/// Device to host. (INFO is the large variant; responses live on the stack briefly.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Response<'a> {
     /// `version u8, max_frame u16, window u32, codecs u8, max_begin u32`.
     Hello {

@@ -1,0 +1,330 @@
+//! The push protocol end to end in virtual time: the core's host engine, the link simulator
+//! and the device SDK's server over simulated flash. Disconnects, device resets, bit errors,
+//! drops, duplicates, truncation, a stalled link.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+use bluesphere_core::delta::Params;
+use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
+use bluesphere_core::package::sha2_digest;
+use bluesphere_core::proto::{phase, FrameDecoder, Push, PushConfig, PushError};
+use bluesphere_core::testkit::{evolve, firmware};
+use bluesphere_device::serve::{NoCodes, Server};
+use bluesphere_device::sim::SimFlash;
+use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
+use bluesphere_host::link::{Faults, SimLink};
+use bluesphere_host::sim::{Sim, SimDevice};
+use p256::ecdsa::SigningKey;
+
+type Flash = SimFlash<8, 1024>;
+type Srv = Server<'static, Flash, NoCodes, 256, 16, 16384, 2048>;
+
+const WINDOW: u32 = 8192;
+
+struct Dev {
+    server: Option<Srv>,
+    cfg: Config<'static>,
+    rx: FrameDecoder<1100>,
+    tx: Vec<u8>,
+}
+
+fn layout(slot_sectors: u32) -> (Layout, usize) {
+    let k = slot_sectors * 1024;
+    (
+        Layout {
+            slots: [Region { start: 0, len: k }, Region { start: k, len: k }],
+            journal: Region {
+                start: 2 * k + 1024,
+                len: 2048,
+            },
+            mode: SlotMode::Swap {
+                scratch: Region {
+                    start: 2 * k,
+                    len: 1024,
+                },
+            },
+        },
+        (2 * slot_sectors + 3) as usize,
+    )
+}
+
+impl Dev {
+    fn new(flash: Flash, cfg: Config<'static>, ws: &'static mut Workspace<256, 16, 16384>) -> Dev {
+        let up = Updater::open(flash, cfg, ws).unwrap();
+        Dev {
+            server: Some(Server::new(up, NoCodes, b"\x01\x02\x03\x04", 1040, WINDOW)),
+            cfg,
+            rx: FrameDecoder::new(),
+            tx: vec![0; 1200],
+        }
+    }
+
+    /// Power loss: RAM gone, the flash stays; the device boots again.
+    fn power_cycle(&mut self) {
+        let (flash, ws) = self.server.take().unwrap().into_updater().into_parts();
+        let mut up = Updater::open(flash, self.cfg, ws).unwrap();
+        up.boot().unwrap();
+        self.server = Some(Server::new(up, NoCodes, b"\x01\x02\x03\x04", 1040, WINDOW));
+        self.rx.clear();
+    }
+
+    fn take(self) -> (Flash, &'static mut Workspace<256, 16, 16384>) {
+        self.server.unwrap().into_updater().into_parts()
+    }
+
+    fn srv(&mut self) -> &mut Srv {
+        self.server.as_mut().unwrap()
+    }
+}
+
+impl SimDevice for Dev {
+    fn receive(&mut self, _now: u64, mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (n, f) = self.rx.feed(bytes);
+            bytes = &bytes[n..];
+            if let Some(Ok(frame)) = f {
+                let frame = frame.to_vec();
+                let srv = self.server.as_mut().unwrap();
+                if let Some(len) = srv.handle(&frame, &mut self.tx) {
+                    out.push(self.tx[..len].to_vec());
+                }
+                if srv.take_reboot() {
+                    srv.updater().boot().unwrap();
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Fx {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    pkg: Vec<u8>,
+    base: Flash,
+    cfg: Config<'static>,
+}
+
+fn fixture(seed: u64, size: usize) -> Fx {
+    let old = firmware(seed, size);
+    let new = evolve(&old, seed);
+    let sk = SigningKey::from_slice(&[5u8; 32]).unwrap();
+    let pkg = build_package(
+        &PackageSpec {
+            product_id: "thermo".into(),
+            hardware_id: "revB".into(),
+            created: 1,
+            components: vec![ComponentSpec {
+                name: "main".into(),
+                from_version: Some("1.0.0".into()),
+                to_version: "1.1.0".into(),
+                security_counter: 1,
+                load_address: 0,
+                old: Some(old.clone()),
+                new: new.clone(),
+                params: Params {
+                    block_log2: 12,
+                    ..Params::BEST
+                },
+                dependencies: vec![],
+            }],
+        },
+        &sk,
+        &mut |_| {},
+    )
+    .unwrap();
+    let keys: &'static [p256::ecdsa::VerifyingKey] = Box::leak(Box::new([*sk.verifying_key()]));
+    let sectors = (old.len().max(new.len()).div_ceil(1024) + 2) as u32;
+    let (l, n) = layout(sectors);
+    let cfg = Config {
+        layout: l,
+        erased: 0xFF,
+        keys,
+        identity: Identity {
+            product_id: "thermo",
+            hardware_id: "revB",
+        },
+        component: "main",
+    };
+    let mut base = Flash::new(n, 0xFF);
+    {
+        let ws: &'static mut Workspace<256, 16, 16384> = Box::leak(Box::new(Workspace::new()));
+        let mut up = Updater::open(&mut base, cfg, ws).unwrap();
+        up.provision(&old, "main", "1.0.0", 0).unwrap();
+    }
+    Fx {
+        old,
+        new,
+        pkg,
+        base,
+        cfg,
+    }
+}
+
+fn ws() -> &'static mut Workspace<256, 16, 16384> {
+    Box::leak(Box::new(Workspace::new()))
+}
+
+/// The device's boot slot holds `img` (and the trailer says so).
+fn runs(dev: &mut Dev, img: &[u8]) -> bool {
+    let up = dev.srv().updater();
+    let slot = up.boot_slot();
+    up.image_info(slot)
+        .unwrap()
+        .is_some_and(|i| i.size as usize == img.len())
+        && up.hash_slot(slot, img.len() as u32).unwrap() == sha2_digest(img)
+}
+
+#[test]
+fn clean_push_installs_and_reboots_into_the_new_image() {
+    let fx = fixture(1, 60_000);
+    let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws());
+    let mut link = SimLink::new(921_600, 2_000, 1);
+    let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+    let mut sim = Sim::new();
+    assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+    let o = push.outcome().unwrap().unwrap();
+    assert_eq!(o.phase, phase::TESTING);
+    assert_eq!(o.resent, 0);
+    assert_eq!(push.device().unwrap().version.as_str(), "1.0.0");
+    assert!(runs(&mut dev, &fx.new));
+}
+
+/// 1,000 random disconnects (cable pulled, device stays powered) and 200 device resets at
+/// random moments of the data phase: every push completes with the right image; after a
+/// disconnect at most one window is sent again.
+#[test]
+fn disconnects_and_resets_resume_with_at_most_a_window_resent() {
+    let fx = fixture(2, 40_000);
+    let mut ws = Some(ws());
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // A clean run tells how long the data phase takes.
+    let (t0, t1) = {
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws.take().unwrap());
+        let mut link = SimLink::new(115_200, 4_000, 3);
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+        ws = Some(dev.take().1);
+        sim.data_window.unwrap()
+    };
+    let mut worst = 0u64;
+    for i in 0..1200u64 {
+        let reset = i >= 1000;
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws.take().unwrap());
+        let mut link = SimLink::new(115_200, 4_000, i);
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        let at = t0 + rnd(t1 - t0);
+        assert!(!sim.run_until(&mut push, &mut dev, &mut link, at));
+        link.disconnect(sim.now);
+        if reset {
+            dev.power_cycle();
+        }
+        let back = sim.now + 50_000 + rnd(500_000);
+        let done = sim.run_until(&mut push, &mut dev, &mut link, back);
+        assert!(!done || !reset);
+        push.reconnected(sim.now);
+        assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+        let o = push
+            .outcome()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("point {i}: {e:?}"));
+        assert_eq!(o.phase, phase::TESTING, "point {i}");
+        assert!(runs(&mut dev, &fx.new), "point {i}");
+        if !reset {
+            assert!(
+                o.resent <= u64::from(WINDOW),
+                "point {i}: resent {} bytes",
+                o.resent
+            );
+            worst = worst.max(o.resent);
+        }
+        ws = Some(dev.take().1);
+    }
+    println!(
+        "1000 disconnects: at most {worst} bytes resent (window {WINDOW}); 200 resets resumed"
+    );
+}
+
+/// 10,000 short sessions over a noisy link (bit errors 1e-4 .. 1e-3, drops, duplicates,
+/// truncation): each ends with the new image verified, or a clean failure with the old
+/// image still running. Never a corrupt commit.
+#[test]
+fn ten_thousand_noisy_sessions_never_commit_a_corrupt_image() {
+    let fixtures: Vec<Fx> = (0..4)
+        .map(|s| fixture(10 + s, 3_000 + 2_000 * s as usize))
+        .collect();
+    let mut ws = Some(ws());
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..10_000u64 {
+        let fx = &fixtures[(i % 4) as usize];
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws.take().unwrap());
+        let mut link = SimLink::new(0, 500, i);
+        let level = (i % 10) as f64 / 9.0;
+        link.faults = Faults {
+            ber: 1e-4 * (10f64).powf(level),
+            drop: 0.02,
+            dup: 0.02,
+            truncate: 0.02,
+        };
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        sim.run_until(&mut push, &mut dev, &mut link, 3_600_000_000);
+        match push.outcome() {
+            Some(Ok(o)) => {
+                assert_eq!(o.phase, phase::TESTING, "session {i}");
+                assert!(
+                    runs(&mut dev, &fx.new),
+                    "session {i}: wrong image committed"
+                );
+                ok += 1;
+            }
+            Some(Err(e)) => {
+                // A clean failure: whatever the device did, it still boots the old image or
+                // a verified new one, never anything else.
+                let up = dev.srv().updater();
+                up.boot().unwrap();
+                assert!(
+                    runs(&mut dev, &fx.old) || runs(&mut dev, &fx.new),
+                    "session {i}: {e:?} left a corrupt image"
+                );
+                failed += 1;
+            }
+            None => panic!("session {i} never ended"),
+        }
+        ws = Some(dev.take().1);
+    }
+    println!("10000 noisy sessions: {ok} installed, {failed} failed cleanly");
+    assert!(ok > 9_000, "{ok} of 10000 completed");
+}
+
+/// A link that goes silent times out; the device keeps its old image.
+#[test]
+fn a_stalled_link_times_out_and_the_old_image_keeps_running() {
+    let fx = fixture(3, 20_000);
+    let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws());
+    let mut link = SimLink::new(115_200, 2_000, 9);
+    let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+    let mut sim = Sim::new();
+    assert!(!sim.run_until(&mut push, &mut dev, &mut link, 300_000));
+    link.faults.drop = 1.0;
+    assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+    assert!(
+        matches!(push.outcome(), Some(Err(PushError::Timeout { .. }))),
+        "{:?}",
+        push.outcome()
+    );
+    println!(
+        "stalled link gave up after {:.1} s (virtual)",
+        sim.now as f64 / 1e6
+    );
+    dev.power_cycle();
+    assert!(runs(&mut dev, &fx.old));
+}
