@@ -21,6 +21,9 @@ use embedded_storage::nor_flash::NorFlash;
 
 use crate::{ImageInfo, SlotMode, UpdateError, Updater};
 
+#[cfg(feature = "std")]
+extern crate std;
+
 /// Where a device keeps its activation code (OTP, a flash page...).
 pub trait CodeStore {
     /// Copy the stored code into `buf`; 0 if there is none.
@@ -134,6 +137,11 @@ where
     /// Give the updater back.
     pub fn into_updater(self) -> Updater<'a, F, S, LT, W> {
         self.up
+    }
+
+    /// Give the updater and the code store back.
+    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W>, C) {
+        (self.up, self.codes)
     }
 
     /// The updater.
@@ -366,4 +374,108 @@ where
         }
     }
     Served::Stopped
+}
+
+/// A device served in memory (feature `std`): bytes in, answer frames out, and power cycles.
+/// The link simulator's tests and the throughput benchmark put it at the far end.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct MemoryDevice<
+    'a,
+    F: NorFlash,
+    C,
+    const S: usize,
+    const LT: usize,
+    const W: usize,
+    const B: usize,
+> {
+    server: Option<Server<'a, F, C, S, LT, W, B>>,
+    uid: &'a [u8],
+    max_frame: u16,
+    window: u32,
+    rx: FrameDecoder<4200>,
+    tx: [u8; 1200],
+}
+
+#[cfg(feature = "std")]
+impl<
+        'a,
+        F: NorFlash,
+        C: CodeStore,
+        const S: usize,
+        const LT: usize,
+        const W: usize,
+        const B: usize,
+    > MemoryDevice<'a, F, C, S, LT, W, B>
+where
+    F::Error: core::fmt::Debug,
+{
+    /// Serve `up` (see [`Server::new`]).
+    pub fn new(
+        up: Updater<'a, F, S, LT, W>,
+        codes: C,
+        uid: &'a [u8],
+        max_frame: u16,
+        window: u32,
+    ) -> Self {
+        Self {
+            server: Some(Server::new(up, codes, uid, max_frame, window)),
+            uid,
+            max_frame,
+            window,
+            rx: FrameDecoder::new(),
+            tx: [0; 1200],
+        }
+    }
+
+    /// The server (`None` only after a failed [`MemoryDevice::power_cycle`]).
+    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B>> {
+        self.server.as_mut()
+    }
+
+    /// Bytes from the host; returns the answer frames. A REBOOT runs the boot step.
+    pub fn receive(&mut self, mut bytes: &[u8]) -> std::vec::Vec<std::vec::Vec<u8>> {
+        let mut out = std::vec::Vec::new();
+        let Some(srv) = self.server.as_mut() else {
+            return out;
+        };
+        while !bytes.is_empty() {
+            let (n, f) = self.rx.feed(bytes);
+            bytes = bytes.get(n..).unwrap_or(&[]);
+            if let Some(Ok(frame)) = f {
+                if let Some(len) = srv.handle(frame, &mut self.tx) {
+                    out.push(self.tx.get(..len).unwrap_or(&[]).to_vec());
+                }
+                if srv.take_reboot() {
+                    let _ = srv.updater().boot();
+                }
+            }
+        }
+        out
+    }
+
+    /// Power loss and restart: RAM state gone, the flash stays, the boot step runs.
+    pub fn power_cycle(&mut self, cfg: crate::Config<'a>) -> Result<(), UpdateError<F::Error>> {
+        let Some(srv) = self.server.take() else {
+            return Ok(());
+        };
+        let (up, codes) = srv.into_parts();
+        let (flash, ws) = up.into_parts();
+        let mut up = Updater::open(flash, cfg, ws)?;
+        up.boot()?;
+        self.server = Some(Server::new(
+            up,
+            codes,
+            self.uid,
+            self.max_frame,
+            self.window,
+        ));
+        self.rx.clear();
+        Ok(())
+    }
+
+    /// Take the updater apart (flash, workspace).
+    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W>> {
+        self.server.map(|s| s.into_parts().0)
+    }
 }

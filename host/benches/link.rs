@@ -1,1 +1,113 @@
-fn main() {}
+//! Push throughput as a fraction of the line rate (`cargo bench -p bluesphere-host`).
+//!
+//! The host engine pushes a 512 KiB full-image package to the device SDK's server (on
+//! simulated flash) over the link simulator, in virtual time: 8N1 framing (a byte is 10 bits
+//! on the line), the given one-way latency, no errors. Line rate = baud / 10 bytes per
+//! second. "Data phase" is payload bytes over the time from the first DATA acknowledgement
+//! to the last; "session" is payload bytes over the whole push from HELLO to FINISH's
+//! answer (HELLO, INFO, BEGIN with the signature check, DATA, FINISH with the hash check;
+//! the device's own processing time is not modelled).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
+
+use bluesphere_core::delta::Params;
+use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
+use bluesphere_core::proto::{Push, PushConfig};
+use bluesphere_core::testkit::Rng;
+use bluesphere_device::serve::{MemoryDevice, NoCodes};
+use bluesphere_device::sim::SimFlash;
+use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
+use bluesphere_host::link::SimLink;
+use bluesphere_host::sim::Sim;
+use p256::ecdsa::SigningKey;
+
+const IMAGE: usize = 512 * 1024;
+
+fn main() {
+    let mut rng = Rng::new(7);
+    let image: Vec<u8> = (0..IMAGE).map(|_| rng.next_u64() as u8).collect();
+    let sk = SigningKey::from_slice(&[5u8; 32]).unwrap();
+    let pkg = build_package(
+        &PackageSpec {
+            product_id: "bench".into(),
+            hardware_id: "b1".into(),
+            created: 1,
+            components: vec![ComponentSpec {
+                name: "main".into(),
+                from_version: None,
+                to_version: "2.0.0".into(),
+                security_counter: 0,
+                load_address: 0,
+                old: None,
+                new: image,
+                params: Params::BEST,
+                dependencies: vec![],
+            }],
+        },
+        &sk,
+        &mut |_| {},
+    )
+    .unwrap();
+    let keys = [*sk.verifying_key()];
+    let k = 520 * 1024;
+    let cfg = Config {
+        layout: Layout {
+            slots: [Region { start: 0, len: k }, Region { start: k, len: k }],
+            journal: Region {
+                start: 2 * k + 4096,
+                len: 8192,
+            },
+            mode: SlotMode::Swap {
+                scratch: Region {
+                    start: 2 * k,
+                    len: 4096,
+                },
+            },
+        },
+        erased: 0xFF,
+        keys: &keys,
+        identity: Identity {
+            product_id: "bench",
+            hardware_id: "b1",
+        },
+        component: "main",
+    };
+    let base: SimFlash<8, 4096> = SimFlash::new((2 * k as usize) / 4096 + 3, 0xFF);
+    println!("push of a {} KiB payload, virtual time, 1 KiB frames, 8 KiB window", pkg.len() / 1024);
+    println!();
+    println!("| baud | latency | line rate | data phase | of line rate | session | of line rate | wire overhead |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (baud, lat_ms) in [(115_200u32, 2u64), (115_200, 16), (921_600, 2), (921_600, 16)] {
+        let mut ws: Box<Workspace<1024, 16, 16384>> = Box::new(Workspace::new());
+        let up = Updater::open(base.clone(), cfg, &mut ws).unwrap();
+        let mut dev: MemoryDevice<'_, _, _, 1024, 16, 16384, 2048> =
+            MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
+        let mut link = SimLink::new(baud, lat_ms * 1000, 1);
+        let mut push = Push::new(
+            &pkg,
+            PushConfig {
+                reboot: false,
+                ..PushConfig::default()
+            },
+        )
+        .unwrap();
+        let mut sim = Sim::new();
+        let done = sim.run_until(&mut push, &mut |_t: u64, b: &[u8]| dev.receive(b), &mut link, u64::MAX);
+        let o = push.outcome().unwrap().unwrap();
+        assert!(done && o.resent == 0);
+        let line = f64::from(baud) / 10.0;
+        let payload = f64::from(o.payload_len);
+        let (t0, t1) = sim.data_window.unwrap();
+        let data_rate = payload / ((t1 - t0) as f64 / 1e6);
+        let session_rate = payload / (sim.now as f64 / 1e6);
+        let overhead = link.stats.bytes[0] as f64 / payload - 1.0;
+        println!(
+            "| {baud} | {lat_ms} ms | {:.1} KiB/s | {:.1} KiB/s | {:.1}% | {:.1} KiB/s | {:.1}% | {:.2}% |",
+            line / 1024.0,
+            data_rate / 1024.0,
+            100.0 * data_rate / line,
+            session_rate / 1024.0,
+            100.0 * session_rate / line,
+            100.0 * overhead
+        );
+    }
+}

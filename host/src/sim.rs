@@ -10,6 +10,12 @@ pub trait SimDevice {
     fn receive(&mut self, now: u64, bytes: &[u8]) -> Vec<Vec<u8>>;
 }
 
+impl<T: FnMut(u64, &[u8]) -> Vec<Vec<u8>>> SimDevice for T {
+    fn receive(&mut self, now: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self(now, bytes)
+    }
+}
+
 /// The virtual clock and the host's transmit buffer.
 #[derive(Debug, Clone)]
 pub struct Sim {

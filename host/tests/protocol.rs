@@ -6,25 +6,52 @@
 use bluesphere_core::delta::Params;
 use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
 use bluesphere_core::package::sha2_digest;
-use bluesphere_core::proto::{phase, FrameDecoder, Push, PushConfig, PushError};
+use bluesphere_core::proto::{phase, Push, PushConfig, PushError};
 use bluesphere_core::testkit::{evolve, firmware};
-use bluesphere_device::serve::{NoCodes, Server};
+use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
 use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
 use bluesphere_host::link::{Faults, SimLink};
-use bluesphere_host::sim::{Sim, SimDevice};
+use bluesphere_host::sim::Sim;
 use p256::ecdsa::SigningKey;
 
 type Flash = SimFlash<8, 1024>;
-type Srv = Server<'static, Flash, NoCodes, 256, 16, 16384, 2048>;
+type Ws = Workspace<256, 16, 16384>;
+type Mem = MemoryDevice<'static, Flash, NoCodes, 256, 16, 16384, 2048>;
 
 const WINDOW: u32 = 8192;
 
+/// A device in memory and its configuration.
 struct Dev {
-    server: Option<Srv>,
+    mem: Mem,
     cfg: Config<'static>,
-    rx: FrameDecoder<1100>,
-    tx: Vec<u8>,
+}
+
+impl Dev {
+    fn new(flash: Flash, cfg: Config<'static>, ws: &'static mut Ws) -> Dev {
+        let up = Updater::open(flash, cfg, ws).unwrap();
+        Dev {
+            mem: MemoryDevice::new(up, NoCodes, b"\x01\x02\x03\x04", 1040, WINDOW),
+            cfg,
+        }
+    }
+
+    fn power_cycle(&mut self) {
+        self.mem.power_cycle(self.cfg).unwrap();
+    }
+
+    fn take(self) -> (Flash, &'static mut Ws) {
+        self.mem.into_updater().unwrap().into_parts()
+    }
+
+    fn up(&mut self) -> &mut Updater<'static, Flash, 256, 16, 16384> {
+        self.mem.server().unwrap().updater()
+    }
+
+    fn run(&mut self, sim: &mut Sim, push: &mut Push<'_>, link: &mut SimLink, until: u64) -> bool {
+        let mem = &mut self.mem;
+        sim.run_until(push, &mut |_now: u64, b: &[u8]| mem.receive(b), link, until)
+    }
 }
 
 fn layout(slot_sectors: u32) -> (Layout, usize) {
@@ -45,56 +72,6 @@ fn layout(slot_sectors: u32) -> (Layout, usize) {
         },
         (2 * slot_sectors + 3) as usize,
     )
-}
-
-impl Dev {
-    fn new(flash: Flash, cfg: Config<'static>, ws: &'static mut Workspace<256, 16, 16384>) -> Dev {
-        let up = Updater::open(flash, cfg, ws).unwrap();
-        Dev {
-            server: Some(Server::new(up, NoCodes, b"\x01\x02\x03\x04", 1040, WINDOW)),
-            cfg,
-            rx: FrameDecoder::new(),
-            tx: vec![0; 1200],
-        }
-    }
-
-    /// Power loss: RAM gone, the flash stays; the device boots again.
-    fn power_cycle(&mut self) {
-        let (flash, ws) = self.server.take().unwrap().into_updater().into_parts();
-        let mut up = Updater::open(flash, self.cfg, ws).unwrap();
-        up.boot().unwrap();
-        self.server = Some(Server::new(up, NoCodes, b"\x01\x02\x03\x04", 1040, WINDOW));
-        self.rx.clear();
-    }
-
-    fn take(self) -> (Flash, &'static mut Workspace<256, 16, 16384>) {
-        self.server.unwrap().into_updater().into_parts()
-    }
-
-    fn srv(&mut self) -> &mut Srv {
-        self.server.as_mut().unwrap()
-    }
-}
-
-impl SimDevice for Dev {
-    fn receive(&mut self, _now: u64, mut bytes: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let (n, f) = self.rx.feed(bytes);
-            bytes = &bytes[n..];
-            if let Some(Ok(frame)) = f {
-                let frame = frame.to_vec();
-                let srv = self.server.as_mut().unwrap();
-                if let Some(len) = srv.handle(&frame, &mut self.tx) {
-                    out.push(self.tx[..len].to_vec());
-                }
-                if srv.take_reboot() {
-                    srv.updater().boot().unwrap();
-                }
-            }
-        }
-        out
-    }
 }
 
 struct Fx {
@@ -161,13 +138,13 @@ fn fixture(seed: u64, size: usize) -> Fx {
     }
 }
 
-fn ws() -> &'static mut Workspace<256, 16, 16384> {
+fn ws() -> &'static mut Ws {
     Box::leak(Box::new(Workspace::new()))
 }
 
 /// The device's boot slot holds `img` (and the trailer says so).
 fn runs(dev: &mut Dev, img: &[u8]) -> bool {
-    let up = dev.srv().updater();
+    let up = dev.up();
     let slot = up.boot_slot();
     up.image_info(slot)
         .unwrap()
@@ -182,7 +159,7 @@ fn clean_push_installs_and_reboots_into_the_new_image() {
     let mut link = SimLink::new(921_600, 2_000, 1);
     let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
     let mut sim = Sim::new();
-    assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+    assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
     let o = push.outcome().unwrap().unwrap();
     assert_eq!(o.phase, phase::TESTING);
     assert_eq!(o.resent, 0);
@@ -210,7 +187,7 @@ fn disconnects_and_resets_resume_with_at_most_a_window_resent() {
         let mut link = SimLink::new(115_200, 4_000, 3);
         let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
         let mut sim = Sim::new();
-        assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+        assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
         ws = Some(dev.take().1);
         sim.data_window.unwrap()
     };
@@ -222,16 +199,16 @@ fn disconnects_and_resets_resume_with_at_most_a_window_resent() {
         let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
         let mut sim = Sim::new();
         let at = t0 + rnd(t1 - t0);
-        assert!(!sim.run_until(&mut push, &mut dev, &mut link, at));
+        assert!(!dev.run(&mut sim, &mut push, &mut link, at));
         link.disconnect(sim.now);
         if reset {
             dev.power_cycle();
         }
         let back = sim.now + 50_000 + rnd(500_000);
-        let done = sim.run_until(&mut push, &mut dev, &mut link, back);
+        let done = dev.run(&mut sim, &mut push, &mut link, back);
         assert!(!done || !reset);
         push.reconnected(sim.now);
-        assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+        assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
         let o = push
             .outcome()
             .unwrap()
@@ -276,7 +253,7 @@ fn ten_thousand_noisy_sessions_never_commit_a_corrupt_image() {
         };
         let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
         let mut sim = Sim::new();
-        sim.run_until(&mut push, &mut dev, &mut link, 3_600_000_000);
+        dev.run(&mut sim, &mut push, &mut link, 3_600_000_000);
         match push.outcome() {
             Some(Ok(o)) => {
                 assert_eq!(o.phase, phase::TESTING, "session {i}");
@@ -289,8 +266,7 @@ fn ten_thousand_noisy_sessions_never_commit_a_corrupt_image() {
             Some(Err(e)) => {
                 // A clean failure: whatever the device did, it still boots the old image or
                 // a verified new one, never anything else.
-                let up = dev.srv().updater();
-                up.boot().unwrap();
+                dev.up().boot().unwrap();
                 assert!(
                     runs(&mut dev, &fx.old) || runs(&mut dev, &fx.new),
                     "session {i}: {e:?} left a corrupt image"
@@ -313,9 +289,9 @@ fn a_stalled_link_times_out_and_the_old_image_keeps_running() {
     let mut link = SimLink::new(115_200, 2_000, 9);
     let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
     let mut sim = Sim::new();
-    assert!(!sim.run_until(&mut push, &mut dev, &mut link, 300_000));
+    assert!(!dev.run(&mut sim, &mut push, &mut link, 300_000));
     link.faults.drop = 1.0;
-    assert!(sim.run_until(&mut push, &mut dev, &mut link, u64::MAX));
+    assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
     assert!(
         matches!(push.outcome(), Some(Err(PushError::Timeout { .. }))),
         "{:?}",
