@@ -1,5 +1,6 @@
 //! `bluesphere`: the BlueSphere command-line tool. A thin layer over `bluesphere-core`.
 
+mod device;
 mod output;
 
 use std::io::IsTerminal;
@@ -24,7 +25,8 @@ Exit codes:
   3  invalid input (corrupt or truncated package, not an image, bad Intel HEX)
   4  authentication failed (bad signature, unknown key)
   5  mismatch (wrong base image, wrong hardware or product, missing component)
-  6  key problem (unreadable key file, wrong or missing passphrase)";
+  6  key problem (unreadable key file, wrong or missing passphrase)
+  7  device or link problem (no such port, permission, busy, no answer, device error)";
 
 #[derive(Parser, Debug)]
 #[command(name = "bluesphere", version, about = "BlueSphere firmware-update toolchain", after_help = EXIT_CODES)]
@@ -184,6 +186,37 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         format: InFormat,
     },
+    /// List serial ports (USB vendor and product ids, serial numbers).
+    Ports,
+    /// Ask the device on a serial port who it is and what it runs.
+    Info {
+        /// Serial port (e.g. /dev/ttyUSB0).
+        #[arg(long)]
+        port: String,
+        /// Baud rate.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+    },
+    /// Push a package to a device over a serial port; resumes after disconnects and resets.
+    Push {
+        /// Package file.
+        package: PathBuf,
+        /// Serial port (e.g. /dev/ttyUSB0).
+        #[arg(long)]
+        port: String,
+        /// Baud rate.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Leave the update pending (do not restart the device).
+        #[arg(long)]
+        no_reboot: bool,
+        /// Confirm the new image after the restart (otherwise it must confirm itself).
+        #[arg(long)]
+        confirm: bool,
+        /// Seconds to keep trying to reopen a lost port.
+        #[arg(long, default_value_t = 30)]
+        reconnect_for: u64,
+    },
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -255,6 +288,27 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
             Ok(json!({"ok": true, "key_id": hex::encode(p.header.key_id),
                       "product_id": p.manifest.product_id, "hardware_id": p.manifest.hardware_id,
                       "components": p.manifest.component_count, "base": base}))
+        }
+        Cmd::Ports => device::ports(out),
+        Cmd::Info { port, baud } => device::info(out, port, *baud),
+        Cmd::Push {
+            package,
+            port,
+            baud,
+            no_reboot,
+            confirm,
+            reconnect_for,
+        } => {
+            let bytes = read(package)?;
+            device::push(
+                out,
+                &bytes,
+                port,
+                *baud,
+                !*no_reboot,
+                *confirm,
+                *reconnect_for,
+            )
         }
         Cmd::Apply {
             package,

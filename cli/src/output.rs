@@ -136,6 +136,19 @@ impl Bar {
         }
     }
 
+    pub fn message(&self, m: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(m.to_string());
+        }
+    }
+
+    pub fn bytes(&self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+
     pub fn done(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();

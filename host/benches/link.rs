@@ -72,11 +72,19 @@ fn main() {
         component: "main",
     };
     let base: SimFlash<8, 4096> = SimFlash::new((2 * k as usize) / 4096 + 3, 0xFF);
-    println!("push of a {} KiB payload, virtual time, 1 KiB frames, 8 KiB window", pkg.len() / 1024);
+    println!(
+        "push of a {} KiB payload, virtual time, 1 KiB frames, 8 KiB window",
+        pkg.len() / 1024
+    );
     println!();
     println!("| baud | latency | line rate | data phase | of line rate | session | of line rate | wire overhead |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (baud, lat_ms) in [(115_200u32, 2u64), (115_200, 16), (921_600, 2), (921_600, 16)] {
+    for (baud, lat_ms) in [
+        (115_200u32, 2u64),
+        (115_200, 16),
+        (921_600, 2),
+        (921_600, 16),
+    ] {
         let mut ws: Box<Workspace<1024, 16, 16384>> = Box::new(Workspace::new());
         let up = Updater::open(base.clone(), cfg, &mut ws).unwrap();
         let mut dev: MemoryDevice<'_, _, _, 1024, 16, 16384, 2048> =
@@ -91,7 +99,12 @@ fn main() {
         )
         .unwrap();
         let mut sim = Sim::new();
-        let done = sim.run_until(&mut push, &mut |_t: u64, b: &[u8]| dev.receive(b), &mut link, u64::MAX);
+        let done = sim.run_until(
+            &mut push,
+            &mut |_t: u64, b: &[u8]| dev.receive(b),
+            &mut link,
+            u64::MAX,
+        );
         let o = push.outcome().unwrap().unwrap();
         assert!(done && o.resent == 0);
         let line = f64::from(baud) / 10.0;

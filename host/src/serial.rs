@@ -329,6 +329,7 @@ pub fn push(
     let mut tx = vec![0u8; encoded_max(opts.config.chunk + 64)];
     let mut rx = [0u8; 4096];
     let mut announced = false;
+    let mut queued: Vec<u8> = Vec::new();
     let mut last_event = Instant::now();
     let mut speed = (Instant::now(), 0u32, 0.0f64);
     loop {
@@ -339,10 +340,25 @@ pub fn push(
             return r.map_err(|e| convert(e, &engine, &from, &opts.port));
         }
         let mut link_ok = true;
-        while let Some(n) = engine.poll_transmit(now(), &mut tx) {
-            if port.write_all(&tx[..n]).is_err() {
-                link_ok = false;
-                break;
+        // Keep the port's buffer fed; a full buffer (write timeout) just waits.
+        loop {
+            if queued.is_empty() {
+                match engine.poll_transmit(now(), &mut tx) {
+                    Some(n) => queued.extend_from_slice(&tx[..n]),
+                    None => break,
+                }
+            }
+            match port.write(&queued) {
+                Ok(0) => break,
+                Ok(n) => {
+                    queued.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    link_ok = false;
+                    break;
+                }
             }
         }
         if link_ok {
@@ -356,6 +372,7 @@ pub fn push(
         }
         if !link_ok {
             drop(port);
+            queued.clear();
             port = reconnect(opts, events, cancel, &engine)?;
             engine.reconnected(now());
             events(Event::Reconnected);

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use bluesphere_core::package::Package;
+use bluesphere_core::proto::{FrameDecoder, Status};
 use bluesphere_device::file_flash::FileFlash;
+use bluesphere_device::serve::{CodeStore, Served, Server};
 use bluesphere_device::{
     Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater, Workspace,
 };
@@ -115,6 +117,19 @@ enum Cmd {
     Revert,
     /// Give up an update that is being received or is pending.
     Abort,
+    /// Serve the near-field protocol on a serial port (a pty slave in tests) until killed.
+    Serve {
+        /// Serial port path.
+        #[arg(long)]
+        port: String,
+        /// Baud rate: the device reads at most baud / 10 bytes per second, like a UART (a
+        /// pty alone has no line rate).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// After a reboot into a trial image, confirm it (the application's self-test).
+        #[arg(long)]
+        auto_confirm: bool,
+    },
     /// Copy the image of the boot slot (or `--slot`) to a file.
     ReadImage {
         /// Slot (default: the one that boots).
@@ -323,9 +338,17 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
     }
     let dev = Device::load(&cli.flash, delay)?;
     let mut ws = Box::new(Ws::new());
+    if let Cmd::Serve {
+        port,
+        baud,
+        auto_confirm,
+    } = &cli.cmd
+    {
+        return serve(&dev, &mut ws, port, *baud, *auto_confirm);
+    }
     let mut up = dev.updater(&mut ws)?;
     match &cli.cmd {
-        Cmd::Init { .. } => Err(anyhow!("unreachable").into()),
+        Cmd::Init { .. } | Cmd::Serve { .. } => Err(anyhow!("unreachable").into()),
         Cmd::Install { package, chunk } => install(cli, &mut up, package, *chunk),
         Cmd::Status => {
             let v = status(&mut up, &dev)?;
@@ -396,6 +419,133 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
             );
             Ok(json!({"slot": slot, "size": buf.len(), "version": info.version()}))
         }
+    }
+}
+
+/// A serial port as an `embedded_io` link; a read timeout is an idle poll (0 bytes). Reads
+/// are throttled to the baud rate (a pty has none; a UART does).
+struct Port {
+    port: Box<dyn serialport::SerialPort>,
+    bytes_per_sec: f64,
+    start: std::time::Instant,
+    taken: f64,
+}
+
+impl embedded_io::ErrorType for Port {
+    type Error = std::io::Error;
+}
+
+impl embedded_io::Read for Port {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+        let allowed = self.start.elapsed().as_secs_f64() * self.bytes_per_sec - self.taken;
+        if allowed < 1.0 {
+            std::thread::sleep(Duration::from_micros(500));
+            return Ok(0);
+        }
+        let n = (allowed as usize).clamp(1, buf.len());
+        match std::io::Read::read(&mut self.port, &mut buf[..n]) {
+            Ok(k) => {
+                self.taken += k as f64;
+                Ok(k)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                // An idle line does not bank credit.
+                self.taken = self
+                    .taken
+                    .max(self.start.elapsed().as_secs_f64() * self.bytes_per_sec - 64.0);
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl embedded_io::Write for Port {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
+        std::io::Write::write(&mut self.port, buf)
+    }
+    fn flush(&mut self) -> Result<(), std::io::Error> {
+        std::io::Write::flush(&mut self.port)
+    }
+}
+
+/// Activation code in `DIR/activation.bin`, written once.
+struct FileCodes(PathBuf);
+
+impl CodeStore for FileCodes {
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        match fs::read(&self.0) {
+            Ok(c) if c.len() <= buf.len() => {
+                buf[..c.len()].copy_from_slice(&c);
+                c.len()
+            }
+            _ => 0,
+        }
+    }
+    fn write(&mut self, code: &[u8], _uid: &[u8]) -> Result<(), Status> {
+        if self.0.exists() {
+            return Err(Status::AlreadyActivated);
+        }
+        write_atomic(&self.0, code).map_err(|_| Status::FlashError)
+    }
+}
+
+fn open_port(path: &str, baud: u32) -> anyhow::Result<Port> {
+    let p = serialport::new(path, baud)
+        .timeout(Duration::from_millis(20))
+        .open()
+        .with_context(|| format!("cannot open {path}"))?;
+    Ok(Port {
+        port: p,
+        bytes_per_sec: f64::from(baud) / 10.0,
+        start: std::time::Instant::now(),
+        taken: 0.0,
+    })
+}
+
+fn serve(
+    dev: &Device,
+    ws: &mut Ws,
+    path: &str,
+    baud: u32,
+    auto_confirm: bool,
+) -> Result<Value, Failure> {
+    let uid = hex::decode(&dev.file.uid).map_err(|e| anyhow!("device.json uid: {e}"))?;
+    let mut port = open_port(path, baud)?;
+    eprintln!(
+        "bluesphere-device: serving {} {} on {path}",
+        dev.file.product, dev.file.hardware
+    );
+    let mut decoder: FrameDecoder<{ bluesphere_core::proto::encoded_max(4200) }> =
+        FrameDecoder::new();
+    loop {
+        // Power on: the boot step, then serve until a REBOOT (a reset) or a link failure.
+        let mut up = dev.updater(ws)?;
+        up.boot().map_err(update_failure)?;
+        if auto_confirm && up.status().phase == UpdatePhase::Testing {
+            up.confirm().map_err(update_failure)?;
+        }
+        let mut server: Server<'_, Flash, FileCodes, S, 16, 16384, 4096> = Server::new(
+            up,
+            FileCodes(dev.dir.join("activation.bin")),
+            &uid,
+            4096 + 16,
+            16 * 1024,
+        );
+        match bluesphere_device::serve::serve(&mut port, &mut server, &mut decoder, || true) {
+            Served::Reboot | Served::Stopped => {}
+            Served::Link(e) => {
+                // The host side went away (pty closed, cable pulled): wait and reopen.
+                eprintln!("bluesphere-device: link error ({e}); reopening {path}");
+                std::thread::sleep(Duration::from_millis(200));
+                if let Ok(p) = open_port(path, baud) {
+                    port = p;
+                }
+            }
+        }
+        decoder.clear();
+        let (up, _) = server.into_parts();
+        let _ = up.into_parts();
     }
 }
 
