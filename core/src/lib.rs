@@ -10,6 +10,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod activation;
 pub mod crc;
 pub mod delta;
 mod rc;
