@@ -1,5 +1,6 @@
 //! `bluesphere`: the BlueSphere command-line tool. A thin layer over `bluesphere-core`.
 
+mod codes;
 mod device;
 mod output;
 
@@ -60,7 +61,7 @@ enum InFormat {
 }
 
 #[derive(clap::Args, Debug)]
-struct PassArgs {
+pub(crate) struct PassArgs {
     /// Read the key passphrase from this environment variable.
     #[arg(long, value_name = "VAR")]
     passphrase_env: Option<String>,
@@ -186,6 +187,11 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         format: InFormat,
     },
+    /// Activation codes: generate, verify, production orders, audit log.
+    #[command(subcommand)]
+    Codes(codes::CodesCmd),
+    /// Production-line station: activate every device that appears on the ports.
+    Station(codes::StationArgs),
     /// List serial ports (USB vendor and product ids, serial numbers).
     Ports,
     /// Ask the device on a serial port who it is and what it runs.
@@ -289,6 +295,8 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
                       "product_id": p.manifest.product_id, "hardware_id": p.manifest.hardware_id,
                       "components": p.manifest.component_count, "base": base}))
         }
+        Cmd::Codes(c) => codes::run(c, out),
+        Cmd::Station(a) => codes::station(a, out),
         Cmd::Ports => device::ports(out),
         Cmd::Info { port, baud } => device::info(out, port, *baud),
         Cmd::Push {
@@ -489,7 +497,7 @@ fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
     )
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
     if path.is_dir() {
         return Err(Failure::new(
             "invalid-input",
@@ -559,7 +567,7 @@ fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
     Ok(p)
 }
 
-fn load_private(path: &Path, pass: &PassArgs) -> Result<p256::ecdsa::SigningKey, Failure> {
+pub(crate) fn load_private(path: &Path, pass: &PassArgs) -> Result<p256::ecdsa::SigningKey, Failure> {
     let pem = String::from_utf8(read(path)?).map_err(|_| {
         Failure::new(
             "key",
@@ -583,7 +591,7 @@ fn load_private(path: &Path, pass: &PassArgs) -> Result<p256::ecdsa::SigningKey,
     .map_err(|e| Failure::key(e).context(path))
 }
 
-fn load_publics(paths: &[PathBuf]) -> Result<Vec<p256::ecdsa::VerifyingKey>, Failure> {
+pub(crate) fn load_publics(paths: &[PathBuf]) -> Result<Vec<p256::ecdsa::VerifyingKey>, Failure> {
     paths
         .iter()
         .map(|p| {
@@ -599,13 +607,13 @@ fn load_publics(paths: &[PathBuf]) -> Result<Vec<p256::ecdsa::VerifyingKey>, Fai
         .collect()
 }
 
-fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), Failure> {
     write_atomic_mode(dest, data, 0o644)
 }
 
 /// Write to a temporary file beside `dest`, sync, then rename: a failure never leaves a
 /// half-written `dest`.
-fn write_atomic_mode(dest: &Path, data: &[u8], mode: u32) -> Result<(), Failure> {
+pub(crate) fn write_atomic_mode(dest: &Path, data: &[u8], mode: u32) -> Result<(), Failure> {
     use std::io::Write;
     let io = |e: anyhow::Error| Failure::new("io", 1, e);
     let dir = match dest.parent() {

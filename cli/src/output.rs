@@ -66,6 +66,11 @@ impl Out {
         }
     }
 
+    /// True in `--json` mode.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Human text (suppressed in JSON mode).
     pub fn text(&self, s: &str) {
         if !self.json {

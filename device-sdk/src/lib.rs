@@ -31,6 +31,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod activation;
 mod admit;
 #[cfg(feature = "std")]
 pub mod file_flash;

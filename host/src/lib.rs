@@ -7,8 +7,11 @@
 //! for tests and the throughput benchmark. Library code never prints: progress arrives as
 //! [`serial::Event`]s and failures as [`HostError`]s with a machine-readable kind.
 
+pub mod codes;
 pub mod link;
+pub mod registry;
 pub mod serial;
 pub mod sim;
+pub mod station;
 
 pub use serial::{HostError, PortInfo};

@@ -97,6 +97,9 @@ enum Cmd {
         /// Erased value of the flash (255 or 0).
         #[arg(long, default_value_t = 0xFF)]
         erased: u8,
+        /// Public key(s) for activation codes (default: the update keys).
+        #[arg(long = "activation-key")]
+        activation_keys: Vec<PathBuf>,
     },
     /// Receive and apply a package from a file (resumes an interrupted one).
     Install {
@@ -151,11 +154,15 @@ struct DeviceFile {
     slot_size: u32,
     erased: u8,
     keys: Vec<String>,
+    /// Public keys for activation codes (default: the update keys).
+    #[serde(default)]
+    activation_keys: Vec<String>,
 }
 
 struct Device {
     file: DeviceFile,
     keys: Vec<VerifyingKey>,
+    activation_keys: Vec<VerifyingKey>,
     dir: PathBuf,
     delay: Option<Duration>,
 }
@@ -224,9 +231,19 @@ impl Device {
             .map(|pem| bluesphere_core::keys::load_public(pem, None))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{}: a key does not load", path.display()))?;
+        let activation_keys = if file.activation_keys.is_empty() {
+            keys.clone()
+        } else {
+            file.activation_keys
+                .iter()
+                .map(|pem| bluesphere_core::keys::load_public(pem, None))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{}: an activation key does not load", path.display()))?
+        };
         Ok(Device {
             file,
             keys,
+            activation_keys,
             dir: dir.to_path_buf(),
             delay,
         })
@@ -469,12 +486,17 @@ impl embedded_io::Write for Port {
     }
 }
 
-/// Activation code in `DIR/activation.bin`, written once.
-struct FileCodes(PathBuf);
+/// Activation code in `DIR/activation.bin`, written once, only if it verifies for this
+/// chip's UID and product with the device's activation key(s).
+struct FileCodes<'a> {
+    path: PathBuf,
+    product: &'a str,
+    keys: &'a [VerifyingKey],
+}
 
-impl CodeStore for FileCodes {
+impl CodeStore for FileCodes<'_> {
     fn read(&mut self, buf: &mut [u8]) -> usize {
-        match fs::read(&self.0) {
+        match fs::read(&self.path) {
             Ok(c) if c.len() <= buf.len() => {
                 buf[..c.len()].copy_from_slice(&c);
                 c.len()
@@ -482,11 +504,18 @@ impl CodeStore for FileCodes {
             _ => 0,
         }
     }
-    fn write(&mut self, code: &[u8], _uid: &[u8]) -> Result<(), Status> {
-        if self.0.exists() {
-            return Err(Status::AlreadyActivated);
+    fn write(&mut self, code: &[u8], uid: &[u8]) -> Result<(), Status> {
+        if let Ok(old) = fs::read(&self.path) {
+            // The same code again is fine (a station retrying); another one is not.
+            return if old == code {
+                Ok(())
+            } else {
+                Err(Status::AlreadyActivated)
+            };
         }
-        write_atomic(&self.0, code).map_err(|_| Status::FlashError)
+        bluesphere_device::activation::check_code(code, uid, self.product, self.keys, None)
+            .map_err(|_| Status::BadCode)?;
+        write_atomic(&self.path, code).map_err(|_| Status::FlashError)
     }
 }
 
@@ -525,9 +554,14 @@ fn serve(
         if auto_confirm && up.status().phase == UpdatePhase::Testing {
             up.confirm().map_err(update_failure)?;
         }
-        let mut server: Server<'_, Flash, FileCodes, S, 16, 16384, 4096> = Server::new(
+        let codes = FileCodes {
+            path: dev.dir.join("activation.bin"),
+            product: &dev.file.product,
+            keys: &dev.activation_keys,
+        };
+        let mut server: Server<'_, Flash, FileCodes<'_>, S, 16, 16384, 4096> = Server::new(
             up,
-            FileCodes(dev.dir.join("activation.bin")),
+            codes,
             &uid,
             4096 + 16,
             16 * 1024,
@@ -664,6 +698,7 @@ fn init(cli: &Cli) -> Result<Value, Failure> {
         slot_size,
         component,
         erased,
+        activation_keys,
     } = &cli.cmd
     else {
         return Err(anyhow!("not init").into());
@@ -685,6 +720,13 @@ fn init(cli: &Cli) -> Result<Value, Failure> {
         bluesphere_core::keys::load_public(&pem, None)
             .with_context(|| format!("{}: not a public key", k.display()))?;
         pems.push(pem);
+    }
+    let mut act_pems = Vec::new();
+    for k in activation_keys {
+        let pem = fs::read_to_string(k).with_context(|| format!("{}", k.display()))?;
+        bluesphere_core::keys::load_public(&pem, None)
+            .with_context(|| format!("{}: not a public key", k.display()))?;
+        act_pems.push(pem);
     }
     let e = E as u32;
     let len = u32::try_from(img.data.len()).map_err(|_| anyhow!("image over 4 GiB"))?;
@@ -717,6 +759,7 @@ fn init(cli: &Cli) -> Result<Value, Failure> {
         slot_size: slot,
         erased: *erased,
         keys: pems,
+        activation_keys: act_pems,
     };
     fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let sectors = (2 * slot / e + 3) as usize;

@@ -1,0 +1,333 @@
+//! The activation-code registry: every issued code with time, station, operator and key id,
+//! in an SQLite file (rusqlite, SQLite compiled in). A UID gets one code per product; a second
+//! one needs an explicit re-issue. Production orders cap how many codes a key may issue.
+//! Several stations on one machine share the file: each batch is one `BEGIN IMMEDIATE`
+//! transaction, and a unique index makes a duplicate impossible even when two batches race.
+//!
+//! | table | columns |
+//! |---|---|
+//! | `codes` | `id`, `product`, `uid` (hex), `code` (text form), `key_id` (hex), `issued_at` (RFC 3339 UTC), `station`, `operator`, `order_id`, `reissue` (0/1) |
+//! | `orders` | `order_id`, `key_id`, `product`, `max_codes`, `issued` |
+//!
+//! Unique: `(product, uid)` among rows with `reissue = 0`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+/// Registry errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// SQLite failed.
+    #[error("registry {path}: {source}")]
+    Sql {
+        /// File.
+        path: String,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Could not create the directory.
+    #[error("registry directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    /// Some UIDs already have codes.
+    #[error("{count} UID(s) already have a code for product {product} (first: {first}); nothing was issued. Use --reissue to issue again on purpose")]
+    AlreadyIssued {
+        /// Product.
+        product: String,
+        /// How many.
+        count: usize,
+        /// The first few.
+        first: String,
+    },
+    /// A re-issue for a UID that never had a code.
+    #[error("{0} never had a code: nothing to re-issue")]
+    NotIssued(String),
+    /// The production order does not exist or is for another key/product.
+    #[error("production order {0}: {1}")]
+    Order(String, &'static str),
+    /// The production order's limit would be passed.
+    #[error("production order {order} allows {max} codes, {issued} issued, {requested} more requested: nothing was issued")]
+    Limit {
+        /// Order.
+        order: String,
+        /// Cap.
+        max: u64,
+        /// Already issued.
+        issued: u64,
+        /// This batch.
+        requested: u64,
+    },
+}
+
+impl RegistryError {
+    /// Stable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::Sql { .. } | RegistryError::Dir(..) => "registry",
+            RegistryError::AlreadyIssued { .. } => "already-issued",
+            RegistryError::NotIssued(_) => "not-issued",
+            RegistryError::Order(..) => "order",
+            RegistryError::Limit { .. } => "order-limit",
+        }
+    }
+}
+
+/// Who issues, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct IssueMeta {
+    /// Product id.
+    pub product: String,
+    /// Signing key id (hex).
+    pub key_id: String,
+    /// Station name.
+    pub station: String,
+    /// Operator name.
+    pub operator: String,
+    /// Production order.
+    pub order: Option<String>,
+    /// Issue again on purpose (each UID must have a code already).
+    pub reissue: bool,
+}
+
+/// The registry file.
+#[derive(Debug)]
+pub struct Registry {
+    conn: Connection,
+    path: String,
+}
+
+/// Where the registry lives unless told: `$BLUESPHERE_REGISTRY`, else
+/// `$XDG_DATA_HOME/bluesphere/registry.sqlite`, else `~/.local/share/bluesphere/registry.sqlite`.
+pub fn default_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BLUESPHERE_REGISTRY") {
+        return PathBuf::from(p);
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("bluesphere").join("registry.sqlite")
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Registry {
+    /// Open (creating) the registry at `path`.
+    pub fn open(path: &Path) -> Result<Registry, RegistryError> {
+        let p = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| RegistryError::Dir(dir.display().to_string(), e))?;
+        }
+        let sql = |source| RegistryError::Sql {
+            path: p.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(120)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS codes (
+                id INTEGER PRIMARY KEY,
+                product TEXT NOT NULL, uid TEXT NOT NULL, code TEXT NOT NULL,
+                key_id TEXT NOT NULL, issued_at TEXT NOT NULL,
+                station TEXT NOT NULL, operator TEXT NOT NULL, order_id TEXT,
+                reissue INTEGER NOT NULL DEFAULT 0);
+             CREATE UNIQUE INDEX IF NOT EXISTS one_code_per_uid ON codes(product, uid) WHERE reissue = 0;
+             CREATE TABLE IF NOT EXISTS orders (
+                order_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, product TEXT NOT NULL,
+                max_codes INTEGER NOT NULL, issued INTEGER NOT NULL DEFAULT 0);",
+        )
+        .map_err(sql)?;
+        Ok(Registry { conn, path: p })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> RegistryError {
+        RegistryError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Create a production order: `key_id` may issue `max` codes for `product` under it.
+    pub fn create_order(&mut self, order: &str, key_id: &str, product: &str, max: u64) -> Result<(), RegistryError> {
+        self.conn
+            .execute(
+                "INSERT INTO orders(order_id, key_id, product, max_codes) VALUES (?1, ?2, ?3, ?4)",
+                params![order, key_id, product, max as i64],
+            )
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::ConstraintViolation) => RegistryError::Order(order.into(), "exists already"),
+                _ => self.sql(e),
+            })?;
+        Ok(())
+    }
+
+    /// The first code issued to `uid` for `product`, if any.
+    pub fn lookup(&self, product: &str, uid_hex: &str) -> Result<Option<String>, RegistryError> {
+        self.conn
+            .query_row(
+                "SELECT code FROM codes WHERE product = ?1 AND uid = ?2 ORDER BY id DESC LIMIT 1",
+                params![product, uid_hex],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Record a batch of `(uid hex, code text)`: all or nothing.
+    pub fn issue(&mut self, items: &[(String, String)], meta: &IssueMeta) -> Result<(), RegistryError> {
+        let path = self.path.clone();
+        let sql = |source| RegistryError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if let Some(order) = &meta.order {
+            let row: Option<(String, String, i64, i64)> = tx
+                .query_row(
+                    "SELECT key_id, product, max_codes, issued FROM orders WHERE order_id = ?1",
+                    params![order],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            let (key, product, max, issued) = row.ok_or(RegistryError::Order(order.clone(), "no such order"))?;
+            if key != meta.key_id {
+                return Err(RegistryError::Order(order.clone(), "belongs to another key"));
+            }
+            if product != meta.product {
+                return Err(RegistryError::Order(order.clone(), "is for another product"));
+            }
+            if issued as u64 + items.len() as u64 > max as u64 {
+                return Err(RegistryError::Limit {
+                    order: order.clone(),
+                    max: max as u64,
+                    issued: issued as u64,
+                    requested: items.len() as u64,
+                });
+            }
+            tx.execute(
+                "UPDATE orders SET issued = issued + ?1 WHERE order_id = ?2",
+                params![items.len() as i64, order],
+            )
+            .map_err(sql)?;
+        }
+        let at = now_rfc3339();
+        let mut dups = Vec::new();
+        {
+            let mut exists = tx
+                .prepare_cached("SELECT 1 FROM codes WHERE product = ?1 AND uid = ?2 AND reissue = 0")
+                .map_err(sql)?;
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO codes(product, uid, code, key_id, issued_at, station, operator, order_id, reissue)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(sql)?;
+            for (uid, code) in items {
+                if meta.reissue {
+                    if !exists.exists(params![meta.product, uid]).map_err(sql)? {
+                        return Err(RegistryError::NotIssued(uid.clone()));
+                    }
+                }
+                let r = ins.execute(params![
+                    meta.product,
+                    uid,
+                    code,
+                    meta.key_id,
+                    at,
+                    meta.station,
+                    meta.operator,
+                    meta.order,
+                    i64::from(meta.reissue)
+                ]);
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                        dups.push(uid.clone())
+                    }
+                    Err(e) => return Err(sql(e)),
+                }
+            }
+        }
+        if !dups.is_empty() {
+            // Dropping the transaction rolls everything back.
+            return Err(RegistryError::AlreadyIssued {
+                product: meta.product.clone(),
+                count: dups.len(),
+                first: dups.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+
+    /// The audit log as CSV (`id,product,uid,code,key_id,issued_at,station,operator,order_id,reissue`);
+    /// the number of rows.
+    pub fn export_csv(&self, out: &mut dyn std::io::Write) -> Result<u64, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, product, uid, code, key_id, issued_at, station, operator, COALESCE(order_id, ''), reissue FROM codes ORDER BY id")
+            .map_err(|e| self.sql(e))?;
+        let _ = writeln!(out, "id,product,uid,code,key_id,issued_at,station,operator,order_id,reissue");
+        let mut rows = st.query([]).map_err(|e| self.sql(e))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let f = |i: usize| -> String { r.get::<_, String>(i).unwrap_or_default() };
+            let id: i64 = r.get(0).unwrap_or_default();
+            let re: i64 = r.get(9).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{id},{},{},{},{},{},{},{},{},{re}",
+                csv(&f(1)),
+                f(2),
+                f(3),
+                f(4),
+                f(5),
+                csv(&f(6)),
+                csv(&f(7)),
+                csv(&f(8))
+            );
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of rows with `reissue = 0` per (product, uid) above one: must be 0 (for tests).
+    pub fn duplicate_count(&self) -> Result<u64, RegistryError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM (SELECT product, uid FROM codes WHERE reissue = 0 GROUP BY product, uid HAVING COUNT(*) > 1)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Rows in `codes`.
+    pub fn count(&self) -> Result<u64, RegistryError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM codes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+}
+
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
