@@ -162,8 +162,10 @@ fn terms(t: &TermArgs) -> Result<Terms, Failure> {
             let fmt = time::macros::format_description!("[year]-[month]-[day]");
             let date = time::Date::parse(d, &fmt)
                 .map_err(|e| Failure::usage(anyhow!("--expires {d:?}: {e} (use YYYY-MM-DD)")))?;
-            (date - time::Date::from_calendar_date(1970, time::Month::January, 1).map_err(Failure::internal)?)
-                .whole_days() as u32
+            (date
+                - time::Date::from_calendar_date(1970, time::Month::January, 1)
+                    .map_err(Failure::internal)?)
+            .whole_days() as u32
         }
     };
     Ok(Terms {
@@ -245,8 +247,10 @@ pub fn run(cmd: &CodesCmd, out: &Out) -> Result<Value, Failure> {
             let list: Vec<Vec<u8>> = parsed.into_iter().map(|(_, u)| u).collect();
             let t0 = Instant::now();
             let bar = out.bar("sign", list.len() as u64);
-            let codes = generate(&sk, product, terms, &list, &|n| bar.bytes(n as u64, list.len() as u64))
-                .map_err(|e| Failure::new("invalid-input", 3, e.into()))?;
+            let codes = generate(&sk, product, terms, &list, &|n| {
+                bar.bytes(n as u64, list.len() as u64)
+            })
+            .map_err(|e| Failure::new("invalid-input", 3, e.into()))?;
             bar.done();
             let sign_s = t0.elapsed().as_secs_f64();
             let mut csv = String::with_capacity(list.len() * 130);
@@ -263,7 +267,8 @@ pub fn run(cmd: &CodesCmd, out: &Out) -> Result<Value, Failure> {
             // Record first (all or nothing), then write the files.
             let path = who.registry.clone().unwrap_or_else(registry::default_path);
             let mut reg = Registry::open(&path).map_err(reg_fail)?;
-            reg.issue(&rows, &meta(who, product, &kid, *reissue)).map_err(reg_fail)?;
+            reg.issue(&rows, &meta(who, product, &kid, *reissue))
+                .map_err(reg_fail)?;
             write_atomic(dest, csv.as_bytes())?;
             if let Some(dir) = bin_dir {
                 std::fs::create_dir_all(dir).map_err(|e| Failure::new("io", 1, e.into()))?;
@@ -280,9 +285,11 @@ pub fn run(cmd: &CodesCmd, out: &Out) -> Result<Value, Failure> {
                 dest.display(),
                 path.display()
             ));
-            Ok(json!({"ok": true, "issued": codes.len(), "out": dest, "registry": path,
+            Ok(
+                json!({"ok": true, "issued": codes.len(), "out": dest, "registry": path,
                       "key_id": kid, "sign_seconds": sign_s, "seconds": total_s,
-                      "codes_per_second": codes.len() as f64 / sign_s.max(1e-9)}))
+                      "codes_per_second": codes.len() as f64 / sign_s.max(1e-9)}),
+            )
         }
         CodesCmd::Verify {
             public,
@@ -320,10 +327,15 @@ pub fn run(cmd: &CodesCmd, out: &Out) -> Result<Value, Failure> {
             Registry::open(&path)
                 .and_then(|mut reg| reg.create_order(order, &kid, product, *limit))
                 .map_err(reg_fail)?;
-            out.text(&format!("order {order}: key {kid} may issue {limit} codes for {product}"));
+            out.text(&format!(
+                "order {order}: key {kid} may issue {limit} codes for {product}"
+            ));
             Ok(json!({"ok": true, "order": order, "key_id": kid, "limit": limit}))
         }
-        CodesCmd::Audit { out: dest, registry: r } => {
+        CodesCmd::Audit {
+            out: dest,
+            registry: r,
+        } => {
             let path = r.clone().unwrap_or_else(registry::default_path);
             let reg = Registry::open(&path).map_err(reg_fail)?;
             let mut buf = Vec::new();
@@ -343,7 +355,11 @@ pub fn station(a: &StationArgs, out: &Out) -> Result<Value, Failure> {
         baud: a.baud,
         product: a.product.clone(),
         terms: terms(&a.terms)?,
-        registry: a.who.registry.clone().unwrap_or_else(registry::default_path),
+        registry: a
+            .who
+            .registry
+            .clone()
+            .unwrap_or_else(registry::default_path),
         meta: meta(&a.who, &a.product, &kid, false),
         once: a.once,
         wait_for: Duration::from_secs(a.wait),
@@ -367,7 +383,11 @@ pub fn station(a: &StationArgs, out: &Out) -> Result<Value, Failure> {
         }
         if let Some(f) = &log_file {
             use std::io::Write;
-            if let Ok(mut fh) = std::fs::OpenOptions::new().create(true).append(true).open(f) {
+            if let Ok(mut fh) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+            {
                 let _ = writeln!(fh, "{line}");
             }
         }
@@ -379,10 +399,19 @@ pub fn station(a: &StationArgs, out: &Out) -> Result<Value, Failure> {
         "port": r.port, "uid": r.uid, "pass": r.pass, "detail": r.detail, "code": r.code,
     })).collect::<Vec<_>>()});
     if failed > 0 {
+        let why: Vec<String> = records
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| format!("{} {}: {}", r.port, r.uid, r.detail))
+            .collect();
         return Err(Failure::new(
             "station-failures",
             7,
-            anyhow!("{failed} of {} device(s) failed", records.len()),
+            anyhow!(
+                "{failed} of {} device(s) failed: {}",
+                records.len(),
+                why.join("; ")
+            ),
         ));
     }
     Ok(v)

@@ -567,7 +567,10 @@ fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
     Ok(p)
 }
 
-pub(crate) fn load_private(path: &Path, pass: &PassArgs) -> Result<p256::ecdsa::SigningKey, Failure> {
+pub(crate) fn load_private(
+    path: &Path,
+    pass: &PassArgs,
+) -> Result<p256::ecdsa::SigningKey, Failure> {
     let pem = String::from_utf8(read(path)?).map_err(|_| {
         Failure::new(
             "key",

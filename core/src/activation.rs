@@ -408,7 +408,12 @@ impl BatchSigner {
     }
 
     /// Sign a code for each UID.
-    pub fn sign(&self, product: &str, uids: &[Vec<u8>], terms: Terms) -> Result<Vec<Code>, CodeError> {
+    pub fn sign(
+        &self,
+        product: &str,
+        uids: &[Vec<u8>],
+        terms: Terms,
+    ) -> Result<Vec<Code>, CodeError> {
         use p256::elliptic_curve::group::Curve;
         use p256::elliptic_curve::ops::Reduce;
         use p256::elliptic_curve::point::AffineCoordinates;
@@ -422,7 +427,12 @@ impl BatchSigner {
             for uid in chunk {
                 let h: p256::FieldBytes = message_digest(product, uid, terms)?.finalize();
                 let z = <Scalar as Reduce<U256>>::reduce_bytes(&h);
-                let kb = rfc6979::generate_k::<Sha256, _>(&self.d.to_repr(), &self.order, &z.to_repr(), &[]);
+                let kb = rfc6979::generate_k::<Sha256, _>(
+                    &self.d.to_repr(),
+                    &self.order,
+                    &z.to_repr(),
+                    &[],
+                );
                 let k = <Scalar as Reduce<U256>>::reduce_bytes(&kb);
                 rs.push(self.mul_g(&k));
                 ks.push(k);
@@ -536,11 +546,21 @@ mod tests {
         let vk = [*k.verifying_key()];
         let b = BatchSigner::new(&k);
         let uids: Vec<Vec<u8>> = (0..600).map(|i| uid(i, 12)).collect();
-        for terms in [Terms::default(), Terms { features: 3, expiry_days: 9 }] {
+        for terms in [
+            Terms::default(),
+            Terms {
+                features: 3,
+                expiry_days: 9,
+            },
+        ] {
             let codes = b.sign("thermo", &uids, terms).unwrap();
             for (u, c) in uids.iter().zip(&codes) {
                 c.verify("thermo", u, &vk).unwrap();
-                assert_eq!(*c, issue(&k, "thermo", u, terms).unwrap(), "deterministic RFC 6979");
+                assert_eq!(
+                    *c,
+                    issue(&k, "thermo", u, terms).unwrap(),
+                    "deterministic RFC 6979"
+                );
             }
         }
         assert!(b.sign("thermo", &[vec![0; 8]], Terms::default()).is_err());

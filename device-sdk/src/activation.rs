@@ -52,12 +52,28 @@ mod tests {
         let k = SigningKey::from_slice(&[8u8; 32]).unwrap();
         let keys = [*k.verifying_key()];
         let uid = [0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC];
-        let c = issue(&k, "thermo", &uid, Terms { features: 5, expiry_days: 20_000 }).unwrap();
+        let c = issue(
+            &k,
+            "thermo",
+            &uid,
+            Terms {
+                features: 5,
+                expiry_days: 20_000,
+            },
+        )
+        .unwrap();
         let b = c.to_bytes();
-        assert_eq!(check_code(&b, &uid, "thermo", &keys, Some(19_999)).unwrap().features, 5);
+        assert_eq!(
+            check_code(&b, &uid, "thermo", &keys, Some(19_999))
+                .unwrap()
+                .features,
+            5
+        );
         assert_eq!(
             check_code(&b, &uid, "thermo", &keys, Some(20_001)),
-            Err(ActivationError::Expired { expiry_days: 20_000 })
+            Err(ActivationError::Expired {
+                expiry_days: 20_000
+            })
         );
         let other_uid = [0x12, 0x34, 0x56, 0x78, 0x9A, 0xBD];
         assert_eq!(

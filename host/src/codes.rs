@@ -16,7 +16,10 @@ pub struct LineError {
 /// whose header names a `uid` column (else the first column). Blank lines and `#` comments
 /// are skipped. Duplicates are errors unless `allow_duplicates` (then later copies are
 /// dropped). Returns `(line, uid)` pairs, or every bad line.
-pub fn parse_uids(text: &str, allow_duplicates: bool) -> Result<Vec<(usize, Vec<u8>)>, Vec<LineError>> {
+pub fn parse_uids(
+    text: &str,
+    allow_duplicates: bool,
+) -> Result<Vec<(usize, Vec<u8>)>, Vec<LineError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::HashMap::new();
@@ -64,8 +67,14 @@ pub fn parse_uids(text: &str, allow_duplicates: bool) -> Result<Vec<(usize, Vec<
 /// One UID in hex.
 pub fn parse_uid(cell: &str) -> Result<Vec<u8>, String> {
     let c = cell.trim();
-    let c = c.strip_prefix("0x").or_else(|| c.strip_prefix("0X")).unwrap_or(c);
-    let hex: String = c.chars().filter(|ch| !matches!(ch, ':' | '-' | ' ')).collect();
+    let c = c
+        .strip_prefix("0x")
+        .or_else(|| c.strip_prefix("0X"))
+        .unwrap_or(c);
+    let hex: String = c
+        .chars()
+        .filter(|ch| !matches!(ch, ':' | '-' | ' '))
+        .collect();
     if hex.is_empty() {
         return Err("empty UID".into());
     }
@@ -89,7 +98,9 @@ pub fn generate(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Code>, activation::CodeError> {
     let signer = activation::BatchSigner::new(key);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
     let per = uids.len().div_ceil(threads).max(1);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let parts: Vec<Result<Vec<Code>, activation::CodeError>> = std::thread::scope(|s| {
@@ -109,7 +120,10 @@ pub fn generate(
             })
             .collect();
         hs.into_iter()
-            .map(|h| h.join().unwrap_or(Err(activation::CodeError::Malformed("worker failed"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(activation::CodeError::Malformed("worker failed")))
+            })
             .collect()
     });
     let mut all = Vec::with_capacity(uids.len());
@@ -135,7 +149,12 @@ pub fn verify_csv(
         .collect();
     let key = keys.first();
     let check = |(line, l): &(usize, &str)| -> Option<LineError> {
-        let err = |m: String| Some(LineError { line: *line, message: m });
+        let err = |m: String| {
+            Some(LineError {
+                line: *line,
+                message: m,
+            })
+        };
         let mut cells = l.split(',').map(str::trim);
         let (Some(u), Some(c)) = (cells.next(), cells.next()) else {
             return err("expected uid,code".into());
@@ -153,22 +172,30 @@ pub fn verify_csv(
         };
         // The text form carries no key id: try every key.
         let ok = keys.iter().any(|k| {
-            Code::from_text(c, k).is_ok_and(|code| code.verify(product, &uid, std::slice::from_ref(k)).is_ok())
+            Code::from_text(c, k)
+                .is_ok_and(|code| code.verify(product, &uid, std::slice::from_ref(k)).is_ok())
         });
         if ok {
             None
         } else {
-            err(code.verify(product, &uid, keys).err().map_or("invalid".into(), |e| e.to_string()))
+            err(code
+                .verify(product, &uid, keys)
+                .err()
+                .map_or("invalid".into(), |e| e.to_string()))
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
     let per = rows.len().div_ceil(threads).max(1);
     let errors: Vec<LineError> = std::thread::scope(|s| {
         let hs: Vec<_> = rows
             .chunks(per)
             .map(|chunk| s.spawn(move || chunk.iter().filter_map(check).collect::<Vec<_>>()))
             .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        hs.into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     if errors.is_empty() {
         Ok(rows.len())

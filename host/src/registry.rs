@@ -122,7 +122,8 @@ impl Registry {
     pub fn open(path: &Path) -> Result<Registry, RegistryError> {
         let p = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| RegistryError::Dir(dir.display().to_string(), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RegistryError::Dir(dir.display().to_string(), e))?;
         }
         let sql = |source| RegistryError::Sql {
             path: p.clone(),
@@ -130,8 +131,10 @@ impl Registry {
         };
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(120)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS codes (
                 id INTEGER PRIMARY KEY,
@@ -156,14 +159,22 @@ impl Registry {
     }
 
     /// Create a production order: `key_id` may issue `max` codes for `product` under it.
-    pub fn create_order(&mut self, order: &str, key_id: &str, product: &str, max: u64) -> Result<(), RegistryError> {
+    pub fn create_order(
+        &mut self,
+        order: &str,
+        key_id: &str,
+        product: &str,
+        max: u64,
+    ) -> Result<(), RegistryError> {
         self.conn
             .execute(
                 "INSERT INTO orders(order_id, key_id, product, max_codes) VALUES (?1, ?2, ?3, ?4)",
                 params![order, key_id, product, max as i64],
             )
             .map_err(|e| match e.sqlite_error_code() {
-                Some(ErrorCode::ConstraintViolation) => RegistryError::Order(order.into(), "exists already"),
+                Some(ErrorCode::ConstraintViolation) => {
+                    RegistryError::Order(order.into(), "exists already")
+                }
                 _ => self.sql(e),
             })?;
         Ok(())
@@ -182,7 +193,11 @@ impl Registry {
     }
 
     /// Record a batch of `(uid hex, code text)`: all or nothing.
-    pub fn issue(&mut self, items: &[(String, String)], meta: &IssueMeta) -> Result<(), RegistryError> {
+    pub fn issue(
+        &mut self,
+        items: &[(String, String)],
+        meta: &IssueMeta,
+    ) -> Result<(), RegistryError> {
         let path = self.path.clone();
         let sql = |source| RegistryError::Sql {
             path: path.clone(),
@@ -201,12 +216,19 @@ impl Registry {
                 )
                 .optional()
                 .map_err(sql)?;
-            let (key, product, max, issued) = row.ok_or(RegistryError::Order(order.clone(), "no such order"))?;
+            let (key, product, max, issued) =
+                row.ok_or(RegistryError::Order(order.clone(), "no such order"))?;
             if key != meta.key_id {
-                return Err(RegistryError::Order(order.clone(), "belongs to another key"));
+                return Err(RegistryError::Order(
+                    order.clone(),
+                    "belongs to another key",
+                ));
             }
             if product != meta.product {
-                return Err(RegistryError::Order(order.clone(), "is for another product"));
+                return Err(RegistryError::Order(
+                    order.clone(),
+                    "is for another product",
+                ));
             }
             if issued as u64 + items.len() as u64 > max as u64 {
                 return Err(RegistryError::Limit {
@@ -226,7 +248,9 @@ impl Registry {
         let mut dups = Vec::new();
         {
             let mut exists = tx
-                .prepare_cached("SELECT 1 FROM codes WHERE product = ?1 AND uid = ?2 AND reissue = 0")
+                .prepare_cached(
+                    "SELECT 1 FROM codes WHERE product = ?1 AND uid = ?2 AND reissue = 0",
+                )
                 .map_err(sql)?;
             let mut ins = tx
                 .prepare_cached(
@@ -235,10 +259,8 @@ impl Registry {
                 )
                 .map_err(sql)?;
             for (uid, code) in items {
-                if meta.reissue {
-                    if !exists.exists(params![meta.product, uid]).map_err(sql)? {
-                        return Err(RegistryError::NotIssued(uid.clone()));
-                    }
+                if meta.reissue && !exists.exists(params![meta.product, uid]).map_err(sql)? {
+                    return Err(RegistryError::NotIssued(uid.clone()));
                 }
                 let r = ins.execute(params![
                     meta.product,
@@ -279,7 +301,10 @@ impl Registry {
             .conn
             .prepare("SELECT id, product, uid, code, key_id, issued_at, station, operator, COALESCE(order_id, ''), reissue FROM codes ORDER BY id")
             .map_err(|e| self.sql(e))?;
-        let _ = writeln!(out, "id,product,uid,code,key_id,issued_at,station,operator,order_id,reissue");
+        let _ = writeln!(
+            out,
+            "id,product,uid,code,key_id,issued_at,station,operator,order_id,reissue"
+        );
         let mut rows = st.query([]).map_err(|e| self.sql(e))?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(|e| self.sql(e))? {

@@ -58,7 +58,12 @@ enum Reply {
     Error(Status),
 }
 
-fn call(port: &mut dyn serialport::SerialPort, seq: &mut u8, req: &Request<'_>, t: Duration) -> Result<Reply, HostError> {
+fn call(
+    port: &mut dyn serialport::SerialPort,
+    seq: &mut u8,
+    req: &Request<'_>,
+    t: Duration,
+) -> Result<Reply, HostError> {
     *seq = seq.wrapping_add(1);
     transact(port, *seq, req, t, |r| match r {
         Response::Bytes(b) => Some(Reply::Bytes(b.to_vec())),
@@ -103,7 +108,9 @@ pub fn run(
             .iter()
             .map(|p| s.spawn(move || port_loop(cfg, key, p, log, stop)))
             .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        hs.into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
 }
 
@@ -162,7 +169,12 @@ fn port_loop(
         // Wait until this device is gone (or replaced) before the next one.
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(300));
-            match call(&mut *port, &mut seq, &Request::ReadUid, Duration::from_millis(200)) {
+            match call(
+                &mut *port,
+                &mut seq,
+                &Request::ReadUid,
+                Duration::from_millis(200),
+            ) {
                 Ok(Reply::Bytes(b)) if hex::encode(&b) == uid => continue,
                 _ => break,
             }
@@ -228,7 +240,8 @@ fn one_device(
             return rec;
         }
         Ok(Reply::Error(Status::BadCode)) => {
-            rec.detail = "the device rejected the code (is it configured for this product and key?)".into();
+            rec.detail =
+                "the device rejected the code (is it configured for this product and key?)".into();
             return rec;
         }
         other => {
@@ -259,7 +272,10 @@ fn issue_or_reuse(
     let vk = key.verifying_key();
     let uid_hex = hex::encode(uid);
     for _ in 0..2 {
-        if let Some(text) = reg.lookup(&cfg.product, &uid_hex).map_err(|e| e.to_string())? {
+        if let Some(text) = reg
+            .lookup(&cfg.product, &uid_hex)
+            .map_err(|e| e.to_string())?
+        {
             let c = Code::from_text(&text, vk).map_err(|e| e.to_string())?;
             return Ok((c, "reused"));
         }

@@ -559,13 +559,8 @@ fn serve(
             product: &dev.file.product,
             keys: &dev.activation_keys,
         };
-        let mut server: Server<'_, Flash, FileCodes<'_>, S, 16, 16384, 4096> = Server::new(
-            up,
-            codes,
-            &uid,
-            4096 + 16,
-            16 * 1024,
-        );
+        let mut server: Server<'_, Flash, FileCodes<'_>, S, 16, 16384, 4096> =
+            Server::new(up, codes, &uid, 4096 + 16, 16 * 1024);
         match bluesphere_device::serve::serve(&mut port, &mut server, &mut decoder, || true) {
             Served::Reboot | Served::Stopped => {}
             Served::Link(e) => {
