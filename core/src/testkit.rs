@@ -140,3 +140,50 @@ pub fn to_ihex(data: &[u8], base: u32) -> String {
     recs.push(ihex::Record::EndOfFile);
     ihex::create_object_file_representation(&recs).unwrap_or_default()
 }
+
+/// What [`package`] puts in its one component.
+#[derive(Debug, Clone, Copy)]
+pub struct PackageFor<'a> {
+    /// Product id.
+    pub product: &'a str,
+    /// Hardware id.
+    pub hardware: &'a str,
+    /// Installed image (a delta) or `None` (a full image).
+    pub old: Option<&'a [u8]>,
+    /// New image.
+    pub new: &'a [u8],
+    /// New version (the delta's base is `1.0.0`).
+    pub version: &'a str,
+    /// Security counter.
+    pub counter: u32,
+    /// Coding profile.
+    pub params: crate::delta::Params,
+}
+
+/// A signed one-component (`main`) package, for tests and benches.
+pub fn package(
+    key: &p256::ecdsa::SigningKey,
+    p: PackageFor<'_>,
+) -> Result<Vec<u8>, crate::package::build::BuildError> {
+    use crate::package::build::{build_package, ComponentSpec, PackageSpec};
+    build_package(
+        &PackageSpec {
+            product_id: p.product.into(),
+            hardware_id: p.hardware.into(),
+            created: 1,
+            components: vec![ComponentSpec {
+                name: "main".into(),
+                from_version: p.old.map(|_| "1.0.0".into()),
+                to_version: p.version.into(),
+                security_counter: p.counter,
+                load_address: 0,
+                old: p.old.map(<[u8]>::to_vec),
+                new: p.new.to_vec(),
+                params: p.params,
+                dependencies: vec![],
+            }],
+        },
+        key,
+        &mut |_| {},
+    )
+}

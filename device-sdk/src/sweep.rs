@@ -10,14 +10,13 @@
 extern crate std;
 
 use std::format;
+use std::println;
 use std::string::String;
 use std::vec::Vec;
-use std::{println, vec};
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
 use bluesphere_core::package::{Package, HEADER_LEN};
-use bluesphere_core::testkit::{evolve, firmware};
+use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use embedded_storage::nor_flash::ReadNorFlash;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 
@@ -47,23 +46,19 @@ impl Fixture {
         let old = firmware(seed, size);
         let new = evolve(&old, seed);
         let sk = SigningKey::from_slice(&[7u8; 32]).unwrap();
-        let spec = PackageSpec {
-            product_id: "thermo".into(),
-            hardware_id: "revB".into(),
-            created: 1,
-            components: vec![ComponentSpec {
-                name: "main".into(),
-                from_version: Some("1.0.0".into()),
-                to_version: "1.1.0".into(),
-                security_counter: 2,
-                load_address: 0,
-                old: Some(old.clone()),
-                new: new.clone(),
+        let pkg = package(
+            &sk,
+            PackageFor {
+                product: "thermo",
+                hardware: "revB",
+                old: Some(&old),
+                new: &new,
+                version: "1.1.0",
+                counter: 2,
                 params,
-                dependencies: vec![],
-            }],
-        };
-        let pkg = build_package(&spec, &sk, &mut |_| {}).unwrap();
+            },
+        )
+        .unwrap();
         Fixture {
             old,
             new,

@@ -8,9 +8,8 @@ use std::vec::Vec;
 use std::{format, println, vec};
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
 use bluesphere_core::package::sha2_digest;
-use bluesphere_core::testkit::{evolve, firmware};
+use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 
@@ -170,25 +169,17 @@ fn rejections_leave_the_running_slot_untouched() {
     // A new image larger than the slot.
     let big_old = fx.old.clone();
     let big_new = firmware(4, 70_000);
-    let big = build_package(
-        &PackageSpec {
-            product_id: "thermo".into(),
-            hardware_id: "revB".into(),
-            created: 1,
-            components: vec![ComponentSpec {
-                name: "main".into(),
-                from_version: Some("1.0.0".into()),
-                to_version: "2.0.0".into(),
-                security_counter: 2,
-                load_address: 0,
-                old: Some(big_old),
-                new: big_new,
-                params: Params::SMALL,
-                dependencies: vec![],
-            }],
-        },
+    let big = package(
         &sk(),
-        &mut |_| {},
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: Some(&big_old),
+            new: &big_new,
+            version: "2.0.0",
+            counter: 2,
+            params: Params::SMALL,
+        },
     )
     .unwrap();
 
@@ -377,25 +368,17 @@ fn misuse_is_refused_with_the_phase() {
 #[test]
 fn stored_full_image() {
     let fx = fixture();
-    let full = build_package(
-        &PackageSpec {
-            product_id: "thermo".into(),
-            hardware_id: "revB".into(),
-            created: 1,
-            components: vec![ComponentSpec {
-                name: "main".into(),
-                from_version: None,
-                to_version: "1.1.0".into(),
-                security_counter: 2,
-                load_address: 0,
-                old: None,
-                new: fx.new.clone(),
-                params: Params::SMALL,
-                dependencies: vec![],
-            }],
-        },
+    let full = package(
         &sk(),
-        &mut |_| {},
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: None,
+            new: &fx.new,
+            version: "1.1.0",
+            counter: 2,
+            params: Params::SMALL,
+        },
     )
     .unwrap();
     let (mut h, mut m, _, _) = split(&full);

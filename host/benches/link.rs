@@ -10,9 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
 use bluesphere_core::proto::{Push, PushConfig};
-use bluesphere_core::testkit::Rng;
+use bluesphere_core::testkit::{package, PackageFor, Rng};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
 use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
@@ -26,25 +25,17 @@ fn main() {
     let mut rng = Rng::new(7);
     let image: Vec<u8> = (0..IMAGE).map(|_| rng.next_u64() as u8).collect();
     let sk = SigningKey::from_slice(&[5u8; 32]).unwrap();
-    let pkg = build_package(
-        &PackageSpec {
-            product_id: "bench".into(),
-            hardware_id: "b1".into(),
-            created: 1,
-            components: vec![ComponentSpec {
-                name: "main".into(),
-                from_version: None,
-                to_version: "2.0.0".into(),
-                security_counter: 0,
-                load_address: 0,
-                old: None,
-                new: image,
-                params: Params::BEST,
-                dependencies: vec![],
-            }],
-        },
+    let pkg = package(
         &sk,
-        &mut |_| {},
+        PackageFor {
+            product: "bench",
+            hardware: "b1",
+            old: None,
+            new: &image,
+            version: "2.0.0",
+            counter: 0,
+            params: Params::BEST,
+        },
     )
     .unwrap();
     let keys = [*sk.verifying_key()];

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
 use bluesphere_core::package::sha2_digest;
 use bluesphere_core::proto::{phase, Push, PushConfig, PushError};
-use bluesphere_core::testkit::{evolve, firmware};
+use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
 use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
@@ -86,28 +85,20 @@ fn fixture(seed: u64, size: usize) -> Fx {
     let old = firmware(seed, size);
     let new = evolve(&old, seed);
     let sk = SigningKey::from_slice(&[5u8; 32]).unwrap();
-    let pkg = build_package(
-        &PackageSpec {
-            product_id: "thermo".into(),
-            hardware_id: "revB".into(),
-            created: 1,
-            components: vec![ComponentSpec {
-                name: "main".into(),
-                from_version: Some("1.0.0".into()),
-                to_version: "1.1.0".into(),
-                security_counter: 1,
-                load_address: 0,
-                old: Some(old.clone()),
-                new: new.clone(),
-                params: Params {
-                    block_log2: 12,
-                    ..Params::BEST
-                },
-                dependencies: vec![],
-            }],
-        },
+    let pkg = package(
         &sk,
-        &mut |_| {},
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: Some(&old),
+            new: &new,
+            version: "1.1.0",
+            counter: 1,
+            params: Params {
+                block_log2: 12,
+                ..Params::BEST
+            },
+        },
     )
     .unwrap();
     let keys: &'static [p256::ecdsa::VerifyingKey] = Box::leak(Box::new([*sk.verifying_key()]));

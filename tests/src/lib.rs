@@ -65,6 +65,46 @@ pub fn bluesphere(dir: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A real firmware pair from the public corpus (SeaBIOS 1.16.2 -> 1.16.3, fetched by
+/// `scripts/fetch_fixtures.sh`), or the synthetic sample images when it was not fetched
+/// (unless `BLUESPHERE_REQUIRE_FIXTURES=1`). Returns (old, new, description).
+pub fn firmware_pair() -> (PathBuf, PathBuf, &'static str) {
+    let d = root().join("target/fixtures/seabios");
+    if d.join("old.bin").exists() && d.join("new.bin").exists() {
+        return (
+            d.join("old.bin"),
+            d.join("new.bin"),
+            "SeaBIOS 1.16.2 -> 1.16.3",
+        );
+    }
+    assert!(
+        std::env::var("BLUESPHERE_REQUIRE_FIXTURES").as_deref() != Ok("1"),
+        "run scripts/fetch_fixtures.sh first"
+    );
+    eprintln!("note: corpus pair not fetched (scripts/fetch_fixtures.sh); using the sample images");
+    (
+        root().join("assets/sample-v1.0.0.bin"),
+        root().join("assets/sample-v1.1.0.bin"),
+        "synthetic sample",
+    )
+}
+
+/// Run `bluesphere-device --flash DIR/dev ARGS`.
+pub fn device(dir: &Path, args: &[&str]) -> Run {
+    Command::new(bin("bluesphere-device"))
+        .arg("--flash")
+        .arg(dir.join("dev"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bluesphere-device: {e}"))
+        .into()
+}
+
 /// Run any program in `dir`.
 pub fn run(dir: &Path, prog: &str, args: &[&str]) -> Run {
     Command::new(prog)

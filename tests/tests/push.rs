@@ -4,37 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::package::sha2_digest;
-use bluesphere_tests::{bin, bluesphere, PtyCable, Run};
+use bluesphere_tests::{bin, bluesphere, device, firmware_pair, PtyCable, Run};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The SeaBIOS corpus pair when fetched (`scripts/fetch_fixtures.sh`), else the samples.
-fn pair() -> (PathBuf, PathBuf) {
-    let d = root().join("target/fixtures/seabios");
-    if d.join("new.bin").exists() {
-        return (d.join("old.bin"), d.join("new.bin"));
-    }
-    assert!(std::env::var("BLUESPHERE_REQUIRE_FIXTURES").as_deref() != Ok("1"));
-    (
-        root().join("assets/sample-v1.0.0.bin"),
-        root().join("assets/sample-v1.1.0.bin"),
-    )
-}
-
-fn device(dir: &Path, args: &[&str]) -> Run {
-    Command::new(bin("bluesphere-device"))
-        .arg("--flash")
-        .arg(dir.join("dev"))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
-}
 
 fn serve(dir: &Path, port: &str, delay_us: &str) -> Child {
     Command::new(bin("bluesphere-device"))
@@ -56,7 +29,7 @@ fn serve(dir: &Path, port: &str, delay_us: &str) -> Child {
 }
 
 fn setup(p: &Path, product: &str) -> (PathBuf, PathBuf) {
-    let (old, new) = pair();
+    let (old, new, _) = firmware_pair();
     assert_eq!(
         bluesphere(p, &["keygen", "-o", "k.pem", "--pub", "k.pub"]).code,
         0

@@ -4,45 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::package::sha2_digest;
-use bluesphere_tests::{bin, bluesphere, Run};
+use bluesphere_tests::{bin, bluesphere, device, firmware_pair, root};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The SeaBIOS 1.16.2 -> 1.16.3 pair (`scripts/fetch_fixtures.sh`), or the synthetic sample
-/// images when the pair was not fetched (unless `BLUESPHERE_REQUIRE_FIXTURES=1`).
-fn pair() -> (PathBuf, PathBuf, &'static str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let d = root.join("target/fixtures/seabios");
-    if d.join("old.bin").exists() && d.join("new.bin").exists() {
-        return (
-            d.join("old.bin"),
-            d.join("new.bin"),
-            "SeaBIOS 1.16.2 -> 1.16.3",
-        );
-    }
-    assert!(
-        std::env::var("BLUESPHERE_REQUIRE_FIXTURES").as_deref() != Ok("1"),
-        "run scripts/fetch_fixtures.sh first"
-    );
-    eprintln!("note: corpus pair not fetched (scripts/fetch_fixtures.sh); using the sample images");
-    (
-        root.join("assets/sample-v1.0.0.bin"),
-        root.join("assets/sample-v1.1.0.bin"),
-        "synthetic sample",
-    )
-}
-
-fn device(dir: &Path, args: &[&str]) -> Run {
-    Command::new(bin("bluesphere-device"))
-        .arg("--flash")
-        .arg(dir.join("dev"))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
-}
 
 fn status(dir: &Path) -> serde_json::Value {
     let r = device(dir, &["--json", "status"]);
@@ -100,7 +66,7 @@ fn until_done(dir: &Path, args: &[&str], rng: &mut Rng, max_ms: u64, check: &dyn
 
 #[test]
 fn corpus_delta_survives_kill_9_during_install_and_swap() {
-    let (old, new, what) = pair();
+    let (old, new, what) = firmware_pair();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let old_bytes = fs::read(&old).unwrap();
@@ -194,9 +160,8 @@ fn corpus_delta_survives_kill_9_during_install_and_swap() {
 
 #[test]
 fn unconfirmed_image_is_reverted_and_refusals_change_nothing() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let old = root.join("assets/sample-v1.0.0.bin");
-    let new = root.join("assets/sample-v1.1.0.bin");
+    let old = root().join("assets/sample-v1.0.0.bin");
+    let new = root().join("assets/sample-v1.1.0.bin");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     assert_eq!(
