@@ -167,6 +167,43 @@ fn push_errors_say_what_happened() {
     let s = device(p, &["--json", "status"]).json();
     assert_eq!(s["phase"], "idle");
     assert_eq!(s["running"]["version"], "1.0.0");
+    // A device that runs another version than the delta's base: the message names both.
+    let (old, new, _) = firmware_pair();
+    let r = bluesphere(
+        p,
+        &[
+            "pack",
+            "--old",
+            new.to_str().unwrap(),
+            "--new",
+            old.to_str().unwrap(),
+            "--key",
+            "k.pem",
+            "-o",
+            "base.bspk",
+            "--product",
+            "qemu",
+            "--hardware",
+            "pc",
+            "--from-version",
+            "1.2.0",
+            "--version",
+            "1.3.0",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut dev = serve(p, &cable.device, "0");
+    let r = bluesphere(p, &["--json", "push", "base.bspk", "--port", &cable.host]);
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    assert_eq!(r.code, 5, "{r:?}");
+    let e = &r.json()["error"];
+    assert_eq!(e["kind"], "wrong-base");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("runs main 1.0.0") && msg.contains("expects 1.2.0"),
+        "{msg}"
+    );
     // No device on the cable: a timeout that says the old firmware still runs.
     let r = bluesphere(p, &["--json", "info", "--port", &cable.host]);
     assert_eq!(r.code, 7);
