@@ -433,6 +433,14 @@ fn station_activates_a_gang_of_virtual_devices() {
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(p.join("d1/activation.bin")).unwrap().len(), 80);
+    let st: Run = Command::new(bin("bluesphere-device"))
+        .arg("--flash")
+        .arg(p.join("d2"))
+        .args(["--json", "status"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(st.json()["activation"]["valid"], true, "{st:?}");
     // Again: already activated, nothing new in the registry.
     let r = station(&[&a.host, &b.host]);
     assert_eq!(r.code, 0, "{r:?}");

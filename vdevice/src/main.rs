@@ -613,10 +613,23 @@ fn status(up: &mut Up<'_>, dev: &Device) -> Result<Value, Failure> {
     let st = up.status();
     let running = slot_json(up, st.boot_slot)?;
     let other = slot_json(up, 1 - st.boot_slot)?;
+    let code = fs::read(dev.dir.join("activation.bin")).ok();
+    let uid = hex::decode(&dev.file.uid).unwrap_or_default();
+    let valid = code.as_ref().is_some_and(|c| {
+        bluesphere_device::activation::check_code(
+            c,
+            &uid,
+            &dev.file.product,
+            &dev.activation_keys,
+            None,
+        )
+        .is_ok()
+    });
     Ok(json!({
         "product": dev.file.product,
         "hardware": dev.file.hardware,
         "uid": dev.file.uid,
+        "activation": {"stored": code.is_some(), "valid": valid},
         "mode": dev.file.mode,
         "phase": phase_name(st.phase),
         "progress": {"done": st.done, "total": st.total},
