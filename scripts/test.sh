@@ -25,7 +25,7 @@ cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --noc
 
 echo "== fuzz smoke (cargo-fuzz on the stable toolchain)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --version ^0.13 --locked
-for t in package_parse delta_decode delta_mutate; do
+for t in package_parse delta_decode delta_mutate proto_parse; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address "$t" -- -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 2>&1 | tail -n 2)
 done
 
