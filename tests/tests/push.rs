@@ -21,7 +21,7 @@ fn serve(dir: &Path, port: &str, delay_us: &str) -> Child {
             port,
             "--auto-confirm",
         ])
-        .args(["--baud", "115200"])
+        .args(["--baud", "38400"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,7 +86,7 @@ fn push_survives_kill_9_of_the_device_and_resumes() {
     let (_, new) = setup(p, "qemu");
     let new_bytes = std::fs::read(&new).unwrap();
     let cable = PtyCable::new();
-    // A 115200-baud line (1.6 s for the 18 KB SeaBIOS delta) and a slow flash (2 ms per
+    // A 38400-baud line (4.7 s for the 18 KB SeaBIOS delta) and a slow flash (2 ms per
     // erase or write), so the kills land in the transfer and in the swap.
     let mut dev = serve(p, &cable.device, "2000");
     let info = bluesphere(p, &["--json", "info", "--port", &cable.host]);
@@ -110,7 +110,7 @@ fn push_survives_kill_9_of_the_device_and_resumes() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            std::thread::sleep(Duration::from_millis(100 + x % 600));
+            std::thread::sleep(Duration::from_millis(400 + x % 500));
             if host.try_wait().unwrap().is_none() {
                 dev.kill().unwrap(); // SIGKILL: power cut mid-push
                 dev.wait().unwrap();
