@@ -204,6 +204,50 @@ fn push_errors_say_what_happened() {
         msg.contains("runs main 1.0.0") && msg.contains("expects 1.2.0"),
         "{msg}"
     );
+    // A device whose new image is still on trial is busy: confirm or revert first.
+    let r = bluesphere(
+        p,
+        &[
+            "pack",
+            "--old",
+            old.to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+            "--key",
+            "k.pem",
+            "-o",
+            "ok.bspk",
+            "--product",
+            "qemu",
+            "--hardware",
+            "pc",
+            "--from-version",
+            "1.0.0",
+            "--version",
+            "1.1.0",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        device(p, &["install", p.join("ok.bspk").to_str().unwrap()]).code,
+        0
+    );
+    // Power on: the boot step installs the pending update, which then runs on trial.
+    let mut dev = Command::new(bin("bluesphere-device"))
+        .arg("--flash")
+        .arg(p.join("dev"))
+        .args(["serve", "--port", &cable.device])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = bluesphere(p, &["--json", "push", "base.bspk", "--port", &cable.host]);
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    assert_eq!(r.code, 7, "{r:?}");
+    let e = &r.json()["error"];
+    assert_eq!(e["kind"], "device-busy");
+    assert!(e["message"].as_str().unwrap().contains("on trial"), "{e}");
     // No device on the cable: a timeout that says the old firmware still runs.
     let r = bluesphere(p, &["--json", "info", "--port", &cable.host]);
     assert_eq!(r.code, 7);

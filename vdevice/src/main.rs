@@ -548,9 +548,16 @@ fn serve(
     let mut decoder: FrameDecoder<{ bluesphere_core::proto::encoded_max(4200) }> =
         FrameDecoder::new();
     loop {
-        // Power on: the boot step, then serve until a REBOOT (a reset) or a link failure.
+        // Power on: the boot step, then serve until a REBOOT (a reset). A link failure is
+        // not a reset: the port is reopened and the same session goes on.
         let mut up = dev.updater(ws)?;
+        let before = up.status().phase;
         up.boot().map_err(update_failure)?;
+        eprintln!(
+            "bluesphere-device: boot: {} -> {}",
+            phase_name(before),
+            phase_name(up.status().phase)
+        );
         if auto_confirm && up.status().phase == UpdatePhase::Testing {
             up.confirm().map_err(update_failure)?;
         }
@@ -561,20 +568,21 @@ fn serve(
         };
         let mut server: Server<'_, Flash, FileCodes<'_>, S, 16, 16384, 4096> =
             Server::new(up, codes, &uid, 4096 + 16, 16 * 1024);
-        match bluesphere_device::serve::serve(&mut port, &mut server, &mut decoder, || true) {
-            Served::Reboot | Served::Stopped => {}
-            Served::Link(e) => {
-                // The host side went away (pty closed, cable pulled): wait and reopen.
-                eprintln!("bluesphere-device: link error ({e}); reopening {path}");
-                std::thread::sleep(Duration::from_millis(200));
-                if let Ok(p) = open_port(path, baud) {
-                    port = p;
+        loop {
+            match bluesphere_device::serve::serve(&mut port, &mut server, &mut decoder, || true) {
+                Served::Reboot | Served::Stopped => break,
+                Served::Link(e) => {
+                    // The host side went away (pty closed, cable pulled): wait and reopen.
+                    eprintln!("bluesphere-device: link error ({e}); reopening {path}");
+                    std::thread::sleep(Duration::from_millis(200));
+                    if let Ok(p) = open_port(path, baud) {
+                        port = p;
+                    }
+                    decoder.clear();
                 }
             }
         }
         decoder.clear();
-        let (up, _) = server.into_parts();
-        let _ = up.into_parts();
     }
 }
 
