@@ -157,6 +157,7 @@ pub fn push(
     Ok(json!({
         "ok": true, "payload_len": o.payload_len, "resumed_from": o.resumed_from,
         "bytes_sent": o.sent, "bytes_resent": o.resent, "restarts": o.restarts,
+        "max_resume": o.max_resume,
         "reconnects": reconnects, "seconds": secs, "phase": phase::name(o.phase),
     }))
 }

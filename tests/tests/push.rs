@@ -54,6 +54,9 @@ fn setup(p: &Path, product: &str) -> (PathBuf, PathBuf) {
             "1.0.0",
             "--version",
             "1.1.0",
+            // 4 KiB blocks: a device that loses power resumes within 4 KiB of target.
+            "--block-kib",
+            "4",
         ],
     );
     assert_eq!(r.code, 0, "{r:?}");
@@ -130,6 +133,10 @@ fn push_survives_kill_9_of_the_device_and_resumes() {
     eprintln!("push after {kills} kills: {r}");
     assert!(kills >= 2, "the push ended before the kills: {r}");
     assert!(r["restarts"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["max_resume"].as_u64().unwrap() > 0,
+        "resumed mid-payload: {r}"
+    );
     let s = device(p, &["--json", "status"]).json();
     assert_eq!(
         s["running"]["flash_sha256"],

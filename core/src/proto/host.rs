@@ -208,6 +208,8 @@ pub struct Outcome {
     pub resent: u64,
     /// Times the push restarted at HELLO (reconnects, device resets).
     pub restarts: u32,
+    /// The largest resume offset a device answered (0: never resumed mid-payload).
+    pub max_resume: u32,
 }
 
 /// Progress for a bar.
@@ -310,6 +312,7 @@ impl<'p> Push<'p> {
                 sent: 0,
                 resent: 0,
                 restarts: 0,
+                max_resume: 0,
             },
             accepted_once: false,
             high_water: 0,
@@ -609,6 +612,7 @@ impl<'p> Push<'p> {
                     self.stats.resumed_from = resume;
                     self.accepted_once = true;
                 }
+                self.stats.max_resume = self.stats.max_resume.max(resume);
                 self.payload_len = payload_len;
                 self.stats.payload_len = payload_len;
                 self.acked = resume;
