@@ -80,6 +80,14 @@ pub enum HostError {
     /// The device reported a failure.
     #[error("the device reported: {0}")]
     Device(String),
+    /// The device answered a request with an error status.
+    #[error("the device answered {status:?} (detail {detail})")]
+    Status {
+        /// Status.
+        status: bluesphere_core::proto::Status,
+        /// Detail byte.
+        detail: u8,
+    },
     /// No answer / the link stayed down.
     #[error("{what}; the device still runs its old firmware{resume}")]
     Timeout {
@@ -114,7 +122,7 @@ impl HostError {
             },
             HostError::Busy { .. } => "device-busy",
             HostError::Version { .. } => "protocol-version",
-            HostError::Device(_) => "device-error",
+            HostError::Device(_) | HostError::Status { .. } => "device-error",
             HostError::Timeout { .. } => "timeout",
             HostError::Cancelled => "cancelled",
         }
@@ -505,9 +513,7 @@ pub fn transact<T>(
                     if let Ok((s, r)) = Response::parse(f) {
                         if s == seq {
                             if let Response::Error { status, detail, .. } = r {
-                                return Err(HostError::Device(format!(
-                                    "{status:?} (detail {detail})"
-                                )));
+                                return Err(HostError::Status { status, detail });
                             }
                             if let Some(v) = accept(r) {
                                 return Ok(v);

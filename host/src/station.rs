@@ -78,18 +78,8 @@ fn call_status(
     req: &Request<'_>,
     t: Duration,
 ) -> Result<Reply, HostError> {
-    // `transact` turns ERROR answers into HostError::Device("Status (detail)"): recover the
-    // statuses a station acts on.
     match call(port, seq, req, t) {
-        Err(HostError::Device(m)) => {
-            let status = [Status::NoCode, Status::AlreadyActivated, Status::BadCode]
-                .into_iter()
-                .find(|s| m.starts_with(&format!("{s:?}")));
-            match status {
-                Some(s) => Ok(Reply::Error(s)),
-                None => Err(HostError::Device(m)),
-            }
-        }
+        Err(HostError::Status { status, .. }) => Ok(Reply::Error(status)),
         r => r,
     }
 }

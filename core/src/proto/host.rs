@@ -383,7 +383,7 @@ impl<'p> Push<'p> {
             },
             Stage::Info => Request::Info,
             Stage::Begin => {
-                let piece = (self.max_begin_piece()).max(1);
+                let piece = self.chunk.max(1);
                 let at = self.begin_next as usize;
                 let end = (at + piece).min(self.begin_blob.len());
                 Request::Begin {
@@ -402,10 +402,6 @@ impl<'p> Push<'p> {
             Stage::Confirm => Request::Confirm,
             Stage::Data | Stage::Done => return None,
         })
-    }
-
-    fn max_begin_piece(&self) -> usize {
-        self.chunk
     }
 
     /// The next frame to send, if any, encoded into `out` (at least
