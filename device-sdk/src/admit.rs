@@ -80,22 +80,7 @@ pub enum Reject {
 impl Reject {
     /// A sentence for people (a technician reading a log).
     pub fn describe(&self) -> &'static str {
-        match self {
-            Reject::Malformed => "the package header or manifest is malformed",
-            Reject::UnknownKey => "the package is signed by a key this device does not trust",
-            Reject::BadSignature => "the package signature does not verify (corrupt or forged)",
-            Reject::WrongProduct => "the package is for another product",
-            Reject::WrongHardware => "the package is for another hardware revision",
-            Reject::TooLarge => "the new image does not fit the device's slot",
-            Reject::Rollback => {
-                "the package's security counter is lower than the installed image's (downgrade)"
-            }
-            Reject::WrongBase => "the delta was made for another base image than the one installed",
-            Reject::NotInstalled => "the delta is for a component that is not installed",
-            Reject::MissingDependency => "a dependency is neither installed nor in the package",
-            Reject::DependencyTooOld => "a dependency is older than the package requires",
-            Reject::Unsupported => "the package's components do not match this device's slots",
-        }
+        bluesphere_core::proto::reason_text(self.code())
     }
 
     /// The wire code.
@@ -358,6 +343,21 @@ mod tests {
                 key_index: 0,
                 components: 1
             }
+        );
+    }
+
+    #[test]
+    fn every_reason_has_a_sentence() {
+        for code in 1..=12u8 {
+            assert_ne!(
+                bluesphere_core::proto::reason_text(code),
+                "unknown reason",
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Reject::Unsupported.describe(),
+            bluesphere_core::proto::reason_text(12)
         );
     }
 

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bluesphere_core::proto::{
-    encoded_max, phase, FrameDecoder, Push, PushConfig, PushError, Request, Response, Stage,
-    PROTO_VERSION,
+    encoded_max, phase, reason_text, FrameDecoder, Push, PushConfig, PushError, Request, Response,
+    Stage, PROTO_VERSION,
 };
 use serialport::{SerialPort, SerialPortType};
 
@@ -238,24 +238,6 @@ pub struct PushOptions {
     pub config: PushConfig,
     /// Keep trying to reopen a lost port this long.
     pub reconnect_for: Duration,
-}
-
-fn reason_text(code: u8) -> &'static str {
-    match code {
-        1 => "the package header or manifest is malformed",
-        2 => "it is signed by a key the device does not trust",
-        3 => "its signature does not verify (corrupt or forged)",
-        4 => "it is for another product",
-        5 => "it is for another hardware revision",
-        6 => "the new image does not fit the device's slot",
-        7 => "its security counter is lower than the installed image's (downgrade)",
-        8 => "the delta was made for another base image than the one installed",
-        9 => "the delta is for a component that is not installed",
-        10 => "a dependency is not installed",
-        11 => "a dependency is too old",
-        12 => "its components do not match the device's slots",
-        _ => "unknown reason",
-    }
 }
 
 fn convert(e: PushError, push: &Push<'_>, pkg_from: &str, port: &str) -> HostError {

@@ -8,4 +8,6 @@ pub mod msg;
 
 pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
 pub use host::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};
-pub use msg::{cmd, phase, resp, ImageEntry, Info, Request, Response, Status, PROTO_VERSION};
+pub use msg::{
+    cmd, phase, reason_text, resp, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
+};

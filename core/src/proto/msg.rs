@@ -120,6 +120,26 @@ impl Status {
     }
 }
 
+/// A sentence for people for a refusal reason code (the device's `Reject`, the detail byte
+/// of a `Refused` error).
+pub fn reason_text(code: u8) -> &'static str {
+    match code {
+        1 => "the package header or manifest is malformed",
+        2 => "the package is signed by a key this device does not trust",
+        3 => "the package signature does not verify (corrupt or forged)",
+        4 => "the package is for another product",
+        5 => "the package is for another hardware revision",
+        6 => "the new image does not fit the device's slot",
+        7 => "the package's security counter is lower than the installed image's (downgrade)",
+        8 => "the delta was made for another base image than the one installed",
+        9 => "the delta is for a component that is not installed",
+        10 => "a dependency is neither installed nor in the package",
+        11 => "a dependency is older than the package requires",
+        12 => "the package's components do not match this device's slots",
+        _ => "unknown reason",
+    }
+}
+
 /// Update phases on the wire (the device's `UpdatePhase`).
 pub mod phase {
     /// Idle.
