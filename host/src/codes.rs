@@ -147,7 +147,6 @@ pub fn verify_csv(
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .filter(|(_, l)| !l.to_ascii_lowercase().starts_with("uid,"))
         .collect();
-    let key = keys.first();
     let check = |(line, l): &(usize, &str)| -> Option<LineError> {
         let err = |m: String| {
             Some(LineError {
@@ -163,26 +162,19 @@ pub fn verify_csv(
             Ok(x) => x,
             Err(m) => return err(m),
         };
-        let Some(k) = key else {
-            return err("no public key".into());
-        };
-        let code = match Code::from_text(c, k) {
-            Ok(x) => x,
-            Err(e) => return err(e.to_string()),
-        };
-        // The text form carries no key id: try every key.
-        let ok = keys.iter().any(|k| {
-            Code::from_text(c, k)
-                .is_ok_and(|code| code.verify(product, &uid, std::slice::from_ref(k)).is_ok())
-        });
-        if ok {
-            None
-        } else {
-            err(code
-                .verify(product, &uid, keys)
-                .err()
-                .map_or("invalid".into(), |e| e.to_string()))
+        // The text form carries no key id: try each key, report the first key's verdict.
+        let mut first_err = None;
+        for k in keys {
+            let r = Code::from_text(c, k)
+                .and_then(|code| code.verify(product, &uid, std::slice::from_ref(k)));
+            match r {
+                Ok(()) => return None,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
+        err(first_err.map_or("no public key".into(), |e| e.to_string()))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
