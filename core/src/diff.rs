@@ -171,7 +171,7 @@ fn split_dense(a: &[u8], b: &[u8], o: u64, out: &mut Vec<Segment>) {
     }
 }
 
-/// Make a BSD1 delta stream of `new` against `old`.
+/// Make a BSD2 delta stream of `new` against `old`.
 pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, DiffError> {
     if old.len() as u64 > MAX_IMAGE || new.len() as u64 > MAX_IMAGE {
         return Err(EncodeError::TooLarge(old.len().max(new.len()) as u64).into());

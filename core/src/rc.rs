@@ -25,6 +25,11 @@ fn pmix(p: Prob) -> u32 {
 /// Adapt: the shift grows from 2 to `LIMIT` as the cell sees its first bits, so fresh
 /// contexts learn fast and settled ones are stable.
 #[inline]
+pub(crate) fn pupd_cell<const LIM: u32>(p: &mut Prob, bit: u32) {
+    pupd::<LIM>(p, bit)
+}
+
+#[inline]
 fn pupd<const LIM: u32>(p: &mut Prob, bit: u32) {
     let mut a = u32::from(*p & 0xFFF8);
     let n = u32::from(*p & 7);
@@ -180,6 +185,23 @@ impl RangeDecoder {
         bit
     }
 
+    /// Decode one bit whose probability of being 0 is `p0` (16-bit scale, `64..=65472`),
+    /// computed by the caller (a mixer); nothing adapts here.
+    #[inline]
+    pub(crate) fn bit_prob(&mut self, p0: u32) -> u32 {
+        let bound = (self.range >> PROB_BITS) * p0.clamp(64, PROB_ONE - 64);
+        let bit = if self.code < bound {
+            self.range = bound;
+            0
+        } else {
+            self.code -= bound;
+            self.range -= bound;
+            1
+        };
+        self.normalize();
+        bit
+    }
+
     #[inline]
     pub(crate) fn direct_bits(&mut self, count: u32) -> u32 {
         let mut v = 0u32;
@@ -300,6 +322,29 @@ impl RangeEncoder {
         }
     }
 
+    /// Encode `bit` with probability `p0` of a 0 (see [`RangeDecoder::bit_prob`]).
+    pub(crate) fn bit_prob(&mut self, p0: u32, bit: u32) {
+        let p0 = p0.clamp(64, PROB_ONE - 64);
+        if let Some(st) = self.stats.as_mut() {
+            let q = f64::from(p0) / f64::from(PROB_ONE);
+            let pr = if bit == 0 { q } else { 1.0 - q };
+            if let Some(c) = st.get_mut(self.cat) {
+                *c -= pr.log2();
+            }
+        }
+        let bound = (self.range >> PROB_BITS) * p0;
+        if bit == 0 {
+            self.range = bound;
+        } else {
+            self.low += u64::from(bound);
+            self.range -= bound;
+        }
+        while self.range < TOP {
+            self.range <<= 8;
+            self.shift_low();
+        }
+    }
+
     pub(crate) fn direct_bits(&mut self, value: u32, count: u32) {
         if let Some(c) = self.stats.as_mut().and_then(|st| st.get_mut(self.cat)) {
             *c += f64::from(count);
@@ -340,5 +385,28 @@ impl RangeEncoder {
             self.shift_low();
         }
         self.out
+    }
+}
+
+/// One bit through either coder, so a model writes its coding steps once for both directions:
+/// the encoder codes `bit` and returns it, the decoder ignores `bit` and returns what it reads.
+pub(crate) trait BitCoder {
+    /// Code a bit with probability `p0` of a 0.
+    fn code(&mut self, p0: u32, bit: u32) -> u32;
+}
+
+impl BitCoder for RangeDecoder {
+    #[inline]
+    fn code(&mut self, p0: u32, _bit: u32) -> u32 {
+        self.bit_prob(p0)
+    }
+}
+
+#[cfg(feature = "std")]
+impl BitCoder for RangeEncoder {
+    #[inline]
+    fn code(&mut self, p0: u32, bit: u32) -> u32 {
+        self.bit_prob(p0, bit);
+        bit
     }
 }

@@ -364,7 +364,7 @@ fn misuse_is_refused_with_the_phase() {
     assert_eq!(up.boot().unwrap(), 0);
 }
 
-/// A component stored as is (codec 0), not as a BSD1 stream.
+/// A component stored as is (codec 0), not as a BSD2 stream.
 #[test]
 fn stored_full_image() {
     let fx = fixture();
@@ -464,7 +464,7 @@ fn ram_of_the_two_profiles() {
         };
         // Workspaces are built here (on a device: statics), the update runs on the probe stack.
         let big: &'static mut Workspace<256, 16, 16384> = ws();
-        let small: &'static mut Workspace<256, 1, 1024> = ws();
+        let small: &'static mut Workspace<256, 1, 512> = ws();
         let params = Params {
             block_log2: 12,
             ..if profile == "default" {
@@ -520,12 +520,12 @@ fn ram_of_the_two_profiles() {
     let empty = deepest("empty");
     for profile in ["default", "small"] {
         let stack = empty - deepest(profile);
-        let up = core::mem::size_of::<Updater<'static, &'static mut F, 256, 1, 1024>>();
+        let up = core::mem::size_of::<Updater<'static, &'static mut F, 256, 1, 512>>();
         let size = up
             + if profile == "default" {
                 core::mem::size_of::<Workspace<256, 16, 16384>>()
             } else {
-                core::mem::size_of::<Workspace<256, 1, 1024>>()
+                core::mem::size_of::<Workspace<256, 1, 512>>()
             };
         println!(
             "updater RAM ({profile}): updater {up} B + workspace {} B (incl. the 256-byte write buffer) = {size} B static; stack high-water {stack} B (x86_64, test profile)",
@@ -557,7 +557,7 @@ fn probe(
     profile: &str,
     mut d: Dev,
     big: &'static mut Workspace<256, 16, 16384>,
-    small: &'static mut Workspace<256, 1, 1024>,
+    small: &'static mut Workspace<256, 1, 512>,
 ) {
     // Only the device side runs on the probe stack: the package was built by the caller.
     let keys = [d.fx.key];
@@ -570,7 +570,7 @@ fn probe(
         up.boot().unwrap();
         up.confirm().unwrap();
     } else {
-        let mut up: Updater<'_, &mut F, 256, 1, 1024> =
+        let mut up: Updater<'_, &mut F, 256, 1, 512> =
             Updater::open(&mut d.flash, c, small).unwrap();
         let (h, m, s, p) = split(&pkg);
         let b = up.begin(&h, &m, &s).unwrap();

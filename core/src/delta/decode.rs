@@ -1,4 +1,4 @@
-//! Push decoder for BSD1 streams: feed payload bytes in any chunking, it reads the source
+//! Push decoder for BSD2 streams: feed payload bytes in any chunking, it reads the source
 //! through [`PatchIo::read_source`] and emits the target in order through
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
@@ -133,7 +133,7 @@ enum Op {
     },
 }
 
-/// Streaming BSD1 decoder. `LT` literal tables are reserved (RAM: 512 bytes each) and a
+/// Streaming BSD2 decoder. `LT` literal tables are reserved (RAM: 2 KiB each with their context cells) and a
 /// difference window of `W` bytes; a stream that needs more is refused
 /// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`]).
 #[derive(Debug, Clone)]
@@ -164,8 +164,8 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384
     ring_len: u64,
 }
 
-/// Decoder for the `small` profile: one literal table, 1 KiB difference window.
-pub type SmallDeltaDecoder = DeltaDecoder<1, 1024>;
+/// Decoder for the `small` profile: one literal table, 512-byte difference window.
+pub type SmallDeltaDecoder = DeltaDecoder<1, 512>;
 
 impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
     /// A decoder for a stream made against a source of `source_len` bytes. `const`, so a
@@ -674,9 +674,7 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                 }
                 .map_err(ApplyError::Io)?;
                 io.write_target(chunk).map_err(ApplyError::Io)?;
-                if let Some(&last) = chunk.last() {
-                    self.model.after_match(last);
-                }
+                self.model.after_match(chunk);
                 self.target_pos += k as u64;
                 let left = len - k as u32;
                 if left > 0 {

@@ -1,4 +1,4 @@
-//! BSD1 encoder (host side): turns a list of segments (from the matcher) into blocks.
+//! BSD2 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
 use super::model::{Model, MIN_MATCH};
 use super::{Params, StreamHeader, MAX_LIT_TABLES};
@@ -802,12 +802,12 @@ impl BlockEnc<'_, '_> {
                     Item::Target(d, l) => {
                         model.encode_is_match(&mut rc, true);
                         model.encode_match(&mut rc, d, l);
-                        model.after_match(new[i + l as usize - 1]);
+                        model.after_match(&new[i..i + l as usize]);
                     }
                     Item::Source(off, l) => {
                         model.encode_is_match(&mut rc, true);
                         model.encode_source_match(&mut rc, off, l);
-                        model.after_match(new[i + l as usize - 1]);
+                        model.after_match(&new[i..i + l as usize]);
                     }
                 }
                 i += item.len();

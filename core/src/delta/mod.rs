@@ -1,11 +1,11 @@
-//! The BlueSphere delta stream ("BSD1"): a sequential patch that reads the source (old image)
+//! The BlueSphere delta stream ("BSD2"): a sequential patch that reads the source (old image)
 //! at random and writes the target strictly in order, in independently decodable blocks.
 //!
 //! See `docs/FORMAT.md` for the byte layout. In short:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 4 | magic `BSD1` |
+//! | 0 | 4 | magic `BSD2` |
 //! | 4 | 1 | `lc`: literal context bits (high bits of the previous byte) |
 //! | 5 | 1 | `lp`: literal position bits (`lc + lp <= 4`) |
 //! | 6 | 1 | `block_log2`: target bytes per block, `12..=24` |
@@ -18,13 +18,15 @@
 //! every block, so application can resume at any block boundary after a power loss.
 //!
 //! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT, W>>()`: about 6 KiB,
-//! plus 512 bytes per literal table, plus the `W`-byte difference window) and whatever
+//! plus 2 KiB per literal table (its literal, difference and context cells), plus the
+//! `W`-byte difference window) and whatever
 //! buffering the target needs (one flash sector on a device). There is no dictionary: the
 //! source is read in place and the target is read back for matches.
 
 mod decode;
 #[cfg(feature = "std")]
 mod encode;
+mod mix;
 pub(crate) mod model;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
@@ -32,7 +34,7 @@ pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
-pub const MAGIC: [u8; 4] = *b"BSD1";
+pub const MAGIC: [u8; 4] = *b"BSD2";
 /// Size of the stream header.
 pub const HEADER_LEN: usize = 16;
 /// Size of a block header.
@@ -59,19 +61,19 @@ pub struct Params {
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 36 KiB), 1 MiB blocks.
+    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 53 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
         window_log2: 14,
     };
-    /// Small RAM: 1 literal table, 1 KiB difference window (decoder state 6.3 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 512-byte difference window (decoder state 7.8 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
         block_log2: 16,
-        window_log2: 10,
+        window_log2: 9,
     };
 
     /// Literal tables this stream needs.
@@ -178,7 +180,7 @@ impl StreamHeader {
 /// What is wrong with a delta stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DeltaError {
-    /// Not a BSD1 stream.
+    /// Not a BSD2 stream.
     #[error("not a BlueSphere delta stream (bad magic)")]
     BadMagic,
     /// A parameter this decoder does not support.

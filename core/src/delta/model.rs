@@ -1,9 +1,16 @@
 //! Context models shared by the delta encoder and decoder. Both sides must update the models
 //! identically, so every coding decision lives here, written once for both directions.
 
+use super::mix::{learn, slot, stretch_cell, Mixer};
 #[cfg(feature = "std")]
 use crate::rc::RangeEncoder;
-use crate::rc::{Prob, RangeDecoder, PROB_INIT};
+use crate::rc::{BitCoder, Prob, RangeDecoder, PROB_INIT};
+
+/// Cells per row of the hashed context table: a stream with `2^(lc + lp)` literal tables
+/// hashes into `2^(lc + lp)` rows, so the profile that reserves more literal tables also
+/// reserves more context cells (best: 8,192 cells, 16 KiB; small: 512 cells, 1 KiB).
+const HT_ROW_BITS: u32 = 9;
+const HT_ROW: usize = 1 << HT_ROW_BITS;
 
 /// Number of mantissa bits (below the leading one) coded with adaptive models; the rest are
 /// coded as direct bits.
@@ -181,6 +188,18 @@ pub(crate) struct Model<const LT: usize> {
     last_seek_sign: u8,
     lc: u8,
     lp: u8,
+    /// The last 4 target bytes (newest in the low byte).
+    hist: u32,
+    /// The last 4 source bytes under difference runs (newest in the low byte).
+    olds: u32,
+    /// Hashed cells for the contexts the mixers combine: target and source bytes around the
+    /// position (what an instruction encoding and its relocations look like).
+    ht: [[Prob; HT_ROW]; LT],
+    /// log2 of the cells this stream hashes into (`HT_ROW_BITS + lc + lp`).
+    ht_bits: u32,
+    mix_nz: Mixer<6, 8>,
+    mix_dv: Mixer<5, 8>,
+    mix_flag: Mixer<4, 4>,
 }
 
 impl<const LT: usize> Model<LT> {
@@ -218,6 +237,13 @@ impl<const LT: usize> Model<LT> {
             last_seek_sign: 0,
             lc,
             lp,
+            hist: 0,
+            olds: 0,
+            ht: [[PROB_INIT; HT_ROW]; LT],
+            ht_bits: HT_ROW_BITS + lc as u32 + lp as u32,
+            mix_nz: Mixer::new(),
+            mix_dv: Mixer::new(),
+            mix_flag: Mixer::new(),
         }
     }
 
@@ -257,6 +283,114 @@ impl<const LT: usize> Model<LT> {
         self.last_seek_sign = 0;
         self.lc = lc;
         self.lp = lp;
+        self.hist = 0;
+        self.olds = 0;
+        for row in self.ht.iter_mut() {
+            row.fill(PROB_INIT);
+        }
+        self.ht_bits = HT_ROW_BITS + u32::from(lc) + u32::from(lp);
+        self.mix_nz.reset();
+        self.mix_dv.reset();
+        self.mix_flag.reset();
+    }
+
+    /// The "is the difference non-zero" bit: the run context's cell mixed with cells for the
+    /// old byte with the previous target byte, the two previous target bytes with the byte
+    /// lane, the two last old bytes with the previous target byte, and the three previous
+    /// target bytes.
+    fn code_nz<C: BitCoder>(&mut self, rc: &mut C, pos: u64, old: u8, nz: u32) -> u32 {
+        let ctx = self.diff_ctx(pos);
+        let h = self.hist;
+        self.olds = (self.olds << 8) | u32::from(old);
+        let o = self.olds;
+        let d1 = u32::from(self.d1 != 0);
+        let d2 = u32::from(self.d2 != 0);
+        let ctxs = [
+            u32::from(old) | ((h & 0xFF) << 8) | (d1 << 16),
+            (h & 0xFFFF) | (((pos & 3) as u32) << 16) | (d1 << 18),
+            (o & 0xFFFF) | ((h & 0xFF) << 16),
+            (h & 0xFF_FFFF) | ((d1 | (d2 << 1)) << 24),
+        ];
+        let Some(cell) = self.dzero.get_mut(ctx) else {
+            return 0;
+        };
+        mixed_bit(
+            rc,
+            cell,
+            &mut self.ht,
+            self.ht_bits,
+            ctxs,
+            0,
+            0,
+            &mut self.mix_nz,
+            ctx & 7,
+            nz,
+        )
+    }
+
+    /// A flag about a non-zero difference (`kind` 1: same as 4 back, 2: in the recent list).
+    fn code_flag<C: BitCoder>(&mut self, rc: &mut C, kind: u32, old: u8, bit: u32) -> u32 {
+        let c = usize::from(self.d1 != 0);
+        let h = self.hist;
+        let ctxs = [
+            u32::from(old) | ((h & 0xFF) << 8),
+            u32::from(self.d1) | (u32::from(self.d4()) << 8),
+        ];
+        let cell = if kind == 1 {
+            self.dsame4.get_mut(c)
+        } else {
+            self.mru_hit.get_mut(c)
+        };
+        let Some(cell) = cell else {
+            return 0;
+        };
+        let set = ((kind as usize - 1) << 1) | c;
+        mixed_bit(
+            rc,
+            cell,
+            &mut self.ht,
+            self.ht_bits,
+            ctxs,
+            kind,
+            0,
+            &mut self.mix_flag,
+            set,
+            bit,
+        )
+    }
+
+    /// A difference byte through its tree, mixed with cells for the old byte with the
+    /// previous target byte, the previous difference with the one 4 back, and the last
+    /// non-zero difference with the previous old byte.
+    fn code_dval<C: BitCoder>(&mut self, rc: &mut C, vc: usize, old: u8, value: u8) -> u8 {
+        let ctxs = [
+            u32::from(old) | ((self.hist & 0xFF) << 8),
+            u32::from(self.d1) | (u32::from(self.d4()) << 8),
+            u32::from(self.last_nz) | (self.olds & 0xFF00),
+        ];
+        let mut node = 1usize;
+        let Some(t) = self.dval.get_mut(vc) else {
+            return 0;
+        };
+        for i in (0..8).rev() {
+            let Some(cell) = t.get_mut(node) else {
+                return 0;
+            };
+            let bit = mixed_bit(
+                rc,
+                cell,
+                &mut self.ht,
+                self.ht_bits,
+                ctxs,
+                3,
+                node,
+                &mut self.mix_dv,
+                7 - i as usize,
+                u32::from(value >> i) & 1,
+            );
+            node = (node << 1) | bit as usize;
+        }
+        (node & 0xFF) as u8
     }
 
     #[inline]
@@ -316,6 +450,7 @@ impl<const LT: usize> Model<LT> {
             self.mru.copy_within(0..k, 1);
             self.mru[0] = d;
         }
+        self.hist = (self.hist << 8) | u32::from(out);
         self.prev_out = out;
     }
 
@@ -367,19 +502,18 @@ impl<const LT: usize> Model<LT> {
         old: u8,
         matches: bool,
     ) -> DiffItem {
-        let ctx = self.diff_ctx(pos);
-        let nz = rc.bit_at(&mut self.dzero, ctx);
+        let nz = self.code_nz(rc, pos, old, 0);
         if nz == 1 && matches && self.decode_is_diff_match(rc) {
             return DiffItem::MatchStart;
         }
         let d4 = self.d4();
         let d = if nz == 0 {
             0
-        } else if d4 != 0 && rc.bit_at(&mut self.dsame4, usize::from(self.d1 != 0)) == 1 {
+        } else if d4 != 0 && self.code_flag(rc, 1, old, 0) == 1 {
             d4
         } else {
             let c = usize::from(self.d1 != 0);
-            let hit = rc.bit_at(&mut self.mru_hit, c);
+            let hit = self.code_flag(rc, 2, old, 0);
             if hit == 1 {
                 let k = match self.mru_idx.get_mut(c) {
                     Some(t) => rc.tree(t, 3) as usize,
@@ -388,10 +522,7 @@ impl<const LT: usize> Model<LT> {
                 self.mru.get(k).copied().unwrap_or(0)
             } else {
                 let vc = self.dval_ctx(c, pos);
-                match self.dval.get_mut(vc) {
-                    Some(t) => rc.tree(t, 8) as u8,
-                    None => 0,
-                }
+                self.code_dval(rc, vc, old, 0)
             }
         };
         let out = old.wrapping_add(d);
@@ -414,9 +545,8 @@ impl<const LT: usize> Model<LT> {
         is_match: bool,
     ) {
         let d = new.wrapping_sub(old);
-        let ctx = self.diff_ctx(pos);
         rc.cat = 1;
-        rc.bit_at(&mut self.dzero, ctx, u32::from(d != 0 || is_match));
+        self.code_nz(rc, pos, old, u32::from(d != 0 || is_match));
         rc.cat = 2;
         if (d != 0 || is_match) && matches {
             self.encode_is_diff_match(rc, is_match);
@@ -428,21 +558,19 @@ impl<const LT: usize> Model<LT> {
         let mut via4 = false;
         if d != 0 && d4 != 0 {
             via4 = d == d4;
-            rc.bit_at(&mut self.dsame4, usize::from(self.d1 != 0), u32::from(via4));
+            self.code_flag(rc, 1, old, u32::from(via4));
         }
         if d != 0 && !via4 {
             let c = usize::from(self.d1 != 0);
             let k = self.mru.iter().position(|&v| v == d);
-            rc.bit_at(&mut self.mru_hit, c, u32::from(k.is_some()));
+            self.code_flag(rc, 2, old, u32::from(k.is_some()));
             if let Some(k) = k {
                 if let Some(t) = self.mru_idx.get_mut(c) {
                     rc.tree(t, 3, k as u32);
                 }
             } else {
                 let vc = self.dval_ctx(c, pos);
-                if let Some(t) = self.dval.get_mut(vc) {
-                    rc.tree(t, 8, u32::from(d));
-                }
+                self.code_dval(rc, vc, old, d);
             }
         }
         self.push_diff(d, new);
@@ -480,6 +608,7 @@ impl<const LT: usize> Model<LT> {
                 None => 0,
             }
         };
+        self.hist = (self.hist << 8) | u32::from(b);
         self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
@@ -497,6 +626,7 @@ impl<const LT: usize> Model<LT> {
         } else if let Some(t) = self.lit.get_mut(ctx) {
             rc.tree_l::<LIT_LIMIT>(t, 8, u32::from(b));
         }
+        self.hist = (self.hist << 8) | u32::from(b);
         self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
@@ -580,8 +710,12 @@ impl<const LT: usize> Model<LT> {
         self.lz_state = 1;
     }
 
-    /// After a match's bytes are out: they form the literal context.
-    pub(crate) fn after_match(&mut self, last: u8) {
+    /// After (a piece of) a match's bytes are out: they form the literal context.
+    pub(crate) fn after_match(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().rev().take(4).rev() {
+            self.hist = (self.hist << 8) | u32::from(b);
+        }
+        let last = bytes.last().copied().unwrap_or(self.prev_out);
         self.prev_out = last;
         self.d2 = 0;
         self.d1 = 0;
@@ -614,4 +748,50 @@ impl<const LT: usize> Model<LT> {
         rc.bit_at(&mut self.seek_sign, usize::from(self.last_seek_sign), neg);
         self.last_seek_sign = 1 + neg as u8;
     }
+}
+
+/// Code a bit with the cell `direct` mixed with the hashed cells of `ctxs` (each salted with
+/// its index and `salt`, the bit tree's `node` XORed in): the mixer picks weight set `set`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
+    rc: &mut C,
+    direct: &mut Prob,
+    ht: &mut [[Prob; HT_ROW]; LT],
+    bits: u32,
+    ctxs: [u32; K],
+    salt: u32,
+    node: usize,
+    mix: &mut Mixer<N, S>,
+    set: usize,
+    bit: u32,
+) -> u32 {
+    let mut idx = [0usize; K];
+    let mut st = [256i32; N];
+    if let Some(s0) = st.get_mut(0) {
+        *s0 = stretch_cell(*direct);
+    }
+    for (k, (&c, i)) in ctxs.iter().zip(idx.iter_mut()).enumerate() {
+        let salted = c.wrapping_add((salt * 8 + k as u32).wrapping_mul(0x2F0B_3A49));
+        *i = slot(salted, node, bits);
+        let cell = ht
+            .get(*i >> HT_ROW_BITS)
+            .and_then(|r| r.get(*i & (HT_ROW - 1)));
+        if let (Some(s), Some(p)) = (st.get_mut(k + 1), cell) {
+            *s = stretch_cell(*p);
+        }
+    }
+    let p0 = mix.mix(st, set);
+    let bit = rc.code(p0, bit);
+    mix.update(bit);
+    learn::<5>(direct, bit);
+    for i in idx {
+        let cell = ht
+            .get_mut(i >> HT_ROW_BITS)
+            .and_then(|r| r.get_mut(i & (HT_ROW - 1)));
+        if let Some(p) = cell {
+            learn::<5>(p, bit);
+        }
+    }
+    bit
 }

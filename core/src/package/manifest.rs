@@ -28,7 +28,7 @@ pub enum PayloadKind {
 pub enum Codec {
     /// The target bytes as they are (full images only).
     Stored = 0,
-    /// A BSD1 stream (see [`crate::delta`]).
+    /// A BSD2 stream (see [`crate::delta`]).
     Bsd1 = 1,
 }
 
@@ -229,7 +229,7 @@ impl<'a> Component<'a> {
             }
             PayloadKind::Delta => {
                 if codec != Codec::Bsd1 {
-                    return Err(r.err("delta payload must use the BSD1 codec"));
+                    return Err(r.err("delta payload must use the BSD2 codec"));
                 }
                 if from_version.is_empty() {
                     return Err(r.err("delta without a from version"));
@@ -274,7 +274,7 @@ impl<'a> Component<'a> {
         })
     }
 
-    /// Check that a BSD1 payload's stream header agrees with this record.
+    /// Check that a BSD2 payload's stream header agrees with this record.
     pub fn check_stream_header(&self, h: &StreamHeader) -> Result<(), PackageError> {
         if u64::from(h.target_size) != self.target_size
             || u64::from(h.source_size) != self.source_size
