@@ -182,14 +182,15 @@ pub fn describe(info: &PackageInfo) -> String {
         ));
         if r.source_size > 0 {
             s.push_str(&format!(
-                "    source  {} bytes sha256 {}\n",
-                r.source_size, r.source_sha256
+                "    source  {} bytes sha256 {}...\n",
+                r.source_size, r.source_hash
             ));
         }
         s.push_str(&format!(
-            "    payload {} bytes ({:.2}% of target), codec {:?}{}\n",
+            "    payload {} bytes ({:.2}% of target), crc32 {}, codec {:?}{}\n",
             r.payload_size,
             c.ratio * 100.0,
+            r.payload_crc32,
             r.codec,
             c.stream
                 .map(|h| format!(

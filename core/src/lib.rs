@@ -32,7 +32,10 @@ pub mod ops;
 pub use ops::{Error, Progress};
 
 #[cfg(feature = "std")]
-pub(crate) fn hexser<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn hexser<S: serde::Serializer, const N: usize>(
+    v: &[u8; N],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(v))
 }
 

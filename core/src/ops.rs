@@ -38,7 +38,7 @@ pub enum Error {
     #[error(transparent)]
     Delta(#[from] DeltaError),
     /// The base image is not the one the delta was made from.
-    #[error("wrong base image for component `{component}`: the package expects version {from_version} ({expected_size} bytes, SHA-256 {expected_sha}), but the given image is {actual_size} bytes with SHA-256 {actual_sha}")]
+    #[error("wrong base image for component `{component}`: the package expects version {from_version} ({expected_size} bytes, SHA-256 starting {expected_sha}), but the given image is {actual_size} bytes with SHA-256 {actual_sha}")]
     WrongBase {
         /// Component.
         component: String,
@@ -171,16 +171,16 @@ pub struct OwnedComponent {
     pub codec: Codec,
     /// Source size.
     pub source_size: u64,
-    /// Source hash (hex).
-    pub source_sha256: String,
+    /// First 16 bytes of the source image's SHA-256 (hex).
+    pub source_hash: String,
     /// Target size.
     pub target_size: u64,
     /// Target hash (hex).
     pub target_sha256: String,
     /// Payload size.
     pub payload_size: u64,
-    /// Payload hash (hex).
-    pub payload_sha256: String,
+    /// Payload CRC-32 (hex).
+    pub payload_crc32: String,
     /// `name >= version` dependencies.
     pub dependencies: Vec<(String, String)>,
 }
@@ -196,11 +196,11 @@ impl From<&Component<'_>> for OwnedComponent {
             kind: c.kind,
             codec: c.codec,
             source_size: c.source_size,
-            source_sha256: hex::encode(c.source_sha256),
+            source_hash: hex::encode(c.source_hash),
             target_size: c.target_size,
             target_sha256: hex::encode(c.target_sha256),
             payload_size: c.payload_size,
-            payload_sha256: hex::encode(c.payload_sha256),
+            payload_crc32: format!("{:08x}", c.payload_crc32),
             dependencies: c
                 .dependencies()
                 .map(|d| (d.component.into(), d.min_version.into()))
@@ -217,7 +217,7 @@ pub fn inspect(bytes: &[u8]) -> Result<PackageInfo, Error> {
         let c = c?;
         let payload = p.payload(&c);
         let stream = match c.codec {
-            Codec::Bsd1 => Some(crate::delta::StreamHeader::parse(payload)?),
+            Codec::Bsd2 => Some(crate::delta::StreamHeader::parse(payload)?),
             Codec::Stored => None,
         };
         components.push(ComponentInfo {
@@ -263,7 +263,7 @@ pub fn check<'a>(bytes: &'a [u8], checks: &Checks<'_>) -> Result<Package<'a>, Er
         None => {
             for (i, c) in p.manifest.components().enumerate() {
                 let c = c?;
-                if sha2_digest(p.payload(&c)) != c.payload_sha256 {
+                if crate::crc::crc32(p.payload(&c)) != c.payload_crc32 {
                     return Err(PackageError::PayloadHash { component: i as u8 }.into());
                 }
             }
@@ -320,12 +320,12 @@ pub fn check_base(c: &Component<'_>, old: Option<&[u8]>) -> Result<(), Error> {
         });
     };
     let sha = sha2_digest(old);
-    if sha != c.source_sha256 || old.len() as u64 != c.source_size {
+    if !sha.starts_with(&c.source_hash) || old.len() as u64 != c.source_size {
         return Err(Error::WrongBase {
             component: c.name.into(),
             from_version: c.from_version.into(),
             expected_size: c.source_size,
-            expected_sha: hex::encode(c.source_sha256),
+            expected_sha: hex::encode(c.source_hash),
             actual_size: old.len() as u64,
             actual_sha: hex::encode(sha),
         });
@@ -377,7 +377,7 @@ pub fn apply_component(
     let payload = p.payload(c);
     let out = match c.codec {
         Codec::Stored => payload.to_vec(),
-        Codec::Bsd1 => {
+        Codec::Bsd2 => {
             let h = crate::delta::StreamHeader::parse(payload)?;
             c.check_stream_header(&h)?;
             let source: &[u8] = if c.kind == PayloadKind::Delta {

@@ -199,33 +199,44 @@ fn hostile_header_fields() {
     let (pkg, _, _) = small_package();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("magic", with_header(&pkg, |h| h[0] = b'X')),
-        ("version", with_header(&pkg, |h| h[4] = 9)),
+        ("version 1", with_header(&pkg, |h| h[4] = 1)),
+        ("version 9", with_header(&pkg, |h| h[4] = 9)),
+        ("components 0", with_header(&pkg, |h| h[5] = 0)),
+        ("components 2", with_header(&pkg, |h| h[5] = 2)),
+        ("components 200", with_header(&pkg, |h| h[5] = 200)),
         (
-            "manifest 4 GiB",
-            with_header(&pkg, |h| h[8..12].copy_from_slice(&u32::MAX.to_le_bytes())),
+            "manifest 64 KiB",
+            with_header(&pkg, |h| h[6..8].copy_from_slice(&u16::MAX.to_le_bytes())),
         ),
         (
             "manifest 0",
-            with_header(&pkg, |h| h[8..12].copy_from_slice(&0u32.to_le_bytes())),
+            with_header(&pkg, |h| h[6..8].copy_from_slice(&0u16.to_le_bytes())),
         ),
-        ("components 0", with_header(&pkg, |h| h[13] = 0)),
-        ("components 200", with_header(&pkg, |h| h[13] = 200)),
-        ("sig len", with_header(&pkg, |h| h[14] = 1)),
-        ("sig alg", with_header(&pkg, |h| h[12] = 7)),
         (
-            "payload 2^63",
+            "manifest -1",
             with_header(&pkg, |h| {
-                h[24..32].copy_from_slice(&(1u64 << 63).to_le_bytes())
+                let v = u16::from_le_bytes(h[6..8].try_into().unwrap()) - 1;
+                h[6..8].copy_from_slice(&v.to_le_bytes())
             }),
+        ),
+        (
+            "payload 4 GiB",
+            with_header(&pkg, |h| h[12..16].copy_from_slice(&u32::MAX.to_le_bytes())),
         ),
         (
             "payload +1",
             with_header(&pkg, |h| {
-                let v = u64::from_le_bytes(h[24..32].try_into().unwrap()) + 1;
-                h[24..32].copy_from_slice(&v.to_le_bytes())
+                let v = u32::from_le_bytes(h[12..16].try_into().unwrap()) + 1;
+                h[12..16].copy_from_slice(&v.to_le_bytes())
             }),
         ),
-        ("header length", with_header(&pkg, |h| h[6] = 64)),
+        (
+            "payload -1",
+            with_header(&pkg, |h| {
+                let v = u32::from_le_bytes(h[12..16].try_into().unwrap()) - 1;
+                h[12..16].copy_from_slice(&v.to_le_bytes())
+            }),
+        ),
     ];
     for (what, bad) in cases {
         let e = Package::parse(&bad);
@@ -246,7 +257,7 @@ fn wrong_base_says_what_is_expected() {
     assert_eq!(e.kind(), "wrong-base");
     let m = e.to_string();
     assert!(
-        m.contains("1.0.0") && m.contains(&hex::encode(c.source_sha256)),
+        m.contains("1.0.0") && m.contains(&hex::encode(c.source_hash)),
         "{m}"
     );
     let e = ops::apply_component(&p, &c, None, &mut |_| {}).unwrap_err();
@@ -326,4 +337,73 @@ fn keys_roundtrip_plain_and_encrypted() {
         .to_string()
         .contains("public key"));
     assert!(keys::load_private("garbage", None).is_err());
+}
+
+#[test]
+fn manifest_numbers_are_minimal_bounded_leb128() {
+    use bluesphere_core::package::Reader;
+    let enc = |mut v: u64| {
+        let mut out = Vec::new();
+        loop {
+            let b = (v & 0x7F) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    for v in [
+        0u64,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        u32::MAX as u64,
+        u64::MAX,
+    ] {
+        let b = enc(v);
+        let mut r = Reader::new(&b);
+        assert_eq!(r.varint(u64::MAX).unwrap(), v);
+        assert!(r.at_end());
+    }
+    let bad: [(&[u8], u64, &str); 6] = [
+        (&[0x80, 0x00], u64::MAX, "not minimally encoded"),
+        (&[0xFF, 0x80, 0x00], u64::MAX, "not minimally encoded"),
+        (&[0x80; 10], u64::MAX, "too long"),
+        (
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0x10],
+            u32::MAX as u64,
+            "out of range",
+        ),
+        (&[0x80, 0x80], u64::MAX, "ends early"),
+        (&[0xFF; 11], u64::MAX, "too large"),
+    ];
+    for (b, max, why) in bad {
+        let e = Reader::new(b).varint(max).unwrap_err().to_string();
+        assert!(e.contains(why), "{b:02x?}: {e}");
+    }
+}
+
+#[test]
+fn delta_package_overhead() {
+    // Header 16 + signature 64 + the manifest of a one-component delta with short ids.
+    let (pkg, _, new) = small_package();
+    let p = Package::parse(&pkg).unwrap();
+    let c = ops::select(&p, None).unwrap();
+    let overhead = pkg.len() as u64 - c.payload_size;
+    let m = p.header.manifest_len as u64;
+    assert_eq!(overhead, 16 + 64 + m);
+    // product, hardware, name, versions as given, plus at most 96 bytes of fields:
+    // 16-byte source hash, 32-byte target hash, CRC-32, time, sizes, address, counter as varints.
+    let strings = (p.manifest.product_id.len() + p.manifest.hardware_id.len() + 2)
+        + (c.name.len() + c.from_version.len() + c.to_version.len() + 3);
+    assert!(
+        m <= strings as u64 + 96,
+        "manifest {m} bytes ({strings} of strings)"
+    );
+    assert_eq!(c.target_size, new.len() as u64);
 }

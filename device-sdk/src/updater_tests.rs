@@ -8,7 +8,7 @@ use std::vec::Vec;
 use std::{format, println, vec};
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::package::sha2_digest;
+use bluesphere_core::package::{sha2_digest, HEADER_LEN};
 use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -80,11 +80,11 @@ fn fixture() -> Fixture {
 
 /// Split a package into header, manifest, signature, payload (owned).
 fn split(pkg: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
-    let ml = u32::from_le_bytes(pkg[8..12].try_into().unwrap()) as usize;
-    let m = 32 + ml;
+    let ml = u16::from_le_bytes(pkg[6..8].try_into().unwrap()) as usize;
+    let m = HEADER_LEN + ml;
     (
-        pkg[..32].to_vec(),
-        pkg[32..m].to_vec(),
+        pkg[..HEADER_LEN].to_vec(),
+        pkg[HEADER_LEN..m].to_vec(),
         pkg[m..m + 64].to_vec(),
         pkg[m + 64..].to_vec(),
     )
@@ -97,6 +97,19 @@ fn resign(h: &[u8], m: &[u8], payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&sig.to_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+fn leb128(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
 }
 
 fn install(
@@ -381,17 +394,24 @@ fn stored_full_image() {
         },
     )
     .unwrap();
-    let (mut h, mut m, _, _) = split(&full);
+    let (mut h, m, _, _) = split(&full);
+    // Rewrite the record's tail: ... flags, target size, target SHA-256 | payload size, CRC-32,
+    // dependency count.
     let at = m
         .windows(32)
         .position(|w| w == sha2_digest(&fx.new))
         .unwrap();
-    m[at - 42] = 0; // codec: stored
     let len = fx.new.len() as u32;
-    m[at + 36..at + 40].copy_from_slice(&len.to_le_bytes());
-    m[at + 40..at + 72].copy_from_slice(&sha2_digest(&fx.new));
-    h[24..32].copy_from_slice(&u64::from(len).to_le_bytes());
-    let stored = resign(&h, &m, &fx.new);
+    let tl = leb128(u64::from(len));
+    assert_eq!(&m[at - tl.len()..at], &tl[..]);
+    let mut m2 = m[..at + 32].to_vec();
+    m2[at - tl.len() - 1] = 0; // full image, codec 0 (stored)
+    m2.extend_from_slice(&tl); // payload size = target size
+    m2.extend_from_slice(&bluesphere_core::crc::crc32(&fx.new).to_le_bytes());
+    m2.push(0); // no dependencies
+    h[6..8].copy_from_slice(&(m2.len() as u16).to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    let stored = resign(&h, &m2, &fx.new);
     for swap in [true, false] {
         let mut d = Dev::new(fixture(), swap, 1);
         let keys = [d.fx.key];

@@ -359,7 +359,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     );
 
     let mut flip = pkg.clone();
-    flip[46] ^= 4; // the creation time: structurally valid, only the signature catches it
+    flip[16 + 7 + 5] ^= 4; // after "thermo", "revB": the creation time, structurally valid; only the signature catches it
     fs::write(p.join("flip.bsp"), &flip).unwrap();
     check(
         &[
@@ -385,18 +385,13 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         &["apply", "pflip.bsp", "--old", "old.bin", "-o", "out.bin"],
         3,
         "corrupt",
-        "SHA-256 mismatch",
+        "CRC-32 mismatch",
     );
 
     let mut huge = pkg.clone();
-    huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes()); // payload area: 4 GiB
     fs::write(p.join("huge.bsp"), &huge).unwrap();
-    check(
-        &["inspect", "huge.bsp"],
-        3,
-        "corrupt",
-        "manifest length out of range",
-    );
+    check(&["inspect", "huge.bsp"], 3, "truncated", "needs 4294");
 
     check(
         &["inspect", "old.bin"],

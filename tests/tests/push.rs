@@ -235,10 +235,8 @@ fn push_errors_say_what_happened() {
         ],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(
-        device(p, &["install", p.join("ok.bspk").to_str().unwrap()]).code,
-        0
-    );
+    let r = device(p, &["install", p.join("ok.bspk").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
     // Power on: the boot step installs the pending update, which then runs on trial.
     let mut dev = Command::new(bin("bluesphere-device"))
         .arg("--flash")

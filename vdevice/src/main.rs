@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use bluesphere_core::package::Package;
+use bluesphere_core::package::{Package, HEADER_LEN};
 use bluesphere_core::proto::{FrameDecoder, Status};
 use bluesphere_device::file_flash::FileFlash;
 use bluesphere_device::serve::{CodeStore, Served, Server};
@@ -656,8 +656,8 @@ fn install(cli: &Cli, up: &mut Up<'_>, path: &Path, chunk: usize) -> Result<Valu
         code: 3,
         error: anyhow!("{}: {e}", path.display()),
     })?;
-    let header = bytes.get(..32).unwrap_or(&[]);
-    let manifest = p.signed_region().get(32..).unwrap_or(&[]);
+    let header = bytes.get(..HEADER_LEN).unwrap_or(&[]);
+    let manifest = p.signed_region().get(HEADER_LEN..).unwrap_or(&[]);
     let payload = bytes
         .get(p.header.payload_offset() as usize..)
         .unwrap_or(&[]);

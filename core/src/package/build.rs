@@ -1,8 +1,8 @@
 //! Building and signing packages (host side).
 
 use super::{
-    Header, Manifest, PackageError, HEADER_LEN, MAX_COMPONENTS, MAX_DEPS, SIGNATURE_LEN,
-    SIG_ECDSA_P256_SHA256,
+    Header, Manifest, PackageError, HEADER_LEN, KEY_ID_LEN, MAX_COMPONENTS, MAX_DEPS,
+    SIGNATURE_LEN, SIG_ECDSA_P256_SHA256, SOURCE_HASH_LEN,
 };
 use crate::delta::Params;
 use crate::diff::{make_delta, DiffError};
@@ -80,6 +80,19 @@ fn put_str(m: &mut Vec<u8>, s: &str, min: usize, max: usize, what: &str) -> Resu
     Ok(())
 }
 
+/// Append `v` as an unsigned LEB128 number (see [`super::Reader::varint`]).
+fn put_varint(m: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            m.push(b);
+            return;
+        }
+        m.push(b | 0x80);
+    }
+}
+
 fn check_version(v: &str, what: &str) -> Result<(), BuildError> {
     Version::parse(v).map(|_| ()).map_err(|_| {
         BuildError::Invalid(format!(
@@ -102,8 +115,7 @@ pub fn build_package(
     let mut m = Vec::new();
     put_str(&mut m, &spec.product_id, 1, MAX_ID_LEN, "product id")?;
     put_str(&mut m, &spec.hardware_id, 1, MAX_ID_LEN, "hardware id")?;
-    m.extend_from_slice(&spec.created.to_le_bytes());
-    m.push(spec.components.len() as u8);
+    put_varint(&mut m, spec.created);
     let mut payloads: Vec<u8> = Vec::new();
     let total = spec.components.len();
     for (i, c) in spec.components.iter().enumerate() {
@@ -132,35 +144,25 @@ pub fn build_package(
         put_str(&mut m, from, 0, MAX_NAME_LEN, "from version")?;
         check_version(&c.to_version, "to version")?;
         put_str(&mut m, &c.to_version, 1, MAX_NAME_LEN, "to version")?;
-        m.extend_from_slice(&c.security_counter.to_le_bytes());
-        m.extend_from_slice(&c.load_address.to_le_bytes());
-        let (kind, payload, source_size, source_sha) = match &c.old {
-            Some(old) => (
-                PayloadKind::Delta,
-                make_delta(old, &c.new, c.params)?,
-                old.len() as u64,
-                sha2_digest(old),
-            ),
-            None => (
-                PayloadKind::Full,
-                make_delta(&[], &c.new, c.params)?,
-                0,
-                [0u8; 32],
-            ),
+        put_varint(&mut m, u64::from(c.security_counter));
+        put_varint(&mut m, c.load_address);
+        let (kind, payload) = match &c.old {
+            Some(old) => (PayloadKind::Delta, make_delta(old, &c.new, c.params)?),
+            None => (PayloadKind::Full, make_delta(&[], &c.new, c.params)?),
         };
-        m.push(kind as u8);
-        m.push(Codec::Bsd1 as u8);
-        m.push(0);
+        m.push(kind as u8 | ((Codec::Bsd2 as u8) << 1));
         let u32_of = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| BuildError::Invalid(format!("{what} over 4 GiB")))
         };
-        m.extend_from_slice(&u32_of(source_size, "old image")?.to_le_bytes());
-        m.extend_from_slice(&source_sha);
-        m.extend_from_slice(&u32_of(c.new.len() as u64, "new image")?.to_le_bytes());
+        if let Some(old) = &c.old {
+            put_varint(&mut m, u64::from(u32_of(old.len() as u64, "old image")?));
+            m.extend_from_slice(&sha2_digest(old)[..SOURCE_HASH_LEN]);
+        }
+        put_varint(&mut m, u64::from(u32_of(c.new.len() as u64, "new image")?));
         m.extend_from_slice(&sha2_digest(&c.new));
-        m.extend_from_slice(&u32_of(payloads.len() as u64, "payload area")?.to_le_bytes());
-        m.extend_from_slice(&u32_of(payload.len() as u64, "payload")?.to_le_bytes());
-        m.extend_from_slice(&sha2_digest(&payload));
+        u32_of(payloads.len() as u64 + payload.len() as u64, "payload area")?;
+        put_varint(&mut m, payload.len() as u64);
+        m.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
         if c.dependencies.len() > MAX_DEPS as usize {
             return Err(BuildError::Invalid(
                 "at most 8 dependencies per component".into(),
@@ -183,11 +185,15 @@ pub fn build_package(
         manifest_len: u32::try_from(m.len())
             .ok()
             .filter(|&l| l <= super::MAX_MANIFEST_LEN)
-            .ok_or_else(|| BuildError::Invalid("manifest larger than 64 KiB".into()))?,
+            .ok_or_else(|| BuildError::Invalid("manifest larger than 65,535 bytes".into()))?,
         sig_alg: SIG_ECDSA_P256_SHA256,
         component_count: spec.components.len() as u8,
         sig_len: SIGNATURE_LEN as u16,
-        key_id: key_id(key.verifying_key()),
+        key_id: {
+            let mut id = [0u8; KEY_ID_LEN];
+            id.copy_from_slice(&key_id(key.verifying_key())[..KEY_ID_LEN]);
+            id
+        },
         payload_len: payloads.len() as u64,
     };
     let mut out = Vec::with_capacity(HEADER_LEN + m.len() + SIGNATURE_LEN + payloads.len());

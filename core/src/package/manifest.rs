@@ -9,6 +9,8 @@ use crate::version::Version;
 pub const MAX_ID_LEN: usize = 64;
 /// Longest component name or version string.
 pub const MAX_NAME_LEN: usize = 32;
+/// Bytes of the source image's SHA-256 kept in a delta's record.
+pub const SOURCE_HASH_LEN: usize = 16;
 
 /// Whole image or delta against an installed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub enum Codec {
     /// The target bytes as they are (full images only).
     Stored = 0,
     /// A BSD2 stream (see [`crate::delta`]).
-    Bsd1 = 1,
+    Bsd2 = 1,
 }
 
 /// A byte cursor that reports where a problem is.
@@ -85,9 +87,33 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.arr()?))
     }
 
-    /// 32-byte hash.
-    pub fn hash(&mut self) -> Result<[u8; 32], PackageError> {
+    /// A fixed-size field (a hash or a hash prefix).
+    pub fn hash<const N: usize>(&mut self) -> Result<[u8; N], PackageError> {
         self.arr()
+    }
+
+    /// An unsigned LEB128 number (7 bits per byte, low group first), minimally encoded and
+    /// at most `max`.
+    pub fn varint(&mut self, max: u64) -> Result<u64, PackageError> {
+        let mut v: u64 = 0;
+        for i in 0..10u32 {
+            let b = self.u8()?;
+            let group = u64::from(b & 0x7F);
+            if i == 9 && group > 1 {
+                return Err(self.err("number too large"));
+            }
+            v |= group << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && group == 0 {
+                    return Err(self.err("number not minimally encoded"));
+                }
+                if v > max {
+                    return Err(self.err("number out of range"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(self.err("number too long"))
     }
 
     /// A string with a one-byte length, `min..=max` bytes of UTF-8.
@@ -140,21 +166,23 @@ pub struct Component<'a> {
     pub codec: Codec,
     /// Source image size (delta) or 0.
     pub source_size: u64,
-    /// Source image SHA-256 (delta) or zeros.
+    /// The first [`SOURCE_HASH_LEN`] bytes of the source image's SHA-256 (delta) or zeros:
+    /// which installed image the delta applies to (the signed target SHA-256 is what
+    /// authenticates the result).
     #[cfg_attr(feature = "std", serde(serialize_with = "crate::hexser"))]
-    pub source_sha256: [u8; 32],
+    pub source_hash: [u8; SOURCE_HASH_LEN],
     /// Target image size.
     pub target_size: u64,
     /// Target image SHA-256.
     #[cfg_attr(feature = "std", serde(serialize_with = "crate::hexser"))]
     pub target_sha256: [u8; 32],
-    /// Payload offset inside the payload area.
+    /// Payload offset inside the payload area (the sum of the earlier payloads' sizes).
     pub payload_offset: u64,
     /// Payload size.
     pub payload_size: u64,
-    /// Payload SHA-256.
-    #[cfg_attr(feature = "std", serde(serialize_with = "crate::hexser"))]
-    pub payload_sha256: [u8; 32],
+    /// CRC-32 of the payload: catches a damaged file or transfer early (authenticity comes
+    /// from the signed target SHA-256, checked before anything is marked bootable).
+    pub payload_crc32: u32,
     #[cfg_attr(feature = "std", serde(skip))]
     deps_raw: &'a [u8],
     /// Number of dependencies.
@@ -175,7 +203,11 @@ impl<'a> Component<'a> {
         })
     }
 
-    fn parse(r: &mut Reader<'a>, payload_len: u64) -> Result<Self, PackageError> {
+    fn parse(
+        r: &mut Reader<'a>,
+        payload_offset: u64,
+        payload_len: u64,
+    ) -> Result<Self, PackageError> {
         let name = r.str(1, MAX_NAME_LEN)?;
         let from_version = r.str(0, MAX_NAME_LEN)?;
         if !from_version.is_empty() {
@@ -183,28 +215,29 @@ impl<'a> Component<'a> {
         }
         let to_version = r.str(1, MAX_NAME_LEN)?;
         Version::parse(to_version).map_err(|_| r.err("to version is not semver"))?;
-        let security_counter = r.u32()?;
-        let load_address = r.u64()?;
-        let kind = match r.u8()? {
+        let security_counter = r.varint(u64::from(u32::MAX))? as u32;
+        let load_address = r.varint(u64::MAX)?;
+        let flags = r.u8()?;
+        let kind = match flags & 1 {
             0 => PayloadKind::Full,
-            1 => PayloadKind::Delta,
-            _ => return Err(r.err("unknown payload kind")),
+            _ => PayloadKind::Delta,
         };
-        let codec = match r.u8()? {
+        let codec = match (flags >> 1) & 3 {
             0 => Codec::Stored,
-            1 => Codec::Bsd1,
+            1 => Codec::Bsd2,
             _ => return Err(r.err("unknown codec")),
         };
-        if r.u8()? != 0 {
+        if flags >> 3 != 0 {
             return Err(r.err("reserved component flags are not zero"));
         }
-        let source_size = u64::from(r.u32()?);
-        let source_sha256 = r.hash()?;
-        let target_size = u64::from(r.u32()?);
+        let (source_size, source_hash) = match kind {
+            PayloadKind::Delta => (r.varint(u64::from(u32::MAX))?, r.hash()?),
+            PayloadKind::Full => (0, [0; SOURCE_HASH_LEN]),
+        };
+        let target_size = r.varint(u64::from(u32::MAX))?;
         let target_sha256 = r.hash()?;
-        let payload_offset = u64::from(r.u32()?);
-        let payload_size = u64::from(r.u32()?);
-        let payload_sha256 = r.hash()?;
+        let payload_size = r.varint(u64::from(u32::MAX))?;
+        let payload_crc32 = r.u32()?;
         let dep_count = r.u8()?;
         if dep_count > MAX_DEPS {
             return Err(r.err("too many dependencies (at most 8)"));
@@ -223,12 +256,12 @@ impl<'a> Component<'a> {
         // Consistency.
         match kind {
             PayloadKind::Full => {
-                if source_size != 0 || source_sha256 != [0; 32] || !from_version.is_empty() {
-                    return Err(r.err("full image with source fields set"));
+                if !from_version.is_empty() {
+                    return Err(r.err("full image with a from version"));
                 }
             }
             PayloadKind::Delta => {
-                if codec != Codec::Bsd1 {
+                if codec != Codec::Bsd2 {
                     return Err(r.err("delta payload must use the BSD2 codec"));
                 }
                 if from_version.is_empty() {
@@ -244,7 +277,7 @@ impl<'a> Component<'a> {
         }
         let max_payload = match codec {
             Codec::Stored => target_size,
-            Codec::Bsd1 => {
+            Codec::Bsd2 => {
                 let blocks = target_size.div_ceil(1 << delta::MIN_BLOCK_LOG2);
                 delta::HEADER_LEN as u64
                     + target_size * 2
@@ -263,12 +296,12 @@ impl<'a> Component<'a> {
             kind,
             codec,
             source_size,
-            source_sha256,
+            source_hash,
             target_size,
             target_sha256,
             payload_offset,
             payload_size,
-            payload_sha256,
+            payload_crc32,
             deps_raw,
             dep_count,
         })
@@ -309,30 +342,21 @@ impl<'a> Manifest<'a> {
         let mut r = Reader::new(b);
         let product_id = r.str(1, MAX_ID_LEN)?;
         let hardware_id = r.str(1, MAX_ID_LEN)?;
-        let created = r.u64()?;
-        let component_count = r.u8()?;
-        if component_count != h.component_count || component_count > MAX_COMPONENTS {
-            return Err(r.err("component count disagrees with the header"));
+        let created = r.varint(u64::MAX)?;
+        let component_count = h.component_count;
+        if component_count == 0 || component_count > MAX_COMPONENTS {
+            return Err(r.err("component count out of range"));
         }
         let start = r;
-        let mut ranges: [(u64, u64); MAX_COMPONENTS as usize] = [(0, 0); MAX_COMPONENTS as usize];
-        for i in 0..component_count as usize {
-            let c = Component::parse(&mut r, h.payload_len)?;
-            for (j, &(s, e)) in ranges.iter().take(i).enumerate() {
-                let _ = j;
-                if c.payload_offset < e && s < c.payload_offset + c.payload_size {
-                    return Err(r.err("payloads overlap"));
-                }
-            }
-            if let Some(slot) = ranges.get_mut(i) {
-                *slot = (c.payload_offset, c.payload_offset + c.payload_size);
-            }
+        let mut offset = 0u64;
+        for _ in 0..component_count {
+            let c = Component::parse(&mut r, offset, h.payload_len)?;
+            offset += c.payload_size;
         }
         if !r.at_end() {
             return Err(r.err("unexpected bytes after the last component"));
         }
-        let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
-        if total != h.payload_len {
+        if offset != h.payload_len {
             return Err(r.err("payloads do not fill the payload area"));
         }
         Ok(Self {
@@ -349,7 +373,12 @@ impl<'a> Manifest<'a> {
     pub fn components(&self) -> impl Iterator<Item = Result<Component<'a>, PackageError>> + 'a {
         let mut r = Reader::new(self.components_raw);
         let payload_len = self.payload_len;
-        (0..self.component_count).map(move |_| Component::parse(&mut r, payload_len))
+        let mut offset = 0u64;
+        (0..self.component_count).map(move |_| {
+            let c = Component::parse(&mut r, offset, payload_len)?;
+            offset += c.payload_size;
+            Ok(c)
+        })
     }
 
     /// The component called `name`.

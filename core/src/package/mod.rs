@@ -2,7 +2,7 @@
 //!
 //! | part | size | notes |
 //! |---|---|---|
-//! | header | 32 | fixed layout, parsed without allocation ([`Header`]) |
+//! | header | 16 | fixed layout, parsed without allocation ([`Header`]) |
 //! | manifest | `manifest_len` (<= 64 KiB) | products, components, hashes ([`Manifest`]) |
 //! | signature | 64 | ECDSA P-256 `r || s` over SHA-256 of header + manifest |
 //! | payloads | `payload_len` | each component's payload at its `payload_offset` |
@@ -14,17 +14,19 @@ pub mod build;
 mod manifest;
 mod verify;
 
-pub use manifest::{Codec, Component, Dependency, Manifest, PayloadKind, Reader};
+pub use manifest::{Codec, Component, Dependency, Manifest, PayloadKind, Reader, SOURCE_HASH_LEN};
 pub use verify::{key_id, verify_signature, verify_signature_parts, Verified};
 
 /// Package magic.
 pub const MAGIC: [u8; 4] = *b"BSPK";
 /// The one format version this code reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 16;
 /// Largest manifest accepted.
-pub const MAX_MANIFEST_LEN: u32 = 64 * 1024;
+pub const MAX_MANIFEST_LEN: u32 = 65_535;
+/// Bytes of the signer's key id carried in the header.
+pub const KEY_ID_LEN: usize = 4;
 /// Size of a signature (P-256 `r || s`).
 pub const SIGNATURE_LEN: usize = 64;
 /// Signature algorithm id: ECDSA P-256 over SHA-256.
@@ -52,7 +54,7 @@ pub enum PackageError {
     BadMagic,
     /// A newer format.
     #[error(
-        "package format version {0} is not supported (this tool reads version 1): update the tool"
+        "package format version {0} is not supported (this tool reads version 2): update the tool or repack"
     )]
     UnsupportedVersion(u16),
     /// A header field is out of range.
@@ -75,8 +77,10 @@ pub enum PackageError {
     /// The signature does not verify.
     #[error("package signature is invalid: the package was modified or signed by another key")]
     BadSignature,
-    /// A payload's hash does not match the manifest.
-    #[error("payload of component {component} is corrupt (SHA-256 mismatch)")]
+    /// A payload's checksum does not match the manifest.
+    #[error(
+        "payload of component {component} is corrupt (CRC-32 mismatch): copy the package again"
+    )]
     PayloadHash {
         /// Component index.
         component: u8,
@@ -86,9 +90,9 @@ pub enum PackageError {
     TrailingBytes(u64),
 }
 
-/// A key id, shown as 16 hex digits.
+/// A package's key id (the first [`KEY_ID_LEN`] bytes of [`key_id`]), shown as hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyId(pub [u8; 8]);
+pub struct KeyId(pub [u8; KEY_ID_LEN]);
 
 impl core::fmt::Display for KeyId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -99,19 +103,30 @@ impl core::fmt::Display for KeyId {
     }
 }
 
-/// The fixed 32-byte header.
+/// The fixed 16-byte header.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | magic `BSPK` |
+/// | 4 | 1 | format version (2) |
+/// | 5 | 1 | component count (1..=16) |
+/// | 6 | 2 | manifest length (LE, 1..=65535) |
+/// | 8 | 4 | key id: first 4 bytes of SHA-256 of the signer's SEC1 uncompressed key |
+/// | 12 | 4 | payload area length (LE) |
+///
+/// The signature is always ECDSA P-256 over SHA-256, 64 bytes (`r || s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Manifest length.
     pub manifest_len: u32,
-    /// Signature algorithm.
+    /// Signature algorithm (always [`SIG_ECDSA_P256_SHA256`] in format 2).
     pub sig_alg: u8,
     /// Number of components.
     pub component_count: u8,
-    /// Signature length.
+    /// Signature length (always [`SIGNATURE_LEN`]).
     pub sig_len: u16,
-    /// First 8 bytes of SHA-256 of the signer's SEC1 uncompressed public key.
-    pub key_id: [u8; 8],
+    /// First [`KEY_ID_LEN`] bytes of the signer's [`key_id`].
+    pub key_id: [u8; KEY_ID_LEN],
     /// Total payload bytes after the signature.
     pub payload_len: u64,
 }
@@ -130,64 +145,43 @@ impl Header {
         if h[0..4] != MAGIC {
             return Err(PackageError::BadMagic);
         }
-        let version = u16::from_le_bytes([h[4], h[5]]);
+        let version = u16::from(h[4]);
         if version != FORMAT_VERSION {
             return Err(PackageError::UnsupportedVersion(version));
         }
-        if u16::from_le_bytes([h[6], h[7]]) as usize != HEADER_LEN {
-            return Err(PackageError::BadHeader("header length is not 32"));
-        }
-        let manifest_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-        if manifest_len == 0 || manifest_len > MAX_MANIFEST_LEN {
-            return Err(PackageError::BadHeader(
-                "manifest length out of range (1..=65536)",
-            ));
-        }
-        let sig_alg = h[12];
-        if sig_alg != SIG_ECDSA_P256_SHA256 {
-            return Err(PackageError::BadHeader("unknown signature algorithm"));
-        }
-        let component_count = h[13];
+        let component_count = h[5];
         if component_count == 0 || component_count > MAX_COMPONENTS {
             return Err(PackageError::BadHeader(
                 "component count out of range (1..=16)",
             ));
         }
-        let sig_len = u16::from_le_bytes([h[14], h[15]]);
-        if sig_len as usize != SIGNATURE_LEN {
-            return Err(PackageError::BadHeader("signature length is not 64"));
+        let manifest_len = u32::from(u16::from_le_bytes([h[6], h[7]]));
+        if manifest_len == 0 {
+            return Err(PackageError::BadHeader("manifest length is 0"));
         }
-        let mut key_id = [0u8; 8];
-        key_id.copy_from_slice(&h[16..24]);
-        let payload_len =
-            u64::from_le_bytes([h[24], h[25], h[26], h[27], h[28], h[29], h[30], h[31]]);
-        if payload_len > u64::from(u32::MAX) {
-            return Err(PackageError::BadHeader(
-                "payload length out of range (at most 4 GiB)",
-            ));
-        }
+        let mut key_id = [0u8; KEY_ID_LEN];
+        key_id.copy_from_slice(&h[8..12]);
+        let payload_len = u64::from(u32::from_le_bytes([h[12], h[13], h[14], h[15]]));
         Ok(Self {
             manifest_len,
-            sig_alg,
+            sig_alg: SIG_ECDSA_P256_SHA256,
             component_count,
-            sig_len,
+            sig_len: SIGNATURE_LEN as u16,
             key_id,
             payload_len,
         })
     }
 
-    /// Serialize.
+    /// Serialize (`manifest_len` and `payload_len` must fit their fields: the builder checks).
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
-        h[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        h[6..8].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
-        h[8..12].copy_from_slice(&self.manifest_len.to_le_bytes());
-        h[12] = self.sig_alg;
-        h[13] = self.component_count;
-        h[14..16].copy_from_slice(&self.sig_len.to_le_bytes());
-        h[16..24].copy_from_slice(&self.key_id);
-        h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[4] = FORMAT_VERSION as u8;
+        h[5] = self.component_count;
+        h[6..8].copy_from_slice(&(self.manifest_len.min(MAX_MANIFEST_LEN) as u16).to_le_bytes());
+        h[8..12].copy_from_slice(&self.key_id);
+        h[12..16]
+            .copy_from_slice(&(self.payload_len.min(u64::from(u32::MAX)) as u32).to_le_bytes());
         h
     }
 
@@ -265,13 +259,12 @@ impl<'a> Package<'a> {
             .unwrap_or(&[])
     }
 
-    /// Check the signature against `keys` (tried by key id) and every payload hash.
+    /// Check the signature against `keys` (tried by key id) and every payload's CRC-32.
     pub fn verify(&self, keys: &[p256::ecdsa::VerifyingKey]) -> Result<Verified, PackageError> {
         let v = verify_signature(self.signed_region(), self.signature(), &self.header, keys)?;
         for (i, c) in self.manifest.components().enumerate() {
             let c = c?;
-            let digest = sha2_digest(self.payload(&c));
-            if digest != c.payload_sha256 {
+            if crate::crc::crc32(self.payload(&c)) != c.payload_crc32 {
                 return Err(PackageError::PayloadHash { component: i as u8 });
             }
         }

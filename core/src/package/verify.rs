@@ -41,13 +41,16 @@ pub fn verify_signature_parts(
     header: &Header,
     keys: &[VerifyingKey],
 ) -> Result<Verified, PackageError> {
-    let (key_index, key) = keys
+    let mut candidates = keys
         .iter()
         .enumerate()
-        .find(|(_, k)| key_id(k) == header.key_id)
-        .ok_or(PackageError::UnknownKey {
+        .filter(|(_, k)| key_id(k).starts_with(&header.key_id))
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(PackageError::UnknownKey {
             key_id: super::KeyId(header.key_id),
-        })?;
+        });
+    }
     if sig.len() != SIGNATURE_LEN {
         return Err(PackageError::BadSignature);
     }
@@ -56,10 +59,14 @@ pub fn verify_signature_parts(
     for p in parts {
         digest.update(p);
     }
-    key.verify_digest(digest, &sig)
-        .map_err(|_| PackageError::BadSignature)?;
-    Ok(Verified {
-        key_index,
-        key_id: header.key_id,
-    })
+    // Two configured keys may share a 4-byte id prefix: try each that does.
+    for (key_index, key) in candidates {
+        if key.verify_digest(digest.clone(), &sig).is_ok() {
+            return Ok(Verified {
+                key_index,
+                key_id: key_id(key),
+            });
+        }
+    }
+    Err(PackageError::BadSignature)
 }
