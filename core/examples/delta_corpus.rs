@@ -46,6 +46,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let segs = bluesphere_core::diff::find_segments(&old, &new)?;
         let match_s = t.elapsed().as_secs_f64();
+        if std::env::var_os("BS_SEGS").is_some() {
+            let mut pos = 0u64;
+            for sg in &segs {
+                match *sg {
+                    bluesphere_core::delta::Segment::Add { len, old: o } => {
+                        let nd = (0..len as usize)
+                            .filter(|&i| old[o as usize + i] != new[pos as usize + i])
+                            .count();
+                        println!(
+                            "  add {pos:6} len {len:5} from {o:6} (shift {:+}) nonzero {nd}",
+                            o as i64 - pos as i64
+                        );
+                        pos += len;
+                    }
+                    bluesphere_core::delta::Segment::Lit { len } => {
+                        println!("  lit {pos:6} len {len:5}");
+                        pos += len;
+                    }
+                }
+            }
+        }
         let (patch, st) = bluesphere_core::delta::encode_with_stats(&old, &new, &segs, params)?;
         for (a, b) in cost.iter_mut().zip(st) {
             *a += b / 8.0;

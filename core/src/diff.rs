@@ -1,18 +1,13 @@
-//! Match finding (host side). qbsdiff finds the matches; we read its control stream only and
-//! turn it into [`Segment`]s for our own encoder.
-
-use std::io::Read;
+//! Match finding (host side). qbsdiff's suffix-array bsdiff search (`crate::sadiff`) finds
+//! the matches; we turn its control steps into [`Segment`]s for our own encoder.
 
 use crate::delta::{self, EncodeError, Params, Segment};
 
 /// Why a delta could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
-    /// The matcher failed.
+    /// The matcher refused the input or produced inconsistent steps.
     #[error("match search failed: {0}")]
-    Matcher(#[from] std::io::Error),
-    /// The matcher's output could not be read.
-    #[error("match search produced an unreadable control stream: {0}")]
     Controls(&'static str),
     /// Encoding failed.
     #[error(transparent)]
@@ -22,19 +17,6 @@ pub enum DiffError {
 /// Largest source the matcher accepts (the format's limit is 4 GiB - 1).
 pub const MAX_IMAGE: u64 = u32::MAX as u64;
 
-fn offtin(b: &[u8]) -> i64 {
-    let mut v: u64 = 0;
-    for (i, &x) in b.iter().take(8).enumerate() {
-        v |= u64::from(x) << (8 * i);
-    }
-    let mag = (v & 0x7FFF_FFFF_FFFF_FFFF) as i64;
-    if v >> 63 == 1 {
-        -mag
-    } else {
-        mag
-    }
-}
-
 /// Find matches of `new` in `old` and return the segments describing `new`.
 pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> {
     if old.is_empty() || new.is_empty() {
@@ -42,51 +24,31 @@ pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> 
             len: new.len() as u64,
         }]);
     }
-    let mut patch = Vec::new();
-    let scheme = if new.len() > (8 << 20) {
-        qbsdiff::ParallelScheme::Auto
-    } else {
-        qbsdiff::ParallelScheme::Never
-    };
-    qbsdiff::Bsdiff::new(old, new)
-        .compression_level(1)
-        // Keep every match qbsdiff finds: our coder makes short matches cheap.
-        .small_match(0)
-        .parallel_scheme(scheme)
-        .compare(std::io::Cursor::new(&mut patch))?;
-    if patch.len() < 32 || &patch[..8] != b"BSDIFF40" {
-        return Err(DiffError::Controls("bad header"));
+    if old.len() > crate::sadiff::MAX_LENGTH {
+        return Err(DiffError::Controls("source image too large to index"));
     }
-    let clen = usize::try_from(offtin(&patch[8..16])).map_err(|_| DiffError::Controls("length"))?;
-    let ctrl_z = patch
-        .get(32..32 + clen)
-        .ok_or(DiffError::Controls("short control block"))?;
-    let mut ctrl = Vec::new();
-    bzip2::read::BzDecoder::new(ctrl_z).read_to_end(&mut ctrl)?;
+    // Keep every match (small_match 0): our coder makes short matches cheap. Targets over
+    // 8 MiB are searched in parallel chunks.
+    let ctrl = crate::sadiff::controls(old, new, 0, 8 << 20);
     let mut segs = Vec::new();
     let mut old_pos: i64 = 0;
     let mut new_pos: u64 = 0;
-    for t in ctrl.chunks_exact(24) {
-        let add = offtin(&t[0..8]);
-        let copy = offtin(&t[8..16]);
-        let seek = offtin(&t[16..24]);
-        if add < 0 || copy < 0 {
-            return Err(DiffError::Controls("negative length"));
-        }
+    for c in ctrl {
+        let (add, copy) = (c.add, c.copy);
         if add > 0 {
-            if old_pos < 0 || old_pos as u64 + add as u64 > old.len() as u64 {
+            if old_pos < 0 || old_pos as u64 + add > old.len() as u64 {
                 return Err(DiffError::Controls("match outside the source"));
             }
             segs.push(Segment::Add {
-                len: add as u64,
+                len: add,
                 old: old_pos as u64,
             });
         }
         if copy > 0 {
-            segs.push(Segment::Lit { len: copy as u64 });
+            segs.push(Segment::Lit { len: copy });
         }
-        old_pos += add + seek;
-        new_pos += add as u64 + copy as u64;
+        old_pos = old_pos.wrapping_add(add as i64).wrapping_add(c.seek);
+        new_pos += add + copy;
     }
     if new_pos != new.len() as u64 {
         return Err(DiffError::Controls("controls do not cover the new image"));

@@ -19,6 +19,8 @@ mod rc;
 pub mod diff;
 pub mod package;
 pub mod proto;
+#[cfg(feature = "std")]
+mod sadiff;
 pub mod version;
 
 #[cfg(feature = "std")]
