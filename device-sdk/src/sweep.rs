@@ -472,12 +472,12 @@ fn power_cut_sweep() {
     let results: Vec<(Case, Tally)> = std::thread::scope(|sc| {
         let hs = [
             sc.spawn(move || sweep::<8, 1024, 256, 16, 16384>(cases[0], None)),
-            sc.spawn(move || sweep::<4, 512, 128, 1, 512>(cases[1], None)),
+            sc.spawn(move || sweep::<4, 512, 128, 1, 256>(cases[1], None)),
             sc.spawn(move || sweep::<16, 2048, 512, 16, 16384>(cases[2], None)),
-            sc.spawn(move || sweep::<1, 256, 64, 1, 512>(cases[3], None)),
+            sc.spawn(move || sweep::<1, 256, 64, 1, 256>(cases[3], None)),
             sc.spawn(move || sweep::<32, 4096, 1024, 16, 16384>(cases[4], None)),
             sc.spawn(move || sweep::<8, 4096, 512, 16, 16384>(cases[5], None)),
-            sc.spawn(move || sweep::<2, 256, 256, 1, 512>(cases[6], None)),
+            sc.spawn(move || sweep::<2, 256, 256, 1, 256>(cases[6], None)),
             sc.spawn(move || sweep::<16, 2048, 2048, 16, 16384>(cases[7], None)),
         ];
         hs.into_iter()
@@ -521,10 +521,10 @@ fn power_cut_sweep_catches_a_planted_journal_bug() {
         seeds: 0,
         chunk: 500,
     };
-    let clean = sweep::<8, 1024, 256, 1, 512>(case, None);
+    let clean = sweep::<8, 1024, 256, 1, 256>(case, None);
     assert_eq!(clean.bricked, 0);
     // Skip the record after step 2 (slot 0 copied to slot 1) of sector 3.
-    let broken = sweep::<8, 1024, 256, 1, 512>(case, Some((3, 2)));
+    let broken = sweep::<8, 1024, 256, 1, 256>(case, Some((3, 2)));
     println!(
         "planted bug: {} of {} cut points bricked",
         broken.bricked, broken.cut_points

@@ -293,7 +293,7 @@ pub struct Updater<'a, F: NorFlash, const S: usize, const LT: usize, const W: us
 /// Default profile: streams made with [`Params::BEST`] (decoder state about 37 KiB).
 pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 16384>;
 /// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state about 6.5 KiB).
-pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 512>;
+pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256>;
 
 fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     match rec.phase {

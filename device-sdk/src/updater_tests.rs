@@ -484,7 +484,7 @@ fn ram_of_the_two_profiles() {
         };
         // Workspaces are built here (on a device: statics), the update runs on the probe stack.
         let big: &'static mut Workspace<256, 16, 16384> = ws();
-        let small: &'static mut Workspace<256, 1, 512> = ws();
+        let small: &'static mut Workspace<256, 1, 256> = ws();
         let params = Params {
             block_log2: 12,
             ..if profile == "default" {
@@ -540,12 +540,12 @@ fn ram_of_the_two_profiles() {
     let empty = deepest("empty");
     for profile in ["default", "small"] {
         let stack = empty - deepest(profile);
-        let up = core::mem::size_of::<Updater<'static, &'static mut F, 256, 1, 512>>();
+        let up = core::mem::size_of::<Updater<'static, &'static mut F, 256, 1, 256>>();
         let size = up
             + if profile == "default" {
                 core::mem::size_of::<Workspace<256, 16, 16384>>()
             } else {
-                core::mem::size_of::<Workspace<256, 1, 512>>()
+                core::mem::size_of::<Workspace<256, 1, 256>>()
             };
         println!(
             "updater RAM ({profile}): updater {up} B + workspace {} B (incl. the 256-byte write buffer) = {size} B static; stack high-water {stack} B (x86_64, test profile)",
@@ -577,7 +577,7 @@ fn probe(
     profile: &str,
     mut d: Dev,
     big: &'static mut Workspace<256, 16, 16384>,
-    small: &'static mut Workspace<256, 1, 512>,
+    small: &'static mut Workspace<256, 1, 256>,
 ) {
     // Only the device side runs on the probe stack: the package was built by the caller.
     let keys = [d.fx.key];
@@ -590,7 +590,7 @@ fn probe(
         up.boot().unwrap();
         up.confirm().unwrap();
     } else {
-        let mut up: Updater<'_, &mut F, 256, 1, 512> =
+        let mut up: Updater<'_, &mut F, 256, 1, 256> =
             Updater::open(&mut d.flash, c, small).unwrap();
         let (h, m, s, p) = split(&pkg);
         let b = up.begin(&h, &m, &s).unwrap();

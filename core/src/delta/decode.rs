@@ -164,8 +164,8 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384
     ring_len: u64,
 }
 
-/// Decoder for the `small` profile: one literal table, 512-byte difference window.
-pub type SmallDeltaDecoder = DeltaDecoder<1, 512>;
+/// Decoder for the `small` profile: one literal table, 256-byte difference window.
+pub type SmallDeltaDecoder = DeltaDecoder<1, 256>;
 
 impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
     /// A decoder for a stream made against a source of `source_len` bytes. `const`, so a

@@ -68,12 +68,12 @@ impl Params {
         block_log2: 20,
         window_log2: 14,
     };
-    /// Small RAM: 1 literal table, 512-byte difference window (decoder state 7.8 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 256-byte difference window (decoder state 7.8 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
         block_log2: 16,
-        window_log2: 9,
+        window_log2: 8,
     };
 
     /// Literal tables this stream needs.

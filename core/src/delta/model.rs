@@ -34,9 +34,6 @@ pub(crate) enum Match {
     Source(i64, u32),
 }
 
-/// Settled adaptation shift of literal cells (slower: literals are close to random).
-const LIT_LIMIT: u32 = 6;
-
 /// Literal regions at least this long carry a "raw literals" flag.
 pub(crate) const RAW_MIN: u32 = 64;
 
@@ -200,6 +197,7 @@ pub(crate) struct Model<const LT: usize> {
     mix_nz: Mixer<6, 8>,
     mix_dv: Mixer<5, 8>,
     mix_flag: Mixer<4, 4>,
+    mix_lit: Mixer<6, 8>,
 }
 
 impl<const LT: usize> Model<LT> {
@@ -244,6 +242,7 @@ impl<const LT: usize> Model<LT> {
             mix_nz: Mixer::new(),
             mix_dv: Mixer::new(),
             mix_flag: Mixer::new(),
+            mix_lit: Mixer::new(),
         }
     }
 
@@ -292,6 +291,7 @@ impl<const LT: usize> Model<LT> {
         self.mix_nz.reset();
         self.mix_dv.reset();
         self.mix_flag.reset();
+        self.mix_lit.reset();
     }
 
     /// The "is the difference non-zero" bit: the run context's cell mixed with cells for the
@@ -596,6 +596,42 @@ impl<const LT: usize> Model<LT> {
         self.lit_raw = raw;
     }
 
+    /// A literal byte through its tree: the `lc`/`lp` table's cell mixed with hashed cells for
+    /// no context, the previous byte, the two previous bytes, and the byte 4 back with the
+    /// byte lane.
+    fn code_lit<C: BitCoder>(&mut self, rc: &mut C, ctx: usize, pos: u64, value: u8) -> u8 {
+        let h = self.hist;
+        let ctxs = [
+            0,
+            h & 0xFF,
+            h & 0xFFFF,
+            (h >> 24) | (((pos & 3) as u32) << 8),
+        ];
+        let mut node = 1usize;
+        let Some(t) = self.lit.get_mut(ctx) else {
+            return 0;
+        };
+        for i in (0..8).rev() {
+            let Some(cell) = t.get_mut(node) else {
+                return 0;
+            };
+            let bit = mixed_bit(
+                rc,
+                cell,
+                &mut self.ht,
+                self.ht_bits,
+                ctxs,
+                4,
+                node,
+                &mut self.mix_lit,
+                7 - i as usize,
+                u32::from(value >> i) & 1,
+            );
+            node = (node << 1) | bit as usize;
+        }
+        (node & 0xFF) as u8
+    }
+
     /// Decode one literal byte for target position `pos`.
     #[inline]
     pub(crate) fn decode_lit(&mut self, rc: &mut RangeDecoder, pos: u64) -> u8 {
@@ -603,10 +639,7 @@ impl<const LT: usize> Model<LT> {
         let b = if self.lit_raw {
             rc.direct_bits(8) as u8
         } else {
-            match self.lit.get_mut(ctx) {
-                Some(t) => rc.tree_l::<LIT_LIMIT>(t, 8) as u8,
-                None => 0,
-            }
+            self.code_lit(rc, ctx, pos, 0)
         };
         self.hist = (self.hist << 8) | u32::from(b);
         self.prev_out = b;
@@ -623,8 +656,8 @@ impl<const LT: usize> Model<LT> {
         let ctx = self.lit_ctx(pos);
         if self.lit_raw {
             rc.direct_bits(u32::from(b), 8);
-        } else if let Some(t) = self.lit.get_mut(ctx) {
-            rc.tree_l::<LIT_LIMIT>(t, 8, u32::from(b));
+        } else {
+            self.code_lit(rc, ctx, pos, b);
         }
         self.hist = (self.hist << 8) | u32::from(b);
         self.prev_out = b;
