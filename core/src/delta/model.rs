@@ -817,13 +817,13 @@ fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const 
     let p0 = mix.mix(st, set);
     let bit = rc.code(p0, bit);
     mix.update(bit);
-    learn::<5>(direct, bit);
+    learn::<4>(direct, bit);
     for i in idx {
         let cell = ht
             .get_mut(i >> HT_ROW_BITS)
             .and_then(|r| r.get_mut(i & (HT_ROW - 1)));
         if let Some(p) = cell {
-            learn::<5>(p, bit);
+            learn::<4>(p, bit);
         }
     }
     bit
