@@ -288,3 +288,40 @@ fn decoder_ram_is_bounded() {
 fn d_done(cps: &[bluesphere_core::delta::Checkpoint], len: usize) -> bool {
     cps.last().map(|c| c.target_offset) == Some(len as u64)
 }
+
+/// Long stretches of equal bytes go through run mode (one bit per 64 zero differences):
+/// sparse changes just before, on and after group edges, at the ends of difference runs
+/// and of blocks, all round trip in any chunking, and the equal bytes cost almost nothing.
+#[test]
+fn run_mode_round_trips_and_equal_stretches_are_nearly_free() {
+    let old = firmware(11, 1 << 20);
+    let mut new = old.clone();
+    let mut rng = Rng::new(5);
+    let mut changed = 0;
+    for base in (0..new.len()).step_by(40_000) {
+        for off in [0usize, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129] {
+            if rng.below(3) == 0 {
+                let at = (base + off).min(new.len() - 1);
+                new[at] ^= 1 + rng.below(255) as u8;
+                changed += 1;
+            }
+        }
+    }
+    let last = new.len() - 1;
+    new[last] ^= 0x55;
+    for params in [Params::BEST, Params::SMALL, TINY_BLOCKS] {
+        let patch = make_delta(&old, &new, params).unwrap();
+        assert!(
+            patch.len() < 64 + changed * 6 + (new.len() >> params.block_log2) * 40 + 1200,
+            "{params:?}: {} bytes for {changed} changed bytes",
+            patch.len()
+        );
+        for chunk in [1, 13, 4096] {
+            assert_eq!(
+                apply(&old, &patch, new.len(), chunk).unwrap(),
+                new,
+                "{params:?}"
+            );
+        }
+    }
+}

@@ -529,7 +529,11 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                 for (i, b) in chunk.iter_mut().enumerate() {
                     let old = *b;
                     let pos = self.target_pos + i as u64;
-                    match self.model.decode_diff(&mut self.rc, pos, old, window > 0) {
+                    let left = n - i as u32;
+                    match self
+                        .model
+                        .decode_diff(&mut self.rc, pos, old, window > 0, left)
+                    {
                         DiffItem::MatchStart => {
                             matched = Some(self.model.decode_diff_match(&mut self.rc));
                             break;

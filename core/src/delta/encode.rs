@@ -1,6 +1,6 @@
 //! BSD2 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
-use super::model::{Model, MIN_MATCH};
+use super::model::{Model, MIN_MATCH, RUN_GROUP};
 use super::{Params, StreamHeader, MAX_LIT_TABLES};
 use crate::rc::RangeEncoder;
 
@@ -773,8 +773,9 @@ impl BlockEnc<'_, '_> {
                 } else {
                     None
                 };
+                let left = c.add - t;
                 if let Some((dist, len)) = m {
-                    model.encode_diff(&mut rc, here as u64, o, new[here], true, true);
+                    model.encode_diff(&mut rc, here as u64, o, new[here], true, true, left, false);
                     {
                         model.encode_diff_match(&mut rc, dist, len);
                         for q in 0..len as usize {
@@ -786,7 +787,18 @@ impl BlockEnc<'_, '_> {
                         continue;
                     }
                 }
-                model.encode_diff(&mut rc, here as u64, o, new[here], matches, false);
+                let zero_ahead =
+                    left >= RUN_GROUP && dv[j..j + RUN_GROUP as usize].iter().all(|&d| d == 0);
+                model.encode_diff(
+                    &mut rc,
+                    here as u64,
+                    o,
+                    new[here],
+                    matches,
+                    false,
+                    left,
+                    zero_ahead,
+                );
                 t += 1;
                 j += 1;
             }

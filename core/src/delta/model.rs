@@ -34,6 +34,12 @@ pub(crate) enum Match {
     Source(i64, u32),
 }
 
+/// After this many zero differences in a row, difference runs code groups: one bit says
+/// "the next [`RUN_GROUP`] differences are all zero".
+pub(crate) const RUN_AFTER: u32 = 32;
+/// Differences per run-mode group.
+pub(crate) const RUN_GROUP: u32 = 64;
+
 /// Literal regions at least this long carry a "raw literals" flag.
 pub(crate) const RAW_MIN: u32 = 64;
 
@@ -198,6 +204,13 @@ pub(crate) struct Model<const LT: usize> {
     mix_dv: Mixer<5, 8>,
     mix_flag: Mixer<4, 4>,
     mix_lit: Mixer<6, 8>,
+    /// Consecutive zero differences so far (run mode starts after [`RUN_AFTER`]).
+    zrun: u32,
+    /// Positions left in an accepted all-zero group.
+    run_left: u8,
+    /// Positions before the run flag may be asked again (after a "no").
+    run_wait: u8,
+    run_flag: [Prob; 4],
 }
 
 impl<const LT: usize> Model<LT> {
@@ -243,6 +256,10 @@ impl<const LT: usize> Model<LT> {
             mix_dv: Mixer::new(),
             mix_flag: Mixer::new(),
             mix_lit: Mixer::new(),
+            zrun: 0,
+            run_left: 0,
+            run_wait: 0,
+            run_flag: [PROB_INIT; 4],
         }
     }
 
@@ -292,6 +309,10 @@ impl<const LT: usize> Model<LT> {
         self.mix_dv.reset();
         self.mix_flag.reset();
         self.mix_lit.reset();
+        self.zrun = 0;
+        self.run_left = 0;
+        self.run_wait = 0;
+        self.run_flag = [PROB_INIT; 4];
     }
 
     /// The "is the difference non-zero" bit: the run context's cell mixed with cells for the
@@ -437,6 +458,11 @@ impl<const LT: usize> Model<LT> {
 
     #[inline]
     fn push_diff(&mut self, d: u8, out: u8) {
+        self.zrun = if d == 0 {
+            self.zrun.saturating_add(1)
+        } else {
+            0
+        };
         self.dhist = (self.dhist << 8) | u64::from(d);
         self.d2 = self.d1;
         self.d1 = d;
@@ -493,7 +519,49 @@ impl<const LT: usize> Model<LT> {
         self.push_diff(d, out);
     }
 
-    /// Decode one difference byte for target position `pos`.
+    fn run_ctx(&self) -> usize {
+        usize::from(self.zrun >= 64) | (usize::from(self.zrun >= 1024) << 1)
+    }
+
+    /// Run mode: a zero difference inside an accepted group, or the group's flag. Returns
+    /// `Some(())` when the position is a zero difference settled here (nothing else coded).
+    fn code_run<C: BitCoder>(
+        &mut self,
+        rc: &mut C,
+        old: u8,
+        left: u32,
+        zero_ahead: bool,
+    ) -> Option<()> {
+        if self.run_left > 0 {
+            self.run_left -= 1;
+        } else {
+            if self.run_wait > 0 {
+                self.run_wait -= 1;
+                return None;
+            }
+            if self.zrun < RUN_AFTER || left < RUN_GROUP {
+                return None;
+            }
+            let ctx = self.run_ctx();
+            let p0 = self.run_flag.get(ctx).map_or(PROB_INIT, |p| *p);
+            let bit = rc.code(u32::from(p0 & 0xFFF8), u32::from(zero_ahead));
+            if let Some(p) = self.run_flag.get_mut(ctx) {
+                learn::<5>(p, bit);
+            }
+            if bit == 0 {
+                self.run_wait = (RUN_GROUP - 1) as u8;
+                return None;
+            }
+            self.run_left = (RUN_GROUP - 1) as u8;
+        }
+        self.olds = (self.olds << 8) | u32::from(old);
+        self.push_diff(0, old);
+        self.dm_state = 0;
+        Some(())
+    }
+
+    /// Decode one difference byte for target position `pos`; `left` differences (this one
+    /// included) remain in the run.
     #[inline]
     pub(crate) fn decode_diff(
         &mut self,
@@ -501,7 +569,11 @@ impl<const LT: usize> Model<LT> {
         pos: u64,
         old: u8,
         matches: bool,
+        left: u32,
     ) -> DiffItem {
+        if self.code_run(rc, old, left, false).is_some() {
+            return DiffItem::Byte(old);
+        }
         let nz = self.code_nz(rc, pos, old, 0);
         if nz == 1 && matches && self.decode_is_diff_match(rc) {
             return DiffItem::MatchStart;
@@ -534,7 +606,9 @@ impl<const LT: usize> Model<LT> {
     #[cfg(feature = "std")]
     /// Code the difference `new - old` at `pos`; with `matches`, a non-zero difference is
     /// preceded by a "difference match starts here" bit, and with `is_match` that bit is set
-    /// and nothing else is coded (the caller codes the match).
+    /// and nothing else is coded (the caller codes the match). `left`: differences left in
+    /// the run (this one included); `zero_ahead`: the next [`RUN_GROUP`] are all zero.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn encode_diff(
         &mut self,
         rc: &mut RangeEncoder,
@@ -543,9 +617,14 @@ impl<const LT: usize> Model<LT> {
         new: u8,
         matches: bool,
         is_match: bool,
+        left: u32,
+        zero_ahead: bool,
     ) {
         let d = new.wrapping_sub(old);
         rc.cat = 1;
+        if self.code_run(rc, old, left, zero_ahead).is_some() {
+            return;
+        }
         self.code_nz(rc, pos, old, u32::from(d != 0 || is_match));
         rc.cat = 2;
         if (d != 0 || is_match) && matches {
@@ -647,6 +726,8 @@ impl<const LT: usize> Model<LT> {
         self.d1 = 0;
         self.dhist <<= 8;
         self.lz_state = 0;
+        self.zrun = 0;
+        self.run_wait = 0;
         b
     }
 
@@ -665,6 +746,8 @@ impl<const LT: usize> Model<LT> {
         self.d1 = 0;
         self.dhist <<= 8;
         self.lz_state = 0;
+        self.zrun = 0;
+        self.run_wait = 0;
     }
 
     fn lz_ctx(&self) -> usize {
@@ -750,6 +833,8 @@ impl<const LT: usize> Model<LT> {
         }
         let last = bytes.last().copied().unwrap_or(self.prev_out);
         self.prev_out = last;
+        self.zrun = 0;
+        self.run_wait = 0;
         self.d2 = 0;
         self.d1 = 0;
         self.dhist = 0;
