@@ -727,6 +727,7 @@ impl BlockEnc<'_, '_> {
         }
         let mut dlz = DiffLz::new(&dv, params.window());
         let mut j = 0usize;
+        let mut next_nz = 0usize;
         let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
         let mut rc = RangeEncoder::new();
         if self.stats.is_some() {
@@ -787,8 +788,12 @@ impl BlockEnc<'_, '_> {
                         continue;
                     }
                 }
-                let zero_ahead =
-                    left >= RUN_GROUP && dv[j..j + RUN_GROUP as usize].iter().all(|&d| d == 0);
+                // The next non-zero difference at or after `j` (moves forward only).
+                next_nz = next_nz.max(j);
+                while dv.get(next_nz).is_some_and(|&d| d == 0) {
+                    next_nz += 1;
+                }
+                let zero_ahead = left >= RUN_GROUP && next_nz >= j + RUN_GROUP as usize;
                 model.encode_diff(
                     &mut rc,
                     here as u64,
