@@ -44,9 +44,9 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Profile {
-    /// Smallest packages (decoder state 36 KiB of RAM).
+    /// Smallest packages (decoder state 53 KiB of RAM).
     Best,
-    /// Small-RAM MCUs (decoder state 6.3 KiB of RAM).
+    /// Small-RAM MCUs (decoder state 7.3 KiB of RAM).
     Small,
 }
 
@@ -287,7 +287,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
                     json!({"component": c.name, "from_version": c.from_version, "matches": true});
             }
             out.text(&format!(
-                "OK: signature valid (key {}), {} component(s), payload hashes match{}",
+                "OK: signature valid (key {}), {} component(s), payload checksums match{}",
                 hex::encode(p.header.key_id),
                 p.manifest.component_count,
                 if old.is_some() {
