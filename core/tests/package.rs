@@ -4,7 +4,7 @@
 use bluesphere_core::delta::Params;
 use bluesphere_core::keys;
 use bluesphere_core::ops::{self, Checks};
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
+use bluesphere_core::package::build::{build_package, put_varint, ComponentSpec, PackageSpec};
 use bluesphere_core::package::{Header, Package, PackageError, HEADER_LEN};
 use bluesphere_core::testkit::{evolve, firmware};
 use p256::ecdsa::SigningKey;
@@ -342,17 +342,10 @@ fn keys_roundtrip_plain_and_encrypted() {
 #[test]
 fn manifest_numbers_are_minimal_bounded_leb128() {
     use bluesphere_core::package::Reader;
-    let enc = |mut v: u64| {
+    let enc = |v: u64| {
         let mut out = Vec::new();
-        loop {
-            let b = (v & 0x7F) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return out;
-            }
-            out.push(b | 0x80);
-        }
+        put_varint(&mut out, v);
+        out
     };
     for v in [
         0u64,

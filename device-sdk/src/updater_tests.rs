@@ -99,19 +99,6 @@ fn resign(h: &[u8], m: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn leb128(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let b = (v & 0x7F) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-
 fn install(
     up: &mut Up<'_>,
     pkg: &[u8],
@@ -402,7 +389,8 @@ fn stored_full_image() {
         .position(|w| w == sha2_digest(&fx.new))
         .unwrap();
     let len = fx.new.len() as u32;
-    let tl = leb128(u64::from(len));
+    let mut tl = Vec::new();
+    bluesphere_core::package::build::put_varint(&mut tl, u64::from(len));
     assert_eq!(&m[at - tl.len()..at], &tl[..]);
     let mut m2 = m[..at + 32].to_vec();
     m2[at - tl.len() - 1] = 0; // full image, codec 0 (stored)

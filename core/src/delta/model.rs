@@ -389,29 +389,19 @@ impl<const LT: usize> Model<LT> {
             u32::from(self.d1) | (u32::from(self.d4()) << 8),
             u32::from(self.last_nz) | (self.olds & 0xFF00),
         ];
-        let mut node = 1usize;
-        let Some(t) = self.dval.get_mut(vc) else {
-            return 0;
-        };
-        for i in (0..8).rev() {
-            let Some(cell) = t.get_mut(node) else {
-                return 0;
-            };
-            let bit = mixed_bit(
+        match self.dval.get_mut(vc) {
+            Some(t) => mixed_tree(
                 rc,
-                cell,
+                t,
                 &mut self.ht,
                 self.ht_bits,
                 ctxs,
                 3,
-                node,
                 &mut self.mix_dv,
-                7 - i as usize,
-                u32::from(value >> i) & 1,
-            );
-            node = (node << 1) | bit as usize;
+                value,
+            ),
+            None => 0,
         }
-        (node & 0xFF) as u8
     }
 
     #[inline]
@@ -686,29 +676,19 @@ impl<const LT: usize> Model<LT> {
             h & 0xFFFF,
             (h >> 24) | (((pos & 3) as u32) << 8),
         ];
-        let mut node = 1usize;
-        let Some(t) = self.lit.get_mut(ctx) else {
-            return 0;
-        };
-        for i in (0..8).rev() {
-            let Some(cell) = t.get_mut(node) else {
-                return 0;
-            };
-            let bit = mixed_bit(
+        match self.lit.get_mut(ctx) {
+            Some(t) => mixed_tree(
                 rc,
-                cell,
+                t,
                 &mut self.ht,
                 self.ht_bits,
                 ctxs,
                 4,
-                node,
                 &mut self.mix_lit,
-                7 - i as usize,
-                u32::from(value >> i) & 1,
-            );
-            node = (node << 1) | bit as usize;
+                value,
+            ),
+            None => 0,
         }
-        (node & 0xFF) as u8
     }
 
     /// Decode one literal byte for target position `pos`.
@@ -866,6 +846,41 @@ impl<const LT: usize> Model<LT> {
         rc.bit_at(&mut self.seek_sign, usize::from(self.last_seek_sign), neg);
         self.last_seek_sign = 1 + neg as u8;
     }
+}
+
+/// Code a byte MSB first through the bit tree `tree` (node `1..=255`), each bit mixed with the
+/// hashed cells of `ctxs` (see [`mixed_bit`]); the mixer's weight set is the bit index.
+#[allow(clippy::too_many_arguments)]
+fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
+    rc: &mut C,
+    tree: &mut [Prob; 256],
+    ht: &mut [[Prob; HT_ROW]; LT],
+    bits: u32,
+    ctxs: [u32; K],
+    salt: u32,
+    mix: &mut Mixer<N, S>,
+    value: u8,
+) -> u8 {
+    let mut node = 1usize;
+    for i in (0..8).rev() {
+        let Some(cell) = tree.get_mut(node) else {
+            return 0;
+        };
+        let bit = mixed_bit(
+            rc,
+            cell,
+            ht,
+            bits,
+            ctxs,
+            salt,
+            node,
+            mix,
+            7 - i as usize,
+            u32::from(value >> i) & 1,
+        );
+        node = (node << 1) | bit as usize;
+    }
+    (node & 0xFF) as u8
 }
 
 /// Code a bit with the cell `direct` mixed with the hashed cells of `ctxs` (each salted with

@@ -80,8 +80,9 @@ fn put_str(m: &mut Vec<u8>, s: &str, min: usize, max: usize, what: &str) -> Resu
     Ok(())
 }
 
-/// Append `v` as an unsigned LEB128 number (see [`super::Reader::varint`]).
-fn put_varint(m: &mut Vec<u8>, mut v: u64) {
+/// Append `v` as an unsigned LEB128 number, minimally encoded (what
+/// [`super::Reader::varint`] reads).
+pub fn put_varint(m: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7F) as u8;
         v >>= 7;
