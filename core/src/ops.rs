@@ -260,14 +260,7 @@ pub fn check<'a>(bytes: &'a [u8], checks: &Checks<'_>) -> Result<Package<'a>, Er
         Some(keys) => {
             p.verify(keys)?;
         }
-        None => {
-            for (i, c) in p.manifest.components().enumerate() {
-                let c = c?;
-                if crate::crc::crc32(p.payload(&c)) != c.payload_crc32 {
-                    return Err(PackageError::PayloadHash { component: i as u8 }.into());
-                }
-            }
-        }
+        None => p.check_payloads()?,
     }
     if let Some(hw) = checks.hardware_id {
         if p.manifest.hardware_id != hw {

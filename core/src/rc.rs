@@ -25,12 +25,7 @@ fn pmix(p: Prob) -> u32 {
 /// Adapt: the shift grows from 2 to `LIMIT` as the cell sees its first bits, so fresh
 /// contexts learn fast and settled ones are stable.
 #[inline]
-pub(crate) fn pupd_cell<const LIM: u32>(p: &mut Prob, bit: u32) {
-    pupd::<LIM>(p, bit)
-}
-
-#[inline]
-fn pupd<const LIM: u32>(p: &mut Prob, bit: u32) {
+pub(crate) fn pupd<const LIM: u32>(p: &mut Prob, bit: u32) {
     let mut a = u32::from(*p & 0xFFF8);
     let n = u32::from(*p & 7);
     let sh = (n + 2).min(LIM);

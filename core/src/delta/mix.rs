@@ -6,7 +6,8 @@
 //! so they stay in step bit for bit. The tables below are computed at compile time (`const`),
 //! they live in flash on a device.
 
-use crate::rc::{pupd_cell, Prob, PROB_ONE};
+pub(crate) use crate::rc::pupd as learn;
+use crate::rc::{Prob, PROB_ONE};
 
 /// `squash(d) = 4096 / (1 + e^(-d/256))` sampled every 128 steps (from lpaq1).
 const SQUASH_KNOTS: [i32; 33] = [
@@ -121,19 +122,18 @@ impl<const N: usize, const S: usize> Mixer<N, S> {
 /// Learning rate of the mixers (a shift: larger learns slower).
 const LR_SHIFT: i32 = 9;
 
-/// Index of a bit's cell in a hashed table of `1 << bits` cells: the context hash picks a row,
-/// the node of the bit tree (1..=255) is XORed into its low byte, so the bits of one symbol
-/// never collide with each other.
+/// Where a context's cells start in a hashed table of `1 << bits` cells (`bits >= 8`). A bit's
+/// cell is `row ^ node` (the node of the bit tree, 1..=255, goes into the low byte), so the
+/// bits of one symbol never collide with each other and the hash is computed once per symbol.
 #[inline]
-pub(crate) fn slot(ctx: u32, node: usize, bits: u32) -> usize {
-    let h = ctx.wrapping_mul(0x9E37_79B1) >> (32 - bits);
-    (h as usize ^ node) & ((1 << bits) - 1)
+pub(crate) fn row(ctx: u32, bits: u32) -> usize {
+    (ctx.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
 }
 
-/// Adapt an input cell after coding `bit`.
-#[inline]
-pub(crate) fn learn<const LIM: u32>(p: &mut Prob, bit: u32) {
-    pupd_cell::<LIM>(p, bit);
+/// The cell of `node` in the row of `ctx`.
+#[cfg(test)]
+fn slot(ctx: u32, node: usize, bits: u32) -> usize {
+    (row(ctx, bits) ^ node) & ((1 << bits) - 1)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Context models shared by the delta encoder and decoder. Both sides must update the models
 //! identically, so every coding decision lives here, written once for both directions.
 
-use super::mix::{learn, slot, stretch_cell, Mixer};
+use super::mix::{learn, row, stretch_cell, Mixer};
 #[cfg(feature = "std")]
 use crate::rc::RangeEncoder;
 use crate::rc::{BitCoder, Prob, RangeDecoder, PROB_INIT};
@@ -187,7 +187,6 @@ pub(crate) struct Model<const LT: usize> {
     d1: u8,
     d2: u8,
     last_nz: u8,
-    prev_out: u8,
     last_seek_sign: u8,
     lc: u8,
     lp: u8,
@@ -198,8 +197,6 @@ pub(crate) struct Model<const LT: usize> {
     /// Hashed cells for the contexts the mixers combine: target and source bytes around the
     /// position (what an instruction encoding and its relocations look like).
     ht: [[Prob; HT_ROW]; LT],
-    /// log2 of the cells this stream hashes into (`HT_ROW_BITS + lc + lp`).
-    ht_bits: u32,
     mix_nz: Mixer<6, 8>,
     mix_dv: Mixer<5, 8>,
     mix_flag: Mixer<4, 4>,
@@ -244,14 +241,12 @@ impl<const LT: usize> Model<LT> {
             d1: 0,
             d2: 0,
             last_nz: 0,
-            prev_out: 0,
             last_seek_sign: 0,
             lc,
             lp,
             hist: 0,
             olds: 0,
             ht: [[PROB_INIT; HT_ROW]; LT],
-            ht_bits: HT_ROW_BITS + lc as u32 + lp as u32,
             mix_nz: Mixer::new(),
             mix_dv: Mixer::new(),
             mix_flag: Mixer::new(),
@@ -295,7 +290,6 @@ impl<const LT: usize> Model<LT> {
         self.d1 = 0;
         self.d2 = 0;
         self.last_nz = 0;
-        self.prev_out = 0;
         self.last_seek_sign = 0;
         self.lc = lc;
         self.lp = lp;
@@ -304,7 +298,6 @@ impl<const LT: usize> Model<LT> {
         for row in self.ht.iter_mut() {
             row.fill(PROB_INIT);
         }
-        self.ht_bits = HT_ROW_BITS + u32::from(lc) + u32::from(lp);
         self.mix_nz.reset();
         self.mix_dv.reset();
         self.mix_flag.reset();
@@ -313,6 +306,11 @@ impl<const LT: usize> Model<LT> {
         self.run_left = 0;
         self.run_wait = 0;
         self.run_flag = [PROB_INIT; 4];
+    }
+
+    /// Cells in this stream's hashed table, as log2: 512 per literal table.
+    fn ht_bits(&self) -> u32 {
+        HT_ROW_BITS + u32::from(self.lc) + u32::from(self.lp)
     }
 
     /// The "is the difference non-zero" bit: the run context's cell mixed with cells for the
@@ -332,6 +330,7 @@ impl<const LT: usize> Model<LT> {
             (o & 0xFFFF) | ((h & 0xFF) << 16),
             (h & 0xFF_FFFF) | ((d1 | (d2 << 1)) << 24),
         ];
+        let rows = rows(ctxs, 0, self.ht_bits());
         let Some(cell) = self.dzero.get_mut(ctx) else {
             return 0;
         };
@@ -339,9 +338,7 @@ impl<const LT: usize> Model<LT> {
             rc,
             cell,
             &mut self.ht,
-            self.ht_bits,
-            ctxs,
-            0,
+            &rows,
             0,
             &mut self.mix_nz,
             ctx & 7,
@@ -357,6 +354,7 @@ impl<const LT: usize> Model<LT> {
             u32::from(old) | ((h & 0xFF) << 8),
             u32::from(self.d1) | (u32::from(self.d4()) << 8),
         ];
+        let rows = rows(ctxs, kind, self.ht_bits());
         let cell = if kind == 1 {
             self.dsame4.get_mut(c)
         } else {
@@ -370,9 +368,7 @@ impl<const LT: usize> Model<LT> {
             rc,
             cell,
             &mut self.ht,
-            self.ht_bits,
-            ctxs,
-            kind,
+            &rows,
             0,
             &mut self.mix_flag,
             set,
@@ -389,17 +385,9 @@ impl<const LT: usize> Model<LT> {
             u32::from(self.d1) | (u32::from(self.d4()) << 8),
             u32::from(self.last_nz) | (self.olds & 0xFF00),
         ];
+        let rows = rows(ctxs, 3, self.ht_bits());
         match self.dval.get_mut(vc) {
-            Some(t) => mixed_tree(
-                rc,
-                t,
-                &mut self.ht,
-                self.ht_bits,
-                ctxs,
-                3,
-                &mut self.mix_dv,
-                value,
-            ),
+            Some(t) => mixed_tree(rc, t, &mut self.ht, &rows, &mut self.mix_dv, value),
             None => 0,
         }
     }
@@ -411,7 +399,7 @@ impl<const LT: usize> Model<LT> {
         let hi = if lc == 0 {
             0
         } else {
-            usize::from(self.prev_out >> (8 - lc))
+            usize::from(self.hist as u8 >> (8 - lc))
         };
         let p = (pos as usize) & ((1usize << lp) - 1);
         (p << lc) | hi
@@ -467,7 +455,6 @@ impl<const LT: usize> Model<LT> {
             self.mru[0] = d;
         }
         self.hist = (self.hist << 8) | u32::from(out);
-        self.prev_out = out;
     }
 
     fn dm_ctx(&self) -> usize {
@@ -676,17 +663,9 @@ impl<const LT: usize> Model<LT> {
             h & 0xFFFF,
             (h >> 24) | (((pos & 3) as u32) << 8),
         ];
+        let rows = rows(ctxs, 4, self.ht_bits());
         match self.lit.get_mut(ctx) {
-            Some(t) => mixed_tree(
-                rc,
-                t,
-                &mut self.ht,
-                self.ht_bits,
-                ctxs,
-                4,
-                &mut self.mix_lit,
-                value,
-            ),
+            Some(t) => mixed_tree(rc, t, &mut self.ht, &rows, &mut self.mix_lit, value),
             None => 0,
         }
     }
@@ -701,7 +680,6 @@ impl<const LT: usize> Model<LT> {
             self.code_lit(rc, ctx, pos, 0)
         };
         self.hist = (self.hist << 8) | u32::from(b);
-        self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
         self.dhist <<= 8;
@@ -721,7 +699,6 @@ impl<const LT: usize> Model<LT> {
             self.code_lit(rc, ctx, pos, b);
         }
         self.hist = (self.hist << 8) | u32::from(b);
-        self.prev_out = b;
         self.d2 = self.d1;
         self.d1 = 0;
         self.dhist <<= 8;
@@ -731,7 +708,7 @@ impl<const LT: usize> Model<LT> {
     }
 
     fn lz_ctx(&self) -> usize {
-        usize::from(self.lz_state & 1) | (usize::from(self.prev_out == 0) << 1)
+        usize::from(self.lz_state & 1) | (usize::from(self.hist as u8 == 0) << 1)
     }
 
     /// In a literal region: is the next item a match (true) or a literal byte?
@@ -811,8 +788,6 @@ impl<const LT: usize> Model<LT> {
         for &b in bytes.iter().rev().take(4).rev() {
             self.hist = (self.hist << 8) | u32::from(b);
         }
-        let last = bytes.last().copied().unwrap_or(self.prev_out);
-        self.prev_out = last;
         self.zrun = 0;
         self.run_wait = 0;
         self.d2 = 0;
@@ -849,15 +824,13 @@ impl<const LT: usize> Model<LT> {
 }
 
 /// Code a byte MSB first through the bit tree `tree` (node `1..=255`), each bit mixed with the
-/// hashed cells of `ctxs` (see [`mixed_bit`]); the mixer's weight set is the bit index.
+/// hashed cells of `rows` (see [`mixed_bit`]); the mixer's weight set is the bit index.
 #[allow(clippy::too_many_arguments)]
 fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
     rc: &mut C,
     tree: &mut [Prob; 256],
     ht: &mut [[Prob; HT_ROW]; LT],
-    bits: u32,
-    ctxs: [u32; K],
-    salt: u32,
+    rows: &[usize; K],
     mix: &mut Mixer<N, S>,
     value: u8,
 ) -> u8 {
@@ -870,9 +843,7 @@ fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const
             rc,
             cell,
             ht,
-            bits,
-            ctxs,
-            salt,
+            rows,
             node,
             mix,
             7 - i as usize,
@@ -883,33 +854,42 @@ fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const
     (node & 0xFF) as u8
 }
 
-/// Code a bit with the cell `direct` mixed with the hashed cells of `ctxs` (each salted with
-/// its index and `salt`, the bit tree's `node` XORed in): the mixer picks weight set `set`.
+/// The rows of `ctxs` in the hashed table of `1 << bits` cells, each context salted with its
+/// index and `salt` (the decision it serves).
+fn rows<const K: usize>(ctxs: [u32; K], salt: u32, bits: u32) -> [usize; K] {
+    let mut out = [0usize; K];
+    for (k, (&c, r)) in ctxs.iter().zip(out.iter_mut()).enumerate() {
+        *r = row(
+            c.wrapping_add((salt * 8 + k as u32).wrapping_mul(0x2F0B_3A49)),
+            bits,
+        );
+    }
+    out
+}
+
+/// Code a bit with the cell `direct` mixed with the hashed cells `rows[k] ^ node` (see
+/// [`rows`]): the mixer picks weight set `set`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
     rc: &mut C,
     direct: &mut Prob,
     ht: &mut [[Prob; HT_ROW]; LT],
-    bits: u32,
-    ctxs: [u32; K],
-    salt: u32,
+    rows: &[usize; K],
     node: usize,
     mix: &mut Mixer<N, S>,
     set: usize,
     bit: u32,
 ) -> u32 {
-    let mut idx = [0usize; K];
     let mut st = [256i32; N];
     if let Some(s0) = st.get_mut(0) {
         *s0 = stretch_cell(*direct);
     }
-    for (k, (&c, i)) in ctxs.iter().zip(idx.iter_mut()).enumerate() {
-        let salted = c.wrapping_add((salt * 8 + k as u32).wrapping_mul(0x2F0B_3A49));
-        *i = slot(salted, node, bits);
+    for (k, &r) in rows.iter().enumerate() {
+        let i = r ^ node;
         let cell = ht
-            .get(*i >> HT_ROW_BITS)
-            .and_then(|r| r.get(*i & (HT_ROW - 1)));
+            .get(i >> HT_ROW_BITS)
+            .and_then(|r| r.get(i & (HT_ROW - 1)));
         if let (Some(s), Some(p)) = (st.get_mut(k + 1), cell) {
             *s = stretch_cell(*p);
         }
@@ -918,7 +898,8 @@ fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const 
     let bit = rc.code(p0, bit);
     mix.update(bit);
     learn::<4>(direct, bit);
-    for i in idx {
+    for &r in rows {
+        let i = r ^ node;
         let cell = ht
             .get_mut(i >> HT_ROW_BITS)
             .and_then(|r| r.get_mut(i & (HT_ROW - 1)));
