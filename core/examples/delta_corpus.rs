@@ -40,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ratios = Vec::new();
     let mut cost = [0.0f64; 4];
     let (mut tot_p, mut tot_n) = (0u64, 0u64);
+    // CRC-32 over all patches in list order: equal digests mean the same bytes out.
+    let mut digest = Vec::new();
     for line in std::fs::read_to_string(list)?.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         let (old, new) = (std::fs::read(f[1])?, std::fs::read(f[2])?);
@@ -107,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             at.as_secs_f64()
         );
         ratios.push(r);
+        digest.extend_from_slice(&bluesphere_core::crc::crc32(&patch).to_le_bytes());
         tot_p += patch.len() as u64;
         tot_n += new.len() as u64;
     }
@@ -122,9 +125,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cost[0], cost[1], cost[2], cost[3]
     );
     println!(
-        "pairs {n} median {:.2}% total {:.2}%",
+        "pairs {n} median {:.2}% total {:.2}% digest {:08x}",
         med * 100.0,
-        tot_p as f64 * 100.0 / tot_n as f64
+        tot_p as f64 * 100.0 / tot_n as f64,
+        bluesphere_core::crc::crc32(&digest)
     );
     Ok(())
 }

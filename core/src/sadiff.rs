@@ -39,8 +39,7 @@ pub(crate) fn controls(
     small_match: usize,
     parallel_above: usize,
 ) -> Vec<Control> {
-    let mut sa = SuffixArray::new(s);
-    sa.enable_buckets();
+    let sa = Index::new(s);
     if t.len() <= parallel_above {
         return SaDiff::new(s, t, &sa, small_match).collect();
     }
@@ -68,7 +67,7 @@ pub(crate) fn controls(
 struct SaDiff<'s, 't> {
     s: &'s [u8],
     t: &'t [u8],
-    sa: &'s SuffixArray<'s>,
+    sa: &'s Index<'s>,
     small_match: usize,
     i0: usize,
     j0: usize,
@@ -77,7 +76,7 @@ struct SaDiff<'s, 't> {
 }
 
 impl<'s, 't> SaDiff<'s, 't> {
-    fn new(s: &'s [u8], t: &'t [u8], sa: &'s SuffixArray<'s>, small_match: usize) -> Self {
+    fn new(s: &'s [u8], t: &'t [u8], sa: &'s Index<'s>, small_match: usize) -> Self {
         SaDiff {
             s,
             t,
@@ -183,6 +182,146 @@ impl Iterator for SaDiff<'_, '_> {
     }
 }
 
+/// The suffix array of the source with bucket bounds for the first two bytes, searched with
+/// the longest-common-prefix bounds of the search interval (a probe starts comparing where
+/// both interval ends already agree with the pattern), so a long match costs its length
+/// once rather than once per probe. Gives the same answers as `SuffixArray::search_lcp`.
+pub(crate) struct Index<'s> {
+    s: &'s [u8],
+    sa: Vec<u32>,
+    /// Right bounds of the buckets, laid out as in `suffix_array`:
+    /// `[$; (0, $), (0, 0) .. (0, 255); ..; (255, $), (255, 0) .. (255, 255)]`.
+    bkt: Vec<u32>,
+}
+
+impl<'s> Index<'s> {
+    pub(crate) fn new(s: &'s [u8]) -> Self {
+        let (s, sa) = SuffixArray::new(s).into_parts();
+        let mut bkt = vec![0u32; 256 * 257 + 1];
+        bkt[0] = 1;
+        for w in s.windows(2) {
+            bkt[usize::from(w[0]) * 257 + usize::from(w[1]) + 2] += 1;
+        }
+        if let Some(&c0) = s.last() {
+            bkt[usize::from(c0) * 257 + 1] += 1;
+        }
+        let mut sum = 0;
+        for p in bkt.iter_mut() {
+            sum += *p;
+            *p = sum;
+        }
+        Self { s, sa, bkt }
+    }
+
+    /// Range of the suffixes that start with `pat[0]` (`top`) or `pat[0..2]`.
+    fn bucket(&self, pat: &[u8], top: bool) -> Range<usize> {
+        let b = |i: usize| self.bkt.get(i).map_or(0, |&v| v as usize);
+        match pat {
+            [] => 0..1,
+            [c0, c1, ..] if !top => {
+                let idx = usize::from(*c0) * 257 + usize::from(*c1) + 2;
+                b(idx - 1)..b(idx)
+            }
+            [c0, ..] => {
+                let i = usize::from(*c0) * 257;
+                b(i)..b(i + 257)
+            }
+        }
+    }
+
+    /// The longest prefix of `pat` found in the source, as `start..start + len`
+    /// (`len(s)..len(s)` when not even its first byte occurs).
+    pub(crate) fn search_lcp(&self, pat: &[u8]) -> Range<usize> {
+        let s = self.s;
+        let Some(sa) = self.sa.get(self.bucket(pat, false)) else {
+            return s.len()..s.len();
+        };
+        if sa.is_empty() {
+            return match self.sa.get(self.bucket(pat, true).start) {
+                Some(&i) if !self.bucket(pat, true).is_empty() => i as usize..i as usize + 1,
+                _ => s.len()..s.len(),
+            };
+        }
+        let suffix = |k: usize| s.get(sa[k] as usize..).unwrap_or(&[]);
+        // Every suffix in the bucket shares its first `known` bytes with the pattern.
+        let known = pat.len().min(2);
+        let (mut lo, mut hi) = (0usize, sa.len());
+        let (mut llcp, mut rlcp) = (known, known);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let suf = suffix(mid);
+            let m = llcp.min(rlcp);
+            let l = m + lcp(&suf[m..], &pat[m..]);
+            if l == pat.len() && l == suf.len() {
+                let start = sa[mid] as usize;
+                return start..s.len();
+            }
+            let less = l == suf.len() || (l < pat.len() && suf[l] < pat[l]);
+            if less {
+                lo = mid + 1;
+                llcp = l;
+            } else {
+                hi = mid;
+                rlcp = l;
+            }
+        }
+        // `lo` is where the pattern would go: the suffixes before and after it were the last
+        // ones probed on each side, so their common prefixes are `llcp` and `rlcp`.
+        let i = lo;
+        if i > 0 && i < sa.len() {
+            let (a, b) = (sa[i - 1] as usize, sa[i] as usize);
+            if llcp > rlcp {
+                a..a + llcp
+            } else {
+                b..b + rlcp
+            }
+        } else if i == 0 {
+            let b = sa[0] as usize;
+            b..b + rlcp
+        } else {
+            let a = sa[i - 1] as usize;
+            a..a + llcp
+        }
+    }
+}
+
+fn lcp(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    // Eight bytes at a time, then the rest.
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes([
+            a[i],
+            a[i + 1],
+            a[i + 2],
+            a[i + 3],
+            a[i + 4],
+            a[i + 5],
+            a[i + 6],
+            a[i + 7],
+        ]);
+        let y = u64::from_le_bytes([
+            b[i],
+            b[i + 1],
+            b[i + 2],
+            b[i + 3],
+            b[i + 4],
+            b[i + 5],
+            b[i + 6],
+            b[i + 7],
+        ]);
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 fn extent(r: Range<usize>) -> (usize, usize) {
     (r.start, r.end.saturating_sub(r.start))
 }
@@ -215,4 +354,73 @@ fn scan_divide<T: Eq, I: Iterator<Item = T>>(xs: I, ys: I, zs: I) -> usize {
         }
     }
     i
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Deterministic bytes with few symbols and repeats (long common prefixes).
+    fn sample(n: usize, seed: u64, alphabet: u8) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 7 == 0 && v.len() > 64 {
+                let from = (x >> 8) as usize % (v.len() - 32);
+                let len = 1 + (x >> 40) as usize % 64;
+                for k in 0..len.min(n - v.len()) {
+                    v.push(v[from + k]);
+                }
+            } else {
+                v.push((x >> 24) as u8 % alphabet);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn search_matches_the_suffix_array_crate() {
+        for (seed, alphabet) in [(1, 2), (2, 3), (3, 16), (4, 255)] {
+            let s = sample(3000, seed, alphabet);
+            let t = sample(2000, seed + 100, alphabet);
+            let ours = Index::new(&s);
+            let mut theirs = SuffixArray::new(&s);
+            theirs.enable_buckets();
+            for j in 0..t.len() {
+                assert_eq!(
+                    ours.search_lcp(&t[j..]),
+                    theirs.search_lcp(&t[j..]),
+                    "at {j}"
+                );
+            }
+            // Patterns that are suffixes (and prefixes) of the source itself.
+            for j in (0..s.len()).step_by(7) {
+                assert_eq!(ours.search_lcp(&s[j..]), theirs.search_lcp(&s[j..]));
+                assert_eq!(ours.search_lcp(&s[..j]), theirs.search_lcp(&s[..j]));
+            }
+        }
+        let s = [5u8, 5, 5, 5];
+        let ours = Index::new(&s);
+        let mut theirs = SuffixArray::new(&s);
+        theirs.enable_buckets();
+        for pat in [&[5u8][..], &[6], &[5, 6], &[6, 5], &[5, 5, 5, 5, 5], &[]] {
+            assert_eq!(ours.search_lcp(pat), theirs.search_lcp(pat), "{pat:?}");
+        }
+    }
+
+    #[test]
+    fn lcp_counts_equal_leading_bytes() {
+        let a: Vec<u8> = (0..40).collect();
+        for k in 0..40 {
+            let mut b = a.clone();
+            b[k] ^= 0x80;
+            assert_eq!(lcp(&a, &b), k);
+            assert_eq!(lcp(&a[..k], &b), k);
+        }
+        assert_eq!(lcp(&a, &a), 40);
+    }
 }

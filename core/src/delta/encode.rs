@@ -537,7 +537,7 @@ pub fn encode(
     segments: &[Segment],
     params: Params,
 ) -> Result<Vec<u8>, EncodeError> {
-    encode_inner(old, new, segments, params, None, None)
+    encode_inner(old, new, segments, params, None, None, threads())
 }
 
 /// [`encode`] with a source index built beforehand (it must index `old`).
@@ -551,7 +551,15 @@ pub fn encode_indexed(
     if index.inner.old.as_ptr() != old.as_ptr() || index.inner.old.len() != old.len() {
         return Err(EncodeError::BadSegments("source index of another image"));
     }
-    encode_inner(old, new, segments, params, None, Some(&index.inner))
+    encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        None,
+        Some(&index.inner),
+        threads(),
+    )
 }
 
 /// [`encode`], also returning the coded bits spent on controls, difference flags,
@@ -563,8 +571,13 @@ pub fn encode_with_stats(
     params: Params,
 ) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
     let mut st = [0.0; 4];
-    let out = encode_inner(old, new, segments, params, Some(&mut st), None)?;
+    let out = encode_inner(old, new, segments, params, Some(&mut st), None, threads())?;
     Ok((out, st))
+}
+
+/// Threads to code blocks on: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn encode_inner(
@@ -574,6 +587,7 @@ fn encode_inner(
     params: Params,
     mut stats: Option<&mut [f64; 4]>,
     index: Option<&SrcIndex<'_>>,
+    threads: usize,
 ) -> Result<Vec<u8>, EncodeError> {
     params.validate()?;
     let target_size =
@@ -596,7 +610,6 @@ fn encode_inner(
         target_size,
         source_size,
     };
-    let mut lz = Lz::new(new);
     let built;
     let src = match index {
         Some(i) => i,
@@ -605,39 +618,102 @@ fn encode_inner(
             &built
         }
     };
+    let blocks = cut_blocks(segments, new.len() as u64, params.block_size())?;
+    // Blocks code independently; the only state they share is the target-history index,
+    // which depends on positions alone. So contiguous groups of blocks are coded on separate
+    // threads, each with its own index primed on the history before its first block: the
+    // bytes are the same as coding them one after another.
+    let threads = threads.min(blocks.len()).max(1);
+    let per = blocks.len().div_ceil(threads);
+    let want_stats = stats.is_some();
+    let coded: Vec<Result<(Vec<u8>, [f64; 4]), EncodeError>> = if threads == 1 {
+        vec![encode_group(old, new, params, src, &blocks, want_stats)]
+    } else {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = blocks
+                .chunks(per)
+                .map(|g| sc.spawn(move || encode_group(old, new, params, src, g, want_stats)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(EncodeError::BadSegments("encoder thread failed")))
+                })
+                .collect()
+        })
+    };
     let mut out = header.to_bytes().to_vec();
-    let bs = params.block_size();
+    for g in coded {
+        let (bytes, st) = g?;
+        out.extend_from_slice(&bytes);
+        if let Some(dst) = stats.as_deref_mut() {
+            for (d, s) in dst.iter_mut().zip(st) {
+                *d += s;
+            }
+        }
+    }
+    Ok(out)
+}
 
-    // Walk segments, cutting them at block boundaries.
+/// One block to code: its first target position and its segments.
+struct Block {
+    start: u64,
+    segs: Vec<Segment>,
+}
+
+/// Cut `segments` at block boundaries (merging neighbours that continue each other).
+fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, EncodeError> {
+    let mut blocks = Vec::new();
     let mut seg_iter = segments.iter().copied().filter(|s| s.len() > 0);
     let mut pending: Option<Segment> = None;
     let mut pos = 0u64;
-    while pos < new.len() as u64 {
-        let end = (pos + bs).min(new.len() as u64);
-        let mut block: Vec<Segment> = Vec::new();
+    while pos < len {
+        let end = (pos + bs).min(len);
+        let mut segs: Vec<Segment> = Vec::new();
         let mut at = pos;
         while at < end {
             let Some(seg) = pending.take().or_else(|| seg_iter.next()) else {
                 return Err(EncodeError::BadSegments("segments end early"));
             };
-            let room = end - at;
-            let (head, tail) = split(seg, room);
+            let (head, tail) = split(seg, end - at);
             at += head.len();
-            push_merged(&mut block, head);
+            push_merged(&mut segs, head);
             pending = tail;
         }
+        blocks.push(Block { start: pos, segs });
+        pos = end;
+    }
+    Ok(blocks)
+}
+
+/// Code a contiguous group of blocks; returns their bytes and (with `want_stats`) the bits
+/// spent per category.
+fn encode_group(
+    old: &[u8],
+    new: &[u8],
+    params: Params,
+    src: &SrcIndex<'_>,
+    blocks: &[Block],
+    want_stats: bool,
+) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
+    let mut lz = Lz::new(new);
+    if let Some(b) = blocks.first() {
+        lz.insert_upto(b.start as usize);
+    }
+    let mut st = [0.0; 4];
+    let mut out = Vec::new();
+    for b in blocks {
         let mut enc = BlockEnc {
             old,
             new,
             params,
-            stats: stats.as_deref_mut(),
+            stats: want_stats.then_some(&mut st),
             lz: &mut lz,
             src,
         };
-        enc.encode_block(&mut out, pos, &block)?;
-        pos = end;
+        enc.encode_block(&mut out, b.start, &b.segs)?;
     }
-    Ok(out)
+    Ok((out, st))
 }
 
 fn split(seg: Segment, room: u64) -> (Segment, Option<Segment>) {
@@ -844,5 +920,36 @@ impl BlockEnc<'_, '_> {
         out.extend_from_slice(&(src_start as u32).to_le_bytes());
         out.extend_from_slice(&bytes);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    /// Coding block groups on threads gives the bytes of coding them in order, for any
+    /// number of threads (including more than blocks), and the stats add up the same.
+    #[test]
+    fn threads_give_the_same_bytes() {
+        let old = testkit::firmware(7, 300_000);
+        let new = testkit::evolve(&old, 11);
+        let segs = crate::diff::find_segments(&old, &new).unwrap();
+        let params = Params {
+            block_log2: 14,
+            ..Params::BEST
+        };
+        let mut st1 = [0.0; 4];
+        let one = encode_inner(&old, &new, &segs, params, Some(&mut st1), None, 1).unwrap();
+        assert!(one.len() > 1000);
+        for t in [2, 3, 8, 64] {
+            let mut st = [0.0; 4];
+            let many = encode_inner(&old, &new, &segs, params, Some(&mut st), None, t).unwrap();
+            assert!(one == many, "{t} threads");
+            for (a, b) in st1.iter().zip(st) {
+                assert!((a - b).abs() < 1e-6 * a.max(1.0));
+            }
+        }
     }
 }
