@@ -626,7 +626,7 @@ fn encode_inner(
     let threads = threads.min(blocks.len()).max(1);
     let per = blocks.len().div_ceil(threads);
     let want_stats = stats.is_some();
-    let coded: Vec<Result<(Vec<u8>, [f64; 4]), EncodeError>> = if threads == 1 {
+    let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
         vec![encode_group(old, new, params, src, &blocks, want_stats)]
     } else {
         std::thread::scope(|sc| {
@@ -654,6 +654,9 @@ fn encode_inner(
     }
     Ok(out)
 }
+
+/// A group's coded blocks and the bits spent per category.
+type Coded = (Vec<u8>, [f64; 4]);
 
 /// One block to code: its first target position and its segments.
 struct Block {
@@ -695,7 +698,7 @@ fn encode_group(
     src: &SrcIndex<'_>,
     blocks: &[Block],
     want_stats: bool,
-) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
+) -> Result<Coded, EncodeError> {
     let mut lz = Lz::new(new);
     if let Some(b) = blocks.first() {
         lz.insert_upto(b.start as usize);
