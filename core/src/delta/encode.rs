@@ -268,49 +268,43 @@ impl<'a> DiffLz<'a> {
     }
 }
 
-/// Hash-chain index of every position of the source (build it with [`SourceIndex::new`],
-/// e.g. on another thread while the matcher runs, and pass it to [`encode_indexed`]).
+/// The source's suffix array (build it with [`SourceIndex::new`]): the match search
+/// ([`crate::diff::find_segments_indexed`]) and the encoder's source matches in literal
+/// regions ([`encode_indexed`]) both use it.
 #[derive(Debug)]
 pub struct SourceIndex<'a> {
     inner: SrcIndex<'a>,
 }
 
 impl<'a> SourceIndex<'a> {
-    /// Index `old`.
+    /// Index `old` (at most [`crate::diff::MAX_IMAGE`] bytes; longer sources are refused by
+    /// every caller before this).
     pub fn new(old: &'a [u8]) -> Self {
         Self {
-            inner: SrcIndex::new(old),
+            inner: SrcIndex {
+                sa: crate::sadiff::Index::new(old),
+            },
         }
+    }
+
+    /// The indexed source.
+    pub fn source(&self) -> &'a [u8] {
+        self.inner.sa.s
+    }
+
+    pub(crate) fn suffixes(&self) -> &crate::sadiff::Index<'a> {
+        &self.inner.sa
     }
 }
 
 #[derive(Debug)]
 struct SrcIndex<'a> {
-    old: &'a [u8],
-    bits: u32,
-    head: Vec<u32>,
-    prev: Vec<u32>,
+    sa: crate::sadiff::Index<'a>,
 }
 
-impl<'a> SrcIndex<'a> {
-    fn new(old: &'a [u8]) -> Self {
-        let bits = hash_bits(old.len());
-        let mut head = vec![NONE; 1 << bits];
-        let mut prev = vec![NONE; old.len()];
-        for i in 0..old.len().saturating_sub(3) {
-            let h = Lz::hash(&old[i..i + 4], bits);
-            prev[i] = head[h];
-            head[h] = i as u32;
-        }
-        Self {
-            old,
-            bits,
-            head,
-            prev,
-        }
-    }
-
-    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`.
+impl SrcIndex<'_> {
+    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`: the longest match
+    /// anywhere in the source, or one on the cursor's diagonal or at the last offset.
     fn find(
         &self,
         new: &[u8],
@@ -318,12 +312,12 @@ impl<'a> SrcIndex<'a> {
         max: usize,
         cursor: u64,
         last_off: i64,
-        depth: usize,
     ) -> Option<(i64, u32, i64)> {
-        let max = max.min(MAX_MATCH);
+        let old = self.sa.s;
+        let max = max.min(MAX_MATCH).min(new.len().saturating_sub(pos));
         let common = |a: usize| {
             let mut l = 0;
-            while l < max && a + l < self.old.len() && self.old[a + l] == new[pos + l] {
+            while l < max && a + l < old.len() && old[a + l] == new[pos + l] {
                 l += 1;
             }
             l
@@ -339,7 +333,7 @@ impl<'a> SrcIndex<'a> {
         let mut best_score = 0;
         for off in [0, last_off] {
             let at = cursor as i64 + off;
-            if at >= 0 && (at as usize) < self.old.len() {
+            if at >= 0 && (at as usize) < old.len() {
                 let l = common(at as usize);
                 let score = l as i64 * 8 - cost(off);
                 if l >= MIN_MATCH as usize && score > best_score {
@@ -348,32 +342,15 @@ impl<'a> SrcIndex<'a> {
                 }
             }
         }
-        if pos + 4 <= new.len() && max >= 4 {
-            let mut c = self.head[Lz::hash(&new[pos..pos + 4], self.bits)];
-            let mut depth = depth;
-            while c != NONE && depth > 0 {
-                let cand = c as usize;
-                // Quick reject: a candidate that differs at the best length cannot be longer.
-                let bl = best.map_or(0, |b| b.1 as usize);
-                if bl >= 4 && bl < max && self.old.get(cand + bl) != new.get(pos + bl) {
-                    c = self.prev[cand];
-                    depth -= 1;
-                    continue;
+        if max >= 4 {
+            let r = self.sa.search_lcp(&new[pos..pos + max]);
+            let l = r.len().min(max);
+            if l >= 4 {
+                let off = r.start as i64 - cursor as i64;
+                let score = l as i64 * 8 - cost(off);
+                if score > best_score {
+                    best = Some((off, l as u32, score));
                 }
-                let l = common(cand);
-                if l >= 4 {
-                    let off = cand as i64 - cursor as i64;
-                    let score = l as i64 * 8 - cost(off);
-                    if score > best_score {
-                        best_score = score;
-                        best = Some((off, l as u32, score));
-                    }
-                }
-                if l == max || l >= GOOD_ENOUGH {
-                    break;
-                }
-                c = self.prev[cand];
-                depth -= 1;
             }
         }
         best
@@ -439,6 +416,9 @@ struct ParseState {
     depth: usize,
 }
 
+/// A search's best item and its score, if any.
+type Found = Option<(Item, i64)>;
+
 /// The best item at `i` (target history or source), with its score in bits saved.
 fn best_at(
     lz: &mut Lz<'_>,
@@ -446,12 +426,12 @@ fn best_at(
     i: usize,
     end: usize,
     st: ParseState,
-) -> Option<(Item, i64)> {
+) -> Found {
     let t = lz
         .find(i, end - i, st.rep0, st.depth)
         .map(|(d, l, sc)| (Item::Target(d, l), sc));
     let s = src
-        .find(lz.new, i, end - i, st.diag, st.last_off, st.depth)
+        .find(lz.new, i, end - i, st.diag, st.last_off)
         .map(|(o, l, sc)| (Item::Source(o, l), sc));
     match (t, s) {
         (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
@@ -473,6 +453,9 @@ fn plan(
     let mut items = Vec::new();
     let mut i = start;
     let mut literal_run = 0usize;
+    // The lazy look at `i + 1` (position, depth, result): when a literal is taken there it
+    // is the next position's search.
+    let mut ahead: Option<(usize, usize, Found)> = None;
     while i < end {
         st.diag = cursor + (i - start) as u64;
         // Inside a long run of literals (incompressible data) search shallowly, and only at
@@ -489,7 +472,10 @@ fn plan(
             literal_run += 1;
             continue;
         }
-        let best = best_at(lz, src, i, end, st);
+        let best = match ahead.take() {
+            Some((at, depth, found)) if at == i && depth == st.depth => found,
+            _ => best_at(lz, src, i, end, st),
+        };
         let take = match best {
             Some((it, sc)) if it.len() < end - i && it.len() < 32 => {
                 let next_st = ParseState {
@@ -497,6 +483,7 @@ fn plan(
                     ..st
                 };
                 let next = best_at(lz, src, i + 1, end, next_st);
+                ahead = Some((i + 1, st.depth, next));
                 !matches!(next, Some((_, sc2)) if sc2 > sc + 8)
             }
             Some(_) => true,
@@ -548,7 +535,8 @@ pub fn encode_indexed(
     params: Params,
     index: &SourceIndex<'_>,
 ) -> Result<Vec<u8>, EncodeError> {
-    if index.inner.old.as_ptr() != old.as_ptr() || index.inner.old.len() != old.len() {
+    let src = index.source();
+    if src.as_ptr() != old.as_ptr() || src.len() != old.len() {
         return Err(EncodeError::BadSegments("source index of another image"));
     }
     encode_inner(
@@ -614,8 +602,8 @@ fn encode_inner(
     let src = match index {
         Some(i) => i,
         None => {
-            built = SrcIndex::new(old);
-            &built
+            built = SourceIndex::new(old);
+            &built.inner
         }
     };
     let blocks = cut_blocks(segments, new.len() as u64, params.block_size())?;
@@ -885,6 +873,14 @@ impl BlockEnc<'_, '_> {
                 );
                 t += 1;
                 j += 1;
+                // An accepted all-zero group: its other positions cost nothing.
+                let k = model.run_pending();
+                if k > 0 {
+                    let from = (cur_src + u64::from(t)) as usize;
+                    model.skip_run(&old[from..from + k]);
+                    t += k as u32;
+                    j += k;
+                }
             }
             pos += u64::from(c.add);
             let mut i = lit_start;

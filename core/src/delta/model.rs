@@ -537,6 +537,33 @@ impl<const LT: usize> Model<LT> {
         Some(())
     }
 
+    /// Zero differences still due in an accepted all-zero group (run mode).
+    #[inline]
+    pub(crate) fn run_pending(&self) -> usize {
+        usize::from(self.run_left)
+    }
+
+    /// Settle the next `olds.len()` positions (at most [`Self::run_pending`]) as zero
+    /// differences of the accepted group at once: the state ends as after coding them one by
+    /// one (`olds`: the source bytes there, which the target repeats).
+    pub(crate) fn skip_run(&mut self, olds: &[u8]) {
+        let k = olds.len().min(usize::from(self.run_left));
+        if k == 0 {
+            return;
+        }
+        self.run_left -= k as u8;
+        // Only the last four bytes survive in the 32-bit histories.
+        for &o in &olds[k.saturating_sub(4)..k] {
+            self.olds = (self.olds << 8) | u32::from(o);
+            self.hist = (self.hist << 8) | u32::from(o);
+        }
+        self.zrun = self.zrun.saturating_add(k as u32);
+        self.dhist = if k >= 8 { 0 } else { self.dhist << (8 * k) };
+        self.d2 = if k >= 2 { 0 } else { self.d1 };
+        self.d1 = 0;
+        self.dm_state = 0;
+    }
+
     /// Decode one difference byte for target position `pos`; `left` differences (this one
     /// included) remain in the run.
     #[inline]
