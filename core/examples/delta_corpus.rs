@@ -69,7 +69,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        let (patch, st) = bluesphere_core::delta::encode_with_stats(&old, &new, &segs, params)?;
+        // BS_MAKE: the production path (`make_delta`: streamed coding for one-block
+        // targets); its bytes must equal the two-step path's (same digest).
+        let (patch, st) = if std::env::var_os("BS_MAKE").is_some() {
+            let t = Instant::now();
+            let p = bluesphere_core::diff::make_delta(&old, &new, params)?;
+            eprintln!("  make_delta {:.3}s", t.elapsed().as_secs_f64());
+            (p, [0.0; 4])
+        } else {
+            bluesphere_core::delta::encode_with_stats(&old, &new, &segs, params)?
+        };
         for (a, b) in cost.iter_mut().zip(st) {
             *a += b / 8.0;
         }

@@ -40,62 +40,105 @@ pub fn find_segments_indexed(
     // Keep every match (small_match 0): our coder makes short matches cheap. Targets over
     // 8 MiB are searched in parallel chunks.
     let ctrl = crate::sadiff::controls(index.suffixes(), new, 0, 8 << 20);
-    let mut segs = Vec::new();
-    let mut old_pos: i64 = 0;
-    let mut new_pos: u64 = 0;
-    for c in ctrl {
-        let (add, copy) = (c.add, c.copy);
-        if add > 0 {
-            if old_pos < 0 || old_pos as u64 + add > old.len() as u64 {
-                return Err(DiffError::Controls("match outside the source"));
+    SegmentStream::new(old, new, ctrl.into_iter()).collect()
+}
+
+/// The refined segments of `new`, one matcher step at a time.
+struct SegmentStream<'a, I> {
+    ctrl: I,
+    old: &'a [u8],
+    new: &'a [u8],
+    old_pos: i64,
+    new_pos: u64,
+    buf: std::collections::VecDeque<Segment>,
+    done: bool,
+}
+
+impl<'a, I: Iterator<Item = crate::sadiff::Control>> SegmentStream<'a, I> {
+    fn new(old: &'a [u8], new: &'a [u8], ctrl: I) -> Self {
+        Self {
+            ctrl,
+            old,
+            new,
+            old_pos: 0,
+            new_pos: 0,
+            buf: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, I> {
+    type Item = Result<Segment, DiffError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(s) = self.buf.pop_front() {
+                return Some(Ok(s));
             }
-            segs.push(Segment::Add {
-                len: add,
-                old: old_pos as u64,
-            });
+            if self.done {
+                return None;
+            }
+            let Some(c) = self.ctrl.next() else {
+                self.done = true;
+                if self.new_pos != self.new.len() as u64 {
+                    return Some(Err(DiffError::Controls(
+                        "controls do not cover the new image",
+                    )));
+                }
+                continue;
+            };
+            let (add, copy) = (c.add, c.copy);
+            let end = self
+                .new_pos
+                .checked_add(add)
+                .and_then(|e| e.checked_add(copy));
+            if end.is_none_or(|e| e > self.new.len() as u64) {
+                self.done = true;
+                return Some(Err(DiffError::Controls("controls run past the new image")));
+            }
+            if add > 0 {
+                if self.old_pos < 0 || self.old_pos as u64 + add > self.old.len() as u64 {
+                    self.done = true;
+                    return Some(Err(DiffError::Controls("match outside the source")));
+                }
+                let mut pieces = Vec::new();
+                refine_add(
+                    self.old,
+                    self.new,
+                    add,
+                    self.old_pos as u64,
+                    self.new_pos,
+                    &mut pieces,
+                );
+                self.buf.extend(pieces);
+            }
+            if copy > 0 {
+                self.buf.push_back(Segment::Lit { len: copy });
+            }
+            self.old_pos = self.old_pos.wrapping_add(add as i64).wrapping_add(c.seek);
+            self.new_pos += add + copy;
         }
-        if copy > 0 {
-            segs.push(Segment::Lit { len: copy });
-        }
-        old_pos = old_pos.wrapping_add(add as i64).wrapping_add(c.seek);
-        new_pos += add + copy;
     }
-    if new_pos != new.len() as u64 {
-        return Err(DiffError::Controls("controls do not cover the new image"));
-    }
-    Ok(refine(old, new, segs))
 }
 
 /// Shortest approximate match kept as such: shorter ones cost more as a control than as
 /// literal-region bytes (where the parser can still take them as exact source matches).
 const MIN_ADD: u64 = 24;
 
-/// Clean up the matcher's segments for our coder: matches that are short or mostly
-/// different become literal regions, and dense runs of differences inside a match are cut
-/// out into literal regions too (see `split_dense`).
-fn refine(old: &[u8], new: &[u8], segs: Vec<Segment>) -> Vec<Segment> {
-    let mut out = Vec::with_capacity(segs.len());
-    let mut pos = 0u64;
-    for s in segs {
-        match s {
-            Segment::Add { len, old: o } => {
-                let a = &old[o as usize..(o + len) as usize];
-                let b = &new[pos as usize..(pos + len) as usize];
-                let same = crate::sadiff::count_equal(a, b) as u64;
-                if len < MIN_ADD || same * 4 < len {
-                    push_lit(&mut out, len);
-                } else {
-                    split_dense(a, b, o, &mut out);
-                }
-                pos += len;
-            }
-            Segment::Lit { len } => {
-                out.push(s);
-                pos += len;
-            }
-        }
+/// Clean up one match of the matcher for our coder (`len` bytes from source `o` at target
+/// `pos`): a match that is short or mostly different becomes a literal region, and dense
+/// runs of differences inside a match are cut out into literal regions too (see
+/// `split_dense`).
+fn refine_add(old: &[u8], new: &[u8], len: u64, o: u64, pos: u64, out: &mut Vec<Segment>) {
+    let a = &old[o as usize..(o + len) as usize];
+    let b = &new[pos as usize..(pos + len) as usize];
+    let same = crate::sadiff::count_equal(a, b) as u64;
+    if len < MIN_ADD || same * 4 < len {
+        push_lit(out, len);
+    } else {
+        split_dense(a, b, o, out);
     }
-    out
 }
 
 /// Append `len` literal bytes, extending a literal segment just before.
@@ -193,6 +236,12 @@ pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, Dif
     // One suffix array of the source serves the match search and the encoder's source
     // matches in literal regions.
     let index = delta::SourceIndex::new(old);
+    if !old.is_empty() && !new.is_empty() && new.len() as u64 <= params.block_size() {
+        // One block: code it on a second thread while the matches are still being found.
+        let ctrl = crate::sadiff::control_iter(index.suffixes(), new, 0);
+        let segs = SegmentStream::new(old, new, ctrl);
+        return delta::encode_streamed(old, new, params, &index, segs);
+    }
     let segs = find_segments_indexed(&index, new)?;
     Ok(delta::encode_indexed(old, new, &segs, params, &index)?)
 }

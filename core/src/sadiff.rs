@@ -35,9 +35,18 @@ pub(crate) struct Control {
 /// Largest source the suffix array indexes.
 pub(crate) const MAX_LENGTH: usize = suffix_array::MAX_LENGTH;
 
-/// All control steps describing `t` against `s` (`small_match`: exact matches this short are
-/// not started on). Targets over `parallel_above` bytes are searched in 512 KiB chunks on
-/// all cores; each chunk ends with a seek back to source offset 0.
+/// The control steps of `t` against the indexed source, found one at a time.
+pub(crate) fn control_iter<'s, 't>(
+    sa: &'s Index<'s>,
+    t: &'t [u8],
+    small_match: usize,
+) -> impl Iterator<Item = Control> + use<'s, 't> {
+    SaDiff::new(sa.s, t, sa, small_match)
+}
+
+/// All control steps describing `t` against the indexed source (`small_match`: exact
+/// matches this short are not started on). Targets over `parallel_above` bytes are searched
+/// in 512 KiB chunks on all cores; each chunk ends with a seek back to source offset 0.
 pub(crate) fn controls(
     sa: &Index<'_>,
     t: &[u8],

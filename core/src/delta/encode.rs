@@ -171,9 +171,9 @@ impl<'a> Lz<'a> {
     }
 }
 
-/// Matches inside a block's difference stream (within the decoder's window).
-struct DiffLz<'a> {
-    d: &'a [u8],
+/// Matches inside a block's difference stream (within the decoder's window). The stream
+/// `d` is passed to each call: it grows while the block is coded.
+struct DiffLz {
     head: Vec<u32>,
     prev: Vec<u32>,
     inserted: usize,
@@ -182,19 +182,24 @@ struct DiffLz<'a> {
 
 const DIFF_HASH_BITS: u32 = 14;
 
-impl<'a> DiffLz<'a> {
-    fn new(d: &'a [u8], window: usize) -> Self {
+impl DiffLz {
+    fn new(window: usize) -> Self {
         Self {
-            d,
             head: vec![NONE; 1 << DIFF_HASH_BITS],
-            prev: vec![NONE; d.len()],
+            prev: Vec::new(),
             inserted: 0,
             window,
         }
     }
 
-    fn key(&self, i: usize) -> Option<usize> {
-        let b = self.d.get(i..i + 4)?;
+    fn reset(&mut self) {
+        self.head.fill(NONE);
+        self.prev.clear();
+        self.inserted = 0;
+    }
+
+    fn key(d: &[u8], i: usize) -> Option<usize> {
+        let b = d.get(i..i + 4)?;
         if b == [0, 0, 0, 0] {
             return None;
         }
@@ -202,10 +207,13 @@ impl<'a> DiffLz<'a> {
         Some((v.wrapping_mul(0x9E37_79B1) >> (32 - DIFF_HASH_BITS)) as usize)
     }
 
-    fn insert_upto(&mut self, j: usize) {
+    fn insert_upto(&mut self, d: &[u8], j: usize) {
+        if self.prev.len() < j {
+            self.prev.resize(j, NONE);
+        }
         while self.inserted < j {
             let i = self.inserted;
-            if let Some(h) = self.key(i) {
+            if let Some(h) = Self::key(d, i) {
                 self.prev[i] = self.head[h];
                 self.head[h] = i as u32;
             }
@@ -215,12 +223,11 @@ impl<'a> DiffLz<'a> {
 
     /// Best `(dist, len)` at `j` for at most `max` bytes, scored in 1/16 bits saved over
     /// coding the differences one by one.
-    fn find(&mut self, j: usize, max: usize, rep0: u32) -> Option<(u32, u32)> {
+    fn find(&mut self, d: &[u8], j: usize, max: usize, rep0: u32) -> Option<(u32, u32)> {
         if max < MIN_MATCH as usize || self.window == 0 {
             return None;
         }
-        self.insert_upto(j);
-        let d = self.d;
+        self.insert_upto(d, j);
         let est = |x: u8| if x == 0 { 2i64 } else { 112 };
         let bits = |v: u64| i64::from(64 - v.leading_zeros() as u8);
         let max = max.min(MAX_MATCH);
@@ -245,7 +252,7 @@ impl<'a> DiffLz<'a> {
                 best = Some((rep0, l as u32));
             }
         }
-        if let Some(h) = self.key(j) {
+        if let Some(h) = Self::key(d, j) {
             let mut c = self.head[h];
             let mut depth = 32;
             while c != NONE && depth > 0 {
@@ -420,13 +427,7 @@ struct ParseState {
 type Found = Option<(Item, i64)>;
 
 /// The best item at `i` (target history or source), with its score in bits saved.
-fn best_at(
-    lz: &mut Lz<'_>,
-    src: &SrcIndex<'_>,
-    i: usize,
-    end: usize,
-    st: ParseState,
-) -> Found {
+fn best_at(lz: &mut Lz<'_>, src: &SrcIndex<'_>, i: usize, end: usize, st: ParseState) -> Found {
     let t = lz
         .find(i, end - i, st.rep0, st.depth)
         .map(|(d, l, sc)| (Item::Target(d, l), sc));
@@ -510,6 +511,7 @@ fn plan(
     items
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Control {
     add: u32,
     add_old: u64,
@@ -691,20 +693,231 @@ fn encode_group(
     if let Some(b) = blocks.first() {
         lz.insert_upto(b.start as usize);
     }
+    let mut planner = Planner {
+        new,
+        lz: &mut lz,
+        src,
+        rep0: 0,
+        last_soff: 0,
+    };
+    let mut coder = Coder::new(old, new, params, want_stats);
     let mut st = [0.0; 4];
     let mut out = Vec::new();
     for b in blocks {
-        let mut enc = BlockEnc {
-            old,
-            new,
-            params,
-            stats: want_stats.then_some(&mut st),
-            lz: &mut lz,
-            src,
-        };
-        enc.encode_block(&mut out, b.start, &b.segs)?;
+        let ctrls = controls(&b.segs)?;
+        let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
+        planner.begin();
+        coder.begin(b.start, src_start);
+        for c in &ctrls {
+            coder.extend_diffs(c)?;
+        }
+        let mut cur_src = src_start;
+        let mut pos = b.start;
+        for (k, c) in ctrls.iter().enumerate() {
+            let next = ctrls
+                .get(k + 1..)
+                .and_then(|r| r.iter().find(|n| n.add > 0));
+            let p = planner.control(c, next, pos, cur_src);
+            cur_src = (cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
+            pos += u64::from(c.add) + u64::from(c.lit);
+            coder.code(&p)?;
+        }
+        coder.end(&mut out, want_stats.then_some(&mut st))?;
     }
     Ok((out, st))
+}
+
+/// Code a target of at most one block while its segments are still being found: this
+/// thread plans each control's literal region as its segments arrive, a second thread
+/// codes. The bytes equal [`encode`]'s for the same segments. `segments` must describe
+/// `new` exactly against `old`; their errors end the coding and are returned.
+pub(crate) fn encode_streamed<E, I>(
+    old: &[u8],
+    new: &[u8],
+    params: Params,
+    index: &SourceIndex<'_>,
+    segments: I,
+) -> Result<Vec<u8>, E>
+where
+    E: From<EncodeError> + Send,
+    I: Iterator<Item = Result<Segment, E>>,
+{
+    params.validate().map_err(EncodeError::from)?;
+    let target_size =
+        u32::try_from(new.len()).map_err(|_| EncodeError::TooLarge(new.len() as u64))?;
+    let source_size =
+        u32::try_from(old.len()).map_err(|_| EncodeError::TooLarge(old.len() as u64))?;
+    if new.len() as u64 > params.block_size() || new.is_empty() {
+        return Err(EncodeError::BadSegments("streamed coding takes one block").into());
+    }
+    let src = &index.inner;
+    if src.sa.s.as_ptr() != old.as_ptr() || src.sa.s.len() != old.len() {
+        return Err(EncodeError::BadSegments("source index of another image").into());
+    }
+    let header = StreamHeader {
+        params,
+        target_size,
+        source_size,
+    };
+    let mut lz = Lz::new(new);
+    let mut planner = Planner {
+        new,
+        lz: &mut lz,
+        src,
+        rep0: 0,
+        last_soff: 0,
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
+    std::thread::scope(|sc| {
+        let coding = sc.spawn(move || -> Result<Vec<u8>, EncodeError> {
+            let mut coder = Coder::new(old, new, params, false);
+            let mut out = header.to_bytes().to_vec();
+            for msg in rx {
+                match msg {
+                    Msg::Begin(first, src_start) => {
+                        coder.begin(0, src_start);
+                        coder.extend_diffs(&first)?;
+                    }
+                    Msg::Code(p, next) => {
+                        if let Some(n) = next {
+                            coder.extend_diffs(&n)?;
+                        }
+                        coder.code(&p)?;
+                    }
+                }
+            }
+            coder.end(&mut out, None)?;
+            Ok(out)
+        });
+        // Segments -> controls (merged as `cut_blocks` + `controls` do), each sent once the
+        // next control (whose source offset its seek needs) is known.
+        let produce = || -> Result<(), E> {
+            let mut build = ControlBuilder::default();
+            let mut ready: Vec<Control> = Vec::new();
+            let mut seen = 0u64;
+            let mut started = false;
+            let (mut pos, mut cur_src) = (0u64, 0u64);
+            let mut send =
+                |c: Control, next: Option<&Control>, pos: &mut u64, cur_src: &mut u64| -> bool {
+                    let p = planner.control(&c, next, *pos, *cur_src);
+                    *cur_src = (*cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
+                    *pos += u64::from(c.add) + u64::from(c.lit);
+                    tx.send(Msg::Code(p, next.copied())).is_ok()
+                };
+            let mut segs = segments;
+            loop {
+                let seg = segs.next().transpose()?;
+                if let Some(sg) = seg {
+                    let len = sg.len();
+                    if let Segment::Add { len, old: o } = sg {
+                        if o.checked_add(len).is_none_or(|e| e > old.len() as u64) {
+                            return Err(
+                                EncodeError::BadSegments("segment beyond the source").into()
+                            );
+                        }
+                    }
+                    seen += len;
+                    if seen > new.len() as u64 {
+                        return Err(
+                            EncodeError::BadSegments("segments do not cover the target").into()
+                        );
+                    }
+                    if len == 0 {
+                        continue;
+                    }
+                    build.push(sg, &mut ready)?;
+                } else {
+                    if seen != new.len() as u64 {
+                        return Err(
+                            EncodeError::BadSegments("segments do not cover the target").into()
+                        );
+                    }
+                    build.finish(&mut ready)?;
+                }
+                // Send every control whose next control with source bytes is known (only the
+                // first control can lack source bytes); at the end, all.
+                let at_end = seg.is_none();
+                while let Some(&first) = ready.first() {
+                    // Only the first control can lack source bytes, so the next control
+                    // is the one the seek needs, and its differences join the stream next.
+                    let next = ready.get(1).copied();
+                    if next.is_none() && !at_end {
+                        break;
+                    }
+                    if !started {
+                        let with_src = if first.add > 0 { Some(first) } else { next };
+                        cur_src = with_src.map_or(0, |c| c.add_old);
+                        if tx.send(Msg::Begin(first, cur_src)).is_err() {
+                            return Ok(());
+                        }
+                        started = true;
+                    }
+                    ready.remove(0);
+                    if !send(first, next.as_ref(), &mut pos, &mut cur_src) {
+                        return Ok(());
+                    }
+                }
+                if at_end {
+                    return Ok(());
+                }
+            }
+        };
+        let produced = produce();
+        drop(tx);
+        let coded = coding
+            .join()
+            .unwrap_or(Err(EncodeError::BadSegments("encoder thread failed")));
+        produced?;
+        Ok(coded?)
+    })
+}
+
+/// What the planning thread sends the coding thread.
+enum Msg {
+    /// The block starts: its first control (its differences start the difference stream)
+    /// and where the source cursor starts.
+    Begin(Control, u64),
+    /// A planned control, and the next control (its differences join the block's difference
+    /// stream before this control is coded).
+    Code(Planned, Option<Control>),
+}
+
+/// Merges segments into controls the way [`push_merged`] and [`controls`] do.
+#[derive(Default)]
+struct ControlBuilder {
+    add: Option<(u64, u64)>,
+    lit: u64,
+}
+
+impl ControlBuilder {
+    fn push(&mut self, seg: Segment, out: &mut Vec<Control>) -> Result<(), EncodeError> {
+        match seg {
+            Segment::Lit { len } => self.lit += len,
+            Segment::Add { len, old } => match self.add {
+                Some((l, o)) if self.lit == 0 && o + l == old => self.add = Some((l + len, o)),
+                None if self.lit == 0 => self.add = Some((len, old)),
+                _ => {
+                    self.finish(out)?;
+                    self.add = Some((len, old));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Control>) -> Result<(), EncodeError> {
+        let too_big = || EncodeError::BadSegments("segment longer than a block");
+        if self.add.is_some() || self.lit > 0 {
+            let (add, add_old) = self.add.take().unwrap_or((0, 0));
+            out.push(Control {
+                add: u32::try_from(add).map_err(|_| too_big())?,
+                add_old,
+                lit: u32::try_from(self.lit).map_err(|_| too_big())?,
+            });
+            self.lit = 0;
+        }
+        Ok(())
+    }
 }
 
 fn split(seg: Segment, room: u64) -> (Segment, Option<Segment>) {
@@ -762,161 +975,244 @@ fn controls(block: &[Segment]) -> Result<Vec<Control>, EncodeError> {
     Ok(out)
 }
 
-struct BlockEnc<'a, 'b> {
-    old: &'a [u8],
-    new: &'a [u8],
-    params: Params,
-    stats: Option<&'b mut [f64; 4]>,
-    lz: &'b mut Lz<'a>,
-    src: &'b SrcIndex<'a>,
+/// A control with its literal region planned: what the coder needs.
+struct Planned {
+    add: u32,
+    add_old: u64,
+    lit: u32,
+    seek: i64,
+    items: Vec<Item>,
+    raw: bool,
 }
 
-impl BlockEnc<'_, '_> {
-    fn encode_block(
-        &mut self,
-        out: &mut Vec<u8>,
-        start: u64,
-        block: &[Segment],
-    ) -> Result<(), EncodeError> {
-        let (old, new, params) = (self.old, self.new, self.params);
-        let lz = &mut *self.lz;
-        let ctrls = controls(block)?;
-        // The block's difference stream, for matches inside it.
-        let mut dv = Vec::new();
-        {
-            let mut p = start as usize;
-            for c in &ctrls {
-                for i in 0..c.add as usize {
-                    dv.push(new[p + i].wrapping_sub(old[c.add_old as usize + i]));
-                }
-                p += (c.add + c.lit) as usize;
+/// Plans literal regions; keeps the last target-match distance and source offset of the
+/// block as the coder's model will have them.
+struct Planner<'a, 'b> {
+    new: &'a [u8],
+    lz: &'b mut Lz<'a>,
+    src: &'b SrcIndex<'a>,
+    rep0: u32,
+    last_soff: i64,
+}
+
+impl Planner<'_, '_> {
+    fn begin(&mut self) {
+        self.rep0 = 0;
+        self.last_soff = 0;
+    }
+
+    /// Plan control `c` starting at target `pos` with the source cursor at `cur_src`;
+    /// `next` is the next control with source bytes (for the seek).
+    fn control(&mut self, c: &Control, next: Option<&Control>, pos: u64, cur_src: u64) -> Planned {
+        let after_add = cur_src + u64::from(c.add);
+        let lit_start = (pos + u64::from(c.add)) as usize;
+        let st = ParseState {
+            rep0: self.rep0,
+            diag: after_add,
+            last_off: self.last_soff,
+            depth: CHAIN_DEPTH,
+        };
+        let items = plan(self.lz, self.src, lit_start, lit_start + c.lit as usize, st);
+        for it in &items {
+            match *it {
+                Item::Target(d, _) => self.rep0 = d,
+                Item::Source(off, _) => self.last_soff = off,
+                Item::Lit => {}
             }
         }
-        let mut dlz = DiffLz::new(&dv, params.window());
-        let mut j = 0usize;
-        let mut next_nz = 0usize;
-        let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
-        let mut rc = RangeEncoder::new();
-        if self.stats.is_some() {
-            rc.stats = Some([0.0; 4]);
+        let raw = raw_literals(&items, self.new, lit_start);
+        Planned {
+            add: c.add,
+            add_old: c.add_old,
+            lit: c.lit,
+            seek: next.map_or(0, |n| n.add_old as i64 - after_add as i64),
+            items,
+            raw,
         }
-        let mut model: Model<MAX_LIT_TABLES> = Model::new(params.lc, params.lp);
-        let mut cur_src = src_start;
-        let mut pos = start;
-        for (k, c) in ctrls.iter().enumerate() {
-            if c.add > 0 && c.add_old != cur_src {
-                return Err(EncodeError::BadSegments("source cursor out of step"));
-            }
-            let after_add = cur_src + u64::from(c.add);
-            let lit_start = (pos + u64::from(c.add)) as usize;
-            let lit_end = lit_start + c.lit as usize;
-            let st = ParseState {
-                rep0: model.tmatch.rep0,
-                diag: after_add,
-                last_off: model.last_soff,
-                depth: CHAIN_DEPTH,
+    }
+}
+
+/// Codes planned controls into a block.
+struct Coder<'a> {
+    old: &'a [u8],
+    new: &'a [u8],
+    rc: RangeEncoder,
+    model: Box<Model<MAX_LIT_TABLES>>,
+    params: Params,
+    want_stats: bool,
+    /// The block's difference stream so far (one control ahead of the coding).
+    dv: Vec<u8>,
+    /// Target position whose difference `dv` gets next.
+    dv_pos: u64,
+    dlz: DiffLz,
+    j: usize,
+    next_nz: usize,
+    pos: u64,
+    cur_src: u64,
+    src_start: u64,
+}
+
+impl<'a> Coder<'a> {
+    fn new(old: &'a [u8], new: &'a [u8], params: Params, want_stats: bool) -> Self {
+        Self {
+            old,
+            new,
+            rc: RangeEncoder::new(),
+            model: Box::new(Model::new(params.lc, params.lp)),
+            params,
+            want_stats,
+            dv: Vec::new(),
+            dv_pos: 0,
+            dlz: DiffLz::new(params.window()),
+            j: 0,
+            next_nz: 0,
+            pos: 0,
+            cur_src: 0,
+            src_start: 0,
+        }
+    }
+
+    /// Start a block at target `start` with the source cursor at `src_start`.
+    fn begin(&mut self, start: u64, src_start: u64) {
+        self.rc = RangeEncoder::new();
+        if self.want_stats {
+            self.rc.stats = Some([0.0; 4]);
+        }
+        self.model.reset(self.params.lc, self.params.lp);
+        self.dv.clear();
+        self.dv_pos = start;
+        self.dlz.reset();
+        self.j = 0;
+        self.next_nz = 0;
+        self.pos = start;
+        self.cur_src = src_start;
+        self.src_start = src_start;
+    }
+
+    /// Append control `c`'s differences to the block's difference stream (controls in
+    /// order, each once, before it or an earlier one is coded).
+    fn extend_diffs(&mut self, c: &Control) -> Result<(), EncodeError> {
+        let (p, o) = (self.dv_pos as usize, c.add_old as usize);
+        let (Some(t), Some(s)) = (
+            self.new.get(p..p + c.add as usize),
+            self.old.get(o..o + c.add as usize),
+        ) else {
+            return Err(EncodeError::BadSegments("segment beyond an image"));
+        };
+        self.dv
+            .extend(t.iter().zip(s).map(|(a, b)| a.wrapping_sub(*b)));
+        self.dv_pos += u64::from(c.add) + u64::from(c.lit);
+        Ok(())
+    }
+
+    fn code(&mut self, c: &Planned) -> Result<(), EncodeError> {
+        let (old, new) = (self.old, self.new);
+        if c.add > 0 && c.add_old != self.cur_src {
+            return Err(EncodeError::BadSegments("source cursor out of step"));
+        }
+        if self.j + c.add as usize > self.dv.len() {
+            return Err(EncodeError::BadSegments(
+                "control coded before its differences",
+            ));
+        }
+        let rc = &mut self.rc;
+        let model = &mut *self.model;
+        let dv = &self.dv;
+        let src_after = self.cur_src + u64::from(c.add);
+        rc.cat = 0;
+        model.add_len.encode(rc, c.add);
+        model.copy_len.encode(rc, c.lit);
+        model.encode_seek(rc, c.seek);
+        model.encode_region(rc, c.lit, c.raw);
+        let mut t = 0u32;
+        let matches = self.dlz.window > 0;
+        let (pos, cur_src) = (self.pos, self.cur_src);
+        while t < c.add {
+            let here = (pos + u64::from(t)) as usize;
+            let o = old[(cur_src + u64::from(t)) as usize];
+            let j = self.j;
+            let m = if matches && dv[j] != 0 {
+                self.dlz
+                    .find(dv, j, (c.add - t) as usize, model.dmatch.rep0)
+            } else {
+                None
             };
-            let items = plan(lz, self.src, lit_start, lit_end, st);
-            let src_after = after_add;
-            let next_old = ctrls
-                .get(k + 1..)
-                .and_then(|rest| rest.iter().find(|n| n.add > 0))
-                .map(|n| n.add_old);
-            let seek = match next_old {
-                Some(o) => o as i64 - src_after as i64,
-                None => 0,
-            };
-            rc.cat = 0;
-            model.add_len.encode(&mut rc, c.add);
-            model.copy_len.encode(&mut rc, c.lit);
-            model.encode_seek(&mut rc, seek);
-            model.encode_region(&mut rc, c.lit, raw_literals(&items, new, lit_start));
-            let mut t = 0u32;
-            let matches = dlz.window > 0;
-            while t < c.add {
-                let here = (pos + u64::from(t)) as usize;
-                let o = old[(cur_src + u64::from(t)) as usize];
-                let m = if matches && dv[j] != 0 {
-                    dlz.find(j, (c.add - t) as usize, model.dmatch.rep0)
-                } else {
-                    None
-                };
-                let left = c.add - t;
-                if let Some((dist, len)) = m {
-                    model.encode_diff(&mut rc, here as u64, o, new[here], true, true, left, false);
-                    {
-                        model.encode_diff_match(&mut rc, dist, len);
-                        for q in 0..len as usize {
-                            let at = (pos + u64::from(t)) as usize + q;
-                            model.copied_diff(dv[j + q], new[at]);
-                        }
-                        t += len;
-                        j += len as usize;
-                        continue;
-                    }
+            let left = c.add - t;
+            if let Some((dist, len)) = m {
+                model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
+                model.encode_diff_match(rc, dist, len);
+                for q in 0..len as usize {
+                    model.copied_diff(dv[j + q], new[here + q]);
                 }
-                // The next non-zero difference at or after `j` (moves forward only).
-                next_nz = next_nz.max(j);
-                while dv.get(next_nz).is_some_and(|&d| d == 0) {
-                    next_nz += 1;
-                }
-                let zero_ahead = left >= RUN_GROUP && next_nz >= j + RUN_GROUP as usize;
-                model.encode_diff(
-                    &mut rc,
-                    here as u64,
-                    o,
-                    new[here],
-                    matches,
-                    false,
-                    left,
-                    zero_ahead,
-                );
-                t += 1;
-                j += 1;
-                // An accepted all-zero group: its other positions cost nothing.
-                let k = model.run_pending();
-                if k > 0 {
-                    let from = (cur_src + u64::from(t)) as usize;
-                    model.skip_run(&old[from..from + k]);
-                    t += k as u32;
-                    j += k;
-                }
+                t += len;
+                self.j += len as usize;
+                continue;
             }
-            pos += u64::from(c.add);
-            let mut i = lit_start;
-            rc.cat = 3;
-            for item in items {
-                match item {
-                    Item::Lit => {
-                        model.encode_is_match(&mut rc, false);
-                        model.encode_lit(&mut rc, i as u64, new[i]);
-                    }
-                    Item::Target(d, l) => {
-                        model.encode_is_match(&mut rc, true);
-                        model.encode_match(&mut rc, d, l);
-                        model.after_match(&new[i..i + l as usize]);
-                    }
-                    Item::Source(off, l) => {
-                        model.encode_is_match(&mut rc, true);
-                        model.encode_source_match(&mut rc, off, l);
-                        model.after_match(&new[i..i + l as usize]);
-                    }
-                }
-                i += item.len();
+            // The next non-zero difference at or after `j` (moves forward only).
+            self.next_nz = self.next_nz.max(j);
+            while dv.get(self.next_nz).is_some_and(|&d| d == 0) {
+                self.next_nz += 1;
             }
-            pos += u64::from(c.lit);
-            cur_src = (src_after as i64 + seek) as u64;
+            let zero_ahead = left >= RUN_GROUP && self.next_nz >= j + RUN_GROUP as usize;
+            model.encode_diff(
+                rc,
+                here as u64,
+                o,
+                new[here],
+                matches,
+                false,
+                left,
+                zero_ahead,
+            );
+            t += 1;
+            self.j += 1;
+            // An accepted all-zero group: its other positions cost nothing.
+            let k = model.run_pending();
+            if k > 0 {
+                let from = (cur_src + u64::from(t)) as usize;
+                model.skip_run(&old[from..from + k]);
+                t += k as u32;
+                self.j += k;
+            }
         }
-        if let (Some(dst), Some(src)) = (self.stats.as_deref_mut(), rc.stats) {
+        let mut i = (pos + u64::from(c.add)) as usize;
+        rc.cat = 3;
+        for item in &c.items {
+            match *item {
+                Item::Lit => {
+                    model.encode_is_match(rc, false);
+                    model.encode_lit(rc, i as u64, new[i]);
+                }
+                Item::Target(d, l) => {
+                    model.encode_is_match(rc, true);
+                    model.encode_match(rc, d, l);
+                    model.after_match(&new[i..i + l as usize]);
+                }
+                Item::Source(off, l) => {
+                    model.encode_is_match(rc, true);
+                    model.encode_source_match(rc, off, l);
+                    model.after_match(&new[i..i + l as usize]);
+                }
+            }
+            i += item.len();
+        }
+        self.pos = pos + u64::from(c.add) + u64::from(c.lit);
+        self.cur_src = (src_after as i64 + c.seek) as u64;
+        Ok(())
+    }
+
+    /// Finish the block: its header and bytes go to `out`, its bit counts to `stats`.
+    fn end(&mut self, out: &mut Vec<u8>, stats: Option<&mut [f64; 4]>) -> Result<(), EncodeError> {
+        if let (Some(dst), Some(src)) = (stats, self.rc.stats) {
             for (d, s) in dst.iter_mut().zip(src) {
                 *d += s;
             }
         }
-        let bytes = rc.finish();
+        let bytes = std::mem::replace(&mut self.rc, RangeEncoder::new()).finish();
         let len =
             u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;
         out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(src_start as u32).to_le_bytes());
+        out.extend_from_slice(&(self.src_start as u32).to_le_bytes());
         out.extend_from_slice(&bytes);
         Ok(())
     }
@@ -927,6 +1223,94 @@ impl BlockEnc<'_, '_> {
 mod tests {
     use super::*;
     use crate::testkit;
+
+    /// The streamed one-block coder (planning on this thread, coding on another, segments
+    /// taken as they come) gives the bytes of the two-step coder.
+    #[test]
+    fn streamed_gives_the_same_bytes() {
+        let base = testkit::firmware(3, 60_000);
+        let mut lit_first = vec![0xA5u8; 300];
+        lit_first.extend_from_slice(&testkit::evolve(&base, 5));
+        let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (base.clone(), testkit::evolve(&base, 4)),
+            (base.clone(), lit_first),
+            (base.clone(), base.clone()),
+            (base.clone(), base[..5].to_vec()),
+            (base[..100].to_vec(), testkit::firmware(9, 20_000)),
+        ];
+        for (k, (old, new)) in cases.iter().enumerate() {
+            for params in [Params::BEST, Params::SMALL] {
+                if new.len() as u64 > params.block_size() {
+                    continue;
+                }
+                let segs = crate::diff::find_segments(old, new).unwrap();
+                let want = encode(old, new, &segs, params).unwrap();
+                let index = SourceIndex::new(old);
+                let got = encode_streamed::<EncodeError, _>(
+                    old,
+                    new,
+                    params,
+                    &index,
+                    segs.iter().map(|s| Ok(*s)),
+                )
+                .unwrap();
+                assert!(want == got, "case {k}");
+            }
+        }
+    }
+
+    /// Bad segment streams end the streamed coder with an error, never a panic or a hang.
+    #[test]
+    fn streamed_refuses_bad_segments() {
+        let old = testkit::firmware(3, 20_000);
+        let new = testkit::evolve(&old, 4);
+        let index = SourceIndex::new(&old);
+        let run = |segs: Vec<Result<Segment, EncodeError>>| {
+            encode_streamed::<EncodeError, _>(&old, &new, Params::BEST, &index, segs.into_iter())
+        };
+        let n = new.len() as u64;
+        // Too short, too long, beyond the source.
+        assert!(run(vec![Ok(Segment::Lit { len: n - 1 })]).is_err());
+        assert!(run(vec![
+            Ok(Segment::Lit { len: n }),
+            Ok(Segment::Lit { len: 1 })
+        ])
+        .is_err());
+        let beyond = Segment::Add {
+            len: 100,
+            old: old.len() as u64 - 50,
+        };
+        assert!(run(vec![Ok(beyond), Ok(Segment::Lit { len: n - 100 })]).is_err());
+        // An error from the segment source is the result.
+        let e = run(vec![
+            Ok(Segment::Lit { len: 10 }),
+            Err(EncodeError::BadSegments("from the matcher")),
+        ]);
+        assert_eq!(e, Err(EncodeError::BadSegments("from the matcher")));
+        // Another image's index, or a target over one block.
+        let other = SourceIndex::new(&new);
+        let segs = [Ok(Segment::Lit { len: n })];
+        assert!(encode_streamed::<EncodeError, _>(
+            &old,
+            &new,
+            Params::BEST,
+            &other,
+            segs.into_iter()
+        )
+        .is_err());
+        let big = vec![0u8; 70_000];
+        let segs = [Ok(Segment::Lit { len: 70_000 })];
+        assert!(encode_streamed::<EncodeError, _>(
+            &old,
+            &big,
+            Params::SMALL,
+            &index,
+            segs.into_iter()
+        )
+        .is_err());
+        // And a good stream works.
+        assert!(run(vec![Ok(Segment::Lit { len: n })]).is_ok());
+    }
 
     /// Coding block groups on threads gives the bytes of coding them in order, for any
     /// number of threads (including more than blocks), and the stats add up the same.

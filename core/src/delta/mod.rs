@@ -31,6 +31,7 @@ pub(crate) mod model;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
+pub(crate) use encode::encode_streamed;
 pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
