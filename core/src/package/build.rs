@@ -147,20 +147,31 @@ pub fn build_package(
         put_str(&mut m, &c.to_version, 1, MAX_NAME_LEN, "to version")?;
         put_varint(&mut m, u64::from(c.security_counter));
         put_varint(&mut m, c.load_address);
-        let (kind, payload) = match &c.old {
-            Some(old) => (PayloadKind::Delta, make_delta(old, &c.new, c.params)?),
-            None => (PayloadKind::Full, make_delta(&[], &c.new, c.params)?),
+        // The images are hashed on another thread while the delta is made (its suffix
+        // sorting runs on one core).
+        let (delta, hashes) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| (c.old.as_deref().map(sha2_digest), sha2_digest(&c.new)));
+            let d = make_delta(c.old.as_deref().unwrap_or(&[]), &c.new, c.params);
+            (d, h.join())
+        });
+        let (old_hash, new_hash) =
+            hashes.map_err(|_| BuildError::Invalid("hashing the images failed".into()))?;
+        let kind = if c.old.is_some() {
+            PayloadKind::Delta
+        } else {
+            PayloadKind::Full
         };
+        let payload = delta?;
         m.push(kind as u8 | ((Codec::Bsd2 as u8) << 1));
         let u32_of = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| BuildError::Invalid(format!("{what} over 4 GiB")))
         };
-        if let Some(old) = &c.old {
+        if let (Some(old), Some(h)) = (&c.old, old_hash) {
             put_varint(&mut m, u64::from(u32_of(old.len() as u64, "old image")?));
-            m.extend_from_slice(&sha2_digest(old)[..SOURCE_HASH_LEN]);
+            m.extend_from_slice(&h[..SOURCE_HASH_LEN]);
         }
         put_varint(&mut m, u64::from(u32_of(c.new.len() as u64, "new image")?));
-        m.extend_from_slice(&sha2_digest(&c.new));
+        m.extend_from_slice(&new_hash);
         u32_of(payloads.len() as u64 + payload.len() as u64, "payload area")?;
         put_varint(&mut m, payload.len() as u64);
         m.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
