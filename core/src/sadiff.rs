@@ -208,13 +208,22 @@ pub(crate) struct Index<'s> {
     /// Right bounds of the buckets, laid out as in `suffix_array`:
     /// `[$; (0, $), (0, 0) .. (0, 255); ..; (255, $), (255, 0) .. (255, 255)]`.
     bkt: Vec<u32>,
-    /// For large sources, where each 3-byte prefix's suffixes start (index `c0 c1 c2` as a
-    /// 24-bit number, one more entry at the end): 8 fewer probes per search.
-    bkt3: Vec<u32>,
+    /// Every `SAMPLE`-th suffix of the array as (its first 8 bytes big-endian, its offset):
+    /// a search first narrows to `SAMPLE` suffixes on these, which mostly decides each
+    /// comparison without reading the source (one cache miss per probe instead of two).
+    /// Built once `LAZY_SAMPLES` searches have been made (sources that need few searches,
+    /// such as mostly-padding images, never pay for it).
+    samples: std::sync::OnceLock<Vec<(u64, u32)>>,
+    /// Searches made so far (until the samples exist).
+    searches: std::sync::atomic::AtomicUsize,
+    /// Searches before the samples are built (`usize::MAX`: never).
+    lazy_after: usize,
 }
 
-/// Sources this long get the 3-byte bucket table (64 MiB).
-const BKT3_ABOVE: Option<usize> = None;
+/// Sampling step of [`Index::samples`] (16 bytes per 32 source bytes).
+const SAMPLE: usize = 32;
+/// See [`Index::samples`].
+const LAZY_SAMPLES: usize = 1 << 20;
 
 impl std::fmt::Debug for Index<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,10 +233,11 @@ impl std::fmt::Debug for Index<'_> {
 
 impl<'s> Index<'s> {
     pub(crate) fn new(s: &'s [u8]) -> Self {
-        Self::build(s, BKT3_ABOVE.is_some_and(|a| s.len() > a))
+        Self::build(s, LAZY_SAMPLES)
     }
 
-    fn build(s: &'s [u8], with_bkt3: bool) -> Self {
+    /// The index; the samples are built after `lazy_after` searches.
+    fn build(s: &'s [u8], lazy_after: usize) -> Self {
         let (s, sa) = SuffixArray::new(s).into_parts();
         let mut bkt = vec![0u32; 256 * 257 + 1];
         bkt[0] = 1;
@@ -242,8 +252,39 @@ impl<'s> Index<'s> {
             sum += *p;
             *p = sum;
         }
-        let bkt3 = if with_bkt3 { bucket3(s) } else { Vec::new() };
-        Self { s, sa, bkt, bkt3 }
+        Self {
+            s,
+            sa,
+            bkt,
+            samples: std::sync::OnceLock::new(),
+            searches: std::sync::atomic::AtomicUsize::new(0),
+            lazy_after,
+        }
+    }
+
+    /// The samples, if built or due (then built now, on all cores).
+    fn samples(&self) -> Option<&[(u64, u32)]> {
+        if let Some(v) = self.samples.get() {
+            return Some(v);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.lazy_after == usize::MAX || self.searches.fetch_add(1, Relaxed) < self.lazy_after {
+            return None;
+        }
+        Some(self.samples.get_or_init(|| {
+            // Reading the source at every sampled suffix is a cache miss each: on all
+            // cores, in place.
+            let (s, sa) = (self.s, &self.sa);
+            let mut v = vec![(0u64, 0u32); sa.len().div_ceil(SAMPLE)];
+            v.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
+                for (k, o) in out.iter_mut().enumerate() {
+                    if let Some(&p) = sa.get((c * 4096 + k) * SAMPLE) {
+                        *o = (key8(s, p as usize), p);
+                    }
+                }
+            });
+            v
+        }))
     }
 
     /// Range of the suffixes that start with `pat[0]` (`top`) or `pat[0..2]`.
@@ -266,26 +307,6 @@ impl<'s> Index<'s> {
     /// (`len(s)..len(s)` when not even its first byte occurs).
     pub(crate) fn search_lcp(&self, pat: &[u8]) -> Range<usize> {
         let s = self.s;
-        if let ([c0, c1, c2, ..], false) = (pat, self.bkt3.is_empty()) {
-            let k = (usize::from(*c0) << 16) | (usize::from(*c1) << 8) | usize::from(*c2);
-            if let (Some(&a), Some(&b)) = (self.bkt3.get(k), self.bkt3.get(k + 1)) {
-                let (a, b) = (a as usize, b as usize);
-                // The suffixes of length 1 and 2 sort between buckets: `b` may count them.
-                let end = (a..b)
-                    .rev()
-                    .find(|&e| self.sa.get(e).is_some_and(|&p| s.len() - p as usize >= 3))
-                    .map_or(a, |e| e + 1);
-                if end > a {
-                    let probe = Probe {
-                        lo: a,
-                        hi: end,
-                        llcp: 3,
-                        rlcp: 3,
-                    };
-                    return self.finish(pat, probe, a..end);
-                }
-            }
-        }
         let bucket = self.bucket(pat, false);
         if bucket.is_empty() {
             let top = self.bucket(pat, true);
@@ -296,13 +317,64 @@ impl<'s> Index<'s> {
         }
         // Every suffix in the bucket shares its first `known` bytes with the pattern.
         let known = pat.len().min(2);
-        let probe = Probe {
+        let mut probe = Probe {
             lo: bucket.start,
             hi: bucket.end,
             llcp: known,
             rlcp: known,
         };
+        if pat.len() < 8 || bucket.len() <= 2 * SAMPLE {
+            return self.finish(pat, probe, bucket);
+        }
+        if let Some(samples) = self.samples() {
+            match self.narrow(samples, pat, probe) {
+                Ok(p) => probe = p,
+                Err(start) => return start..s.len(),
+            }
+        }
         self.finish(pat, probe, bucket)
+    }
+
+    /// Narrow `p` with the samples inside it to at most `SAMPLE` suffixes (same bounds
+    /// rules as [`Self::finish`]); `Err(offset)`: the suffix at `offset` equals `pat`.
+    fn narrow(&self, samples: &[(u64, u32)], pat: &[u8], mut p: Probe) -> Result<Probe, usize> {
+        let key = key8(pat, 0);
+        // Sample ids whose suffix lies inside `p`.
+        let (mut a, mut b) = (p.lo.div_ceil(SAMPLE), p.hi.div_ceil(SAMPLE));
+        while a < b {
+            let id = a + (b - a) / 2;
+            let Some(&(k, pos)) = samples.get(id) else {
+                break;
+            };
+            let at = id * SAMPLE;
+            let pos = pos as usize;
+            let cmp = if pos + 8 <= self.s.len() && k != key {
+                // Both have 8 real bytes: the first differing byte decides.
+                let l = ((k ^ key).leading_zeros() / 8) as usize;
+                if k < key {
+                    Cmp::Less(l)
+                } else {
+                    Cmp::Greater(l)
+                }
+            } else if pos + 8 <= self.s.len() {
+                // The same first 8 bytes: compare on from there.
+                self.compare(pat, at, 8)
+            } else {
+                self.compare(pat, at, p.llcp.min(p.rlcp))
+            };
+            match cmp {
+                Cmp::Equal => return Err(pos),
+                Cmp::Less(l) => {
+                    (p.lo, p.llcp) = (at + 1, l);
+                    a = id + 1;
+                }
+                Cmp::Greater(g) => {
+                    (p.hi, p.rlcp) = (at, g);
+                    b = id;
+                }
+            }
+        }
+        Ok(p)
     }
 
     /// Compare the suffix at array index `k` with `pat`, both known equal for `from` bytes.
@@ -367,37 +439,14 @@ enum Cmp {
     Greater(usize),
 }
 
-/// Start of each 3-byte prefix's suffixes in the suffix array of `s` (2^24 + 1 entries):
-/// the empty suffix sorts first, and a suffix of 1 or 2 bytes sorts before every longer
-/// suffix it is a prefix of, so it is counted before the buckets from its prefix on.
-fn bucket3(s: &[u8]) -> Vec<u32> {
-    let key = |w: &[u8]| (usize::from(w[0]) << 16) | (usize::from(w[1]) << 8) | usize::from(w[2]);
-    let mut start = vec![0u32; (1 << 24) + 1];
-    for w in s.windows(3) {
-        start[key(w) + 1] += 1;
+/// The 8 bytes of `s` from `at` as a big-endian number (zeros past the end).
+fn key8(s: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(t) = s.get(at..) {
+        let n = t.len().min(8);
+        b[..n].copy_from_slice(&t[..n]);
     }
-    // Short suffixes: bump the counts where their sort place begins.
-    let n = s.len();
-    let short = [
-        s.get(n.saturating_sub(2)..).filter(|t| t.len() == 2),
-        s.get(n.saturating_sub(1)..).filter(|t| t.len() == 1),
-    ];
-    for t in short.into_iter().flatten() {
-        let from = match t {
-            [a, b] => (usize::from(*a) << 16) | (usize::from(*b) << 8),
-            [a] => usize::from(*a) << 16,
-            _ => continue,
-        };
-        start[from] += 1;
-    }
-    // The empty suffix first, then running sums.
-    start[0] += 1;
-    let mut sum = 0;
-    for v in start.iter_mut() {
-        sum += *v;
-        *v = sum;
-    }
-    start
+    u64::from_be_bytes(b)
 }
 
 /// How many positions hold equal bytes in `a` and `b` (over the shorter length).
@@ -530,8 +579,8 @@ mod tests {
             let t = sample(2000, seed + 100, alphabet);
             let mut theirs = SuffixArray::new(&s);
             theirs.enable_buckets();
-            for bkt3 in [false, true] {
-                let ours = Index::build(&s, bkt3);
+            for lazy in [usize::MAX, 0, 100] {
+                let ours = Index::build(&s, lazy);
                 for j in 0..t.len() {
                     assert_eq!(
                         ours.search_lcp(&t[j..]),
@@ -546,7 +595,7 @@ mod tests {
                 }
             }
         }
-        // Short suffixes at bucket edges, with and without the 3-byte table.
+        // Short suffixes at bucket edges, with and without the samples.
         for s in [
             &[5u8, 5, 5, 5][..],
             &[1, 2, 3, 1, 2],
@@ -556,8 +605,8 @@ mod tests {
         ] {
             let mut theirs = SuffixArray::new(s);
             theirs.enable_buckets();
-            for bkt3 in [false, true] {
-                let ours = Index::build(s, bkt3);
+            for lazy in [usize::MAX, 0] {
+                let ours = Index::build(s, lazy);
                 let pats: [&[u8]; 11] = [
                     &[5],
                     &[6],
