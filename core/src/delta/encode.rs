@@ -565,6 +565,18 @@ pub fn encode_with_stats(
     Ok((out, st))
 }
 
+/// The stream header for coding `new` against `old`, if the format can hold them.
+fn stream_header(old: &[u8], new: &[u8], params: Params) -> Result<StreamHeader, EncodeError> {
+    params.validate()?;
+    Ok(StreamHeader {
+        params,
+        target_size: u32::try_from(new.len())
+            .map_err(|_| EncodeError::TooLarge(new.len() as u64))?,
+        source_size: u32::try_from(old.len())
+            .map_err(|_| EncodeError::TooLarge(old.len() as u64))?,
+    })
+}
+
 /// Threads to code blocks on: one per core.
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -579,27 +591,21 @@ fn encode_inner(
     index: Option<&SrcIndex<'_>>,
     threads: usize,
 ) -> Result<Vec<u8>, EncodeError> {
-    params.validate()?;
-    let target_size =
-        u32::try_from(new.len()).map_err(|_| EncodeError::TooLarge(new.len() as u64))?;
-    let source_size =
-        u32::try_from(old.len()).map_err(|_| EncodeError::TooLarge(old.len() as u64))?;
-    let total: u64 = segments.iter().map(Segment::len).sum();
-    if total != new.len() as u64 {
+    let header = stream_header(old, new, params)?;
+    let total = segments
+        .iter()
+        .try_fold(0u64, |t, s| t.checked_add(s.len()))
+        .filter(|&t| t == new.len() as u64);
+    if total.is_none() {
         return Err(EncodeError::BadSegments("segments do not cover the target"));
     }
     for s in segments {
         if let Segment::Add { len, old: o } = *s {
-            if o + len > old.len() as u64 {
+            if o.checked_add(len).is_none_or(|e| e > old.len() as u64) {
                 return Err(EncodeError::BadSegments("segment beyond the source"));
             }
         }
     }
-    let header = StreamHeader {
-        params,
-        target_size,
-        source_size,
-    };
     let built;
     let src = match index {
         Some(i) => i,
@@ -693,13 +699,7 @@ fn encode_group(
     if let Some(b) = blocks.first() {
         lz.insert_upto(b.start as usize);
     }
-    let mut planner = Planner {
-        new,
-        lz: &mut lz,
-        src,
-        rep0: 0,
-        last_soff: 0,
-    };
+    let mut planner = Planner::new(new, &mut lz, src);
     let mut coder = Coder::new(old, new, params, want_stats);
     let mut st = [0.0; 4];
     let mut out = Vec::new();
@@ -742,11 +742,7 @@ where
     E: From<EncodeError> + Send,
     I: Iterator<Item = Result<Segment, E>>,
 {
-    params.validate().map_err(EncodeError::from)?;
-    let target_size =
-        u32::try_from(new.len()).map_err(|_| EncodeError::TooLarge(new.len() as u64))?;
-    let source_size =
-        u32::try_from(old.len()).map_err(|_| EncodeError::TooLarge(old.len() as u64))?;
+    let header = stream_header(old, new, params)?;
     if new.len() as u64 > params.block_size() || new.is_empty() {
         return Err(EncodeError::BadSegments("streamed coding takes one block").into());
     }
@@ -754,19 +750,8 @@ where
     if src.sa.s.as_ptr() != old.as_ptr() || src.sa.s.len() != old.len() {
         return Err(EncodeError::BadSegments("source index of another image").into());
     }
-    let header = StreamHeader {
-        params,
-        target_size,
-        source_size,
-    };
     let mut lz = Lz::new(new);
-    let mut planner = Planner {
-        new,
-        lz: &mut lz,
-        src,
-        rep0: 0,
-        last_soff: 0,
-    };
+    let mut planner = Planner::new(new, &mut lz, src);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
     std::thread::scope(|sc| {
         let coding = sc.spawn(move || -> Result<Vec<u8>, EncodeError> {
@@ -995,7 +980,18 @@ struct Planner<'a, 'b> {
     last_soff: i64,
 }
 
-impl Planner<'_, '_> {
+impl<'a, 'b> Planner<'a, 'b> {
+    fn new(new: &'a [u8], lz: &'b mut Lz<'a>, src: &'b SrcIndex<'a>) -> Self {
+        Self {
+            new,
+            lz,
+            src,
+            rep0: 0,
+            last_soff: 0,
+        }
+    }
+
+    /// A block starts: the model's distances start over.
     fn begin(&mut self) {
         self.rep0 = 0;
         self.last_soff = 0;

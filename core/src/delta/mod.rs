@@ -32,6 +32,7 @@ pub(crate) mod model;
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
 pub(crate) use encode::encode_streamed;
+#[cfg(feature = "std")]
 pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
