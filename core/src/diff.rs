@@ -50,7 +50,9 @@ struct SegmentStream<'a, I> {
     new: &'a [u8],
     old_pos: i64,
     new_pos: u64,
-    buf: std::collections::VecDeque<Segment>,
+    /// This step's refined segments, handed out from `next` on (refilled when drained).
+    buf: Vec<Segment>,
+    next: usize,
     done: bool,
 }
 
@@ -62,7 +64,8 @@ impl<'a, I: Iterator<Item = crate::sadiff::Control>> SegmentStream<'a, I> {
             new,
             old_pos: 0,
             new_pos: 0,
-            buf: std::collections::VecDeque::new(),
+            buf: Vec::new(),
+            next: 0,
             done: false,
         }
     }
@@ -73,9 +76,12 @@ impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, 
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(s) = self.buf.pop_front() {
+            if let Some(&s) = self.buf.get(self.next) {
+                self.next += 1;
                 return Some(Ok(s));
             }
+            self.buf.clear();
+            self.next = 0;
             if self.done {
                 return None;
             }
@@ -102,19 +108,17 @@ impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, 
                     self.done = true;
                     return Some(Err(DiffError::Controls("match outside the source")));
                 }
-                let mut pieces = Vec::new();
                 refine_add(
                     self.old,
                     self.new,
                     add,
                     self.old_pos as u64,
                     self.new_pos,
-                    &mut pieces,
+                    &mut self.buf,
                 );
-                self.buf.extend(pieces);
             }
             if copy > 0 {
-                self.buf.push_back(Segment::Lit { len: copy });
+                self.buf.push(Segment::Lit { len: copy });
             }
             self.old_pos = self.old_pos.wrapping_add(add as i64).wrapping_add(c.seek);
             self.new_pos += add + copy;

@@ -27,6 +27,18 @@ impl Segment {
             Segment::Add { len, .. } | Segment::Lit { len } => len,
         }
     }
+
+    /// Refuse source bytes beyond `old`.
+    fn check_source(&self, old: &[u8]) -> Result<(), EncodeError> {
+        match *self {
+            Segment::Add { len, old: o }
+                if o.checked_add(len).is_none_or(|e| e > old.len() as u64) =>
+            {
+                Err(EncodeError::BadSegments("segment beyond the source"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Why a stream could not be encoded.
@@ -280,7 +292,7 @@ impl DiffLz {
 /// regions ([`encode_indexed`]) both use it.
 #[derive(Debug)]
 pub struct SourceIndex<'a> {
-    inner: SrcIndex<'a>,
+    sa: crate::sadiff::Index<'a>,
 }
 
 impl<'a> SourceIndex<'a> {
@@ -288,28 +300,27 @@ impl<'a> SourceIndex<'a> {
     /// every caller before this).
     pub fn new(old: &'a [u8]) -> Self {
         Self {
-            inner: SrcIndex {
-                sa: crate::sadiff::Index::new(old),
-            },
+            sa: crate::sadiff::Index::new(old),
         }
     }
 
     /// The indexed source.
     pub fn source(&self) -> &'a [u8] {
-        self.inner.sa.s
+        self.sa.s
     }
 
     pub(crate) fn suffixes(&self) -> &crate::sadiff::Index<'a> {
-        &self.inner.sa
+        &self.sa
     }
-}
 
-#[derive(Debug)]
-struct SrcIndex<'a> {
-    sa: crate::sadiff::Index<'a>,
-}
+    /// Refuse an index of another image than `old`.
+    fn check_source(&self, old: &[u8]) -> Result<(), EncodeError> {
+        if self.sa.s.as_ptr() != old.as_ptr() || self.sa.s.len() != old.len() {
+            return Err(EncodeError::BadSegments("source index of another image"));
+        }
+        Ok(())
+    }
 
-impl SrcIndex<'_> {
     /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`: the longest match
     /// anywhere in the source, or one on the cursor's diagonal or at the last offset.
     fn find(
@@ -427,7 +438,7 @@ struct ParseState {
 type Found = Option<(Item, i64)>;
 
 /// The best item at `i` (target history or source), with its score in bits saved.
-fn best_at(lz: &mut Lz<'_>, src: &SrcIndex<'_>, i: usize, end: usize, st: ParseState) -> Found {
+fn best_at(lz: &mut Lz<'_>, src: &SourceIndex<'_>, i: usize, end: usize, st: ParseState) -> Found {
     let t = lz
         .find(i, end - i, st.rep0, st.depth)
         .map(|(d, l, sc)| (Item::Target(d, l), sc));
@@ -445,7 +456,7 @@ fn best_at(lz: &mut Lz<'_>, src: &SrcIndex<'_>, i: usize, end: usize, st: ParseS
 /// source cursor at `start`.
 fn plan(
     lz: &mut Lz<'_>,
-    src: &SrcIndex<'_>,
+    src: &SourceIndex<'_>,
     start: usize,
     end: usize,
     mut st: ParseState,
@@ -537,19 +548,8 @@ pub fn encode_indexed(
     params: Params,
     index: &SourceIndex<'_>,
 ) -> Result<Vec<u8>, EncodeError> {
-    let src = index.source();
-    if src.as_ptr() != old.as_ptr() || src.len() != old.len() {
-        return Err(EncodeError::BadSegments("source index of another image"));
-    }
-    encode_inner(
-        old,
-        new,
-        segments,
-        params,
-        None,
-        Some(&index.inner),
-        threads(),
-    )
+    index.check_source(old)?;
+    encode_inner(old, new, segments, params, None, Some(index), threads())
 }
 
 /// [`encode`], also returning the coded bits spent on controls, difference flags,
@@ -588,7 +588,7 @@ fn encode_inner(
     segments: &[Segment],
     params: Params,
     mut stats: Option<&mut [f64; 4]>,
-    index: Option<&SrcIndex<'_>>,
+    index: Option<&SourceIndex<'_>>,
     threads: usize,
 ) -> Result<Vec<u8>, EncodeError> {
     let header = stream_header(old, new, params)?;
@@ -600,18 +600,14 @@ fn encode_inner(
         return Err(EncodeError::BadSegments("segments do not cover the target"));
     }
     for s in segments {
-        if let Segment::Add { len, old: o } = *s {
-            if o.checked_add(len).is_none_or(|e| e > old.len() as u64) {
-                return Err(EncodeError::BadSegments("segment beyond the source"));
-            }
-        }
+        s.check_source(old)?;
     }
     let built;
     let src = match index {
         Some(i) => i,
         None => {
             built = SourceIndex::new(old);
-            &built.inner
+            &built
         }
     };
     let blocks = cut_blocks(segments, new.len() as u64, params.block_size())?;
@@ -654,13 +650,13 @@ fn encode_inner(
 /// A group's coded blocks and the bits spent per category.
 type Coded = (Vec<u8>, [f64; 4]);
 
-/// One block to code: its first target position and its segments.
+/// One block to code: its first target position and its controls.
 struct Block {
     start: u64,
-    segs: Vec<Segment>,
+    ctrls: Vec<Control>,
 }
 
-/// Cut `segments` at block boundaries (merging neighbours that continue each other).
+/// Cut `segments` at block boundaries into each block's controls.
 fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, EncodeError> {
     let mut blocks = Vec::new();
     let mut seg_iter = segments.iter().copied().filter(|s| s.len() > 0);
@@ -668,7 +664,8 @@ fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, Enc
     let mut pos = 0u64;
     while pos < len {
         let end = (pos + bs).min(len);
-        let mut segs: Vec<Segment> = Vec::new();
+        let mut build = ControlBuilder::default();
+        let mut ctrls = Vec::new();
         let mut at = pos;
         while at < end {
             let Some(seg) = pending.take().or_else(|| seg_iter.next()) else {
@@ -676,10 +673,11 @@ fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, Enc
             };
             let (head, tail) = split(seg, end - at);
             at += head.len();
-            push_merged(&mut segs, head);
+            build.push(head, &mut ctrls)?;
             pending = tail;
         }
-        blocks.push(Block { start: pos, segs });
+        build.finish(&mut ctrls)?;
+        blocks.push(Block { start: pos, ctrls });
         pos = end;
     }
     Ok(blocks)
@@ -691,7 +689,7 @@ fn encode_group(
     old: &[u8],
     new: &[u8],
     params: Params,
-    src: &SrcIndex<'_>,
+    src: &SourceIndex<'_>,
     blocks: &[Block],
     want_stats: bool,
 ) -> Result<Coded, EncodeError> {
@@ -704,11 +702,11 @@ fn encode_group(
     let mut st = [0.0; 4];
     let mut out = Vec::new();
     for b in blocks {
-        let ctrls = controls(&b.segs)?;
+        let ctrls = &b.ctrls;
         let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
         planner.begin();
         coder.begin(b.start, src_start);
-        for c in &ctrls {
+        for c in ctrls {
             coder.extend_diffs(c)?;
         }
         let mut cur_src = src_start;
@@ -746,10 +744,8 @@ where
     if new.len() as u64 > params.block_size() || new.is_empty() {
         return Err(EncodeError::BadSegments("streamed coding takes one block").into());
     }
-    let src = &index.inner;
-    if src.sa.s.as_ptr() != old.as_ptr() || src.sa.s.len() != old.len() {
-        return Err(EncodeError::BadSegments("source index of another image").into());
-    }
+    index.check_source(old)?;
+    let src = index;
     let mut lz = Lz::new(new);
     let mut planner = Planner::new(new, &mut lz, src);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
@@ -774,8 +770,8 @@ where
             coder.end(&mut out, None)?;
             Ok(out)
         });
-        // Segments -> controls (merged as `cut_blocks` + `controls` do), each sent once the
-        // next control (whose source offset its seek needs) is known.
+        // Segments -> controls (as `cut_blocks` makes them), each sent once the next control
+        // (whose source offset its seek needs) is known.
         let produce = || -> Result<(), E> {
             let mut build = ControlBuilder::default();
             let mut ready: Vec<Control> = Vec::new();
@@ -794,13 +790,7 @@ where
                 let seg = segs.next().transpose()?;
                 if let Some(sg) = seg {
                     let len = sg.len();
-                    if let Segment::Add { len, old: o } = sg {
-                        if o.checked_add(len).is_none_or(|e| e > old.len() as u64) {
-                            return Err(
-                                EncodeError::BadSegments("segment beyond the source").into()
-                            );
-                        }
-                    }
+                    sg.check_source(old)?;
                     seen += len;
                     if seen > new.len() as u64 {
                         return Err(
@@ -867,7 +857,9 @@ enum Msg {
     Code(Planned, Option<Control>),
 }
 
-/// Merges segments into controls the way [`push_merged`] and [`controls`] do.
+/// Merges segments into controls: an optional difference run (neighbouring runs that
+/// continue each other in the source join) followed by an optional literal region (all
+/// literal segments up to the next run join).
 #[derive(Default)]
 struct ControlBuilder {
     add: Option<(u64, u64)>,
@@ -924,42 +916,6 @@ fn split(seg: Segment, room: u64) -> (Segment, Option<Segment>) {
     }
 }
 
-fn push_merged(block: &mut Vec<Segment>, seg: Segment) {
-    match (block.last_mut(), seg) {
-        (Some(Segment::Lit { len }), Segment::Lit { len: l2 }) => *len += l2,
-        (Some(Segment::Add { len, old }), Segment::Add { len: l2, old: o2 })
-            if *old + *len == o2 =>
-        {
-            *len += l2
-        }
-        _ => block.push(seg),
-    }
-}
-
-fn controls(block: &[Segment]) -> Result<Vec<Control>, EncodeError> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let too_big = || EncodeError::BadSegments("segment longer than a block");
-    while i < block.len() {
-        let (add, add_old) = match block.get(i) {
-            Some(Segment::Add { len, old }) => {
-                i += 1;
-                (u32::try_from(*len).map_err(|_| too_big())?, *old)
-            }
-            _ => (0, 0),
-        };
-        let lit = match block.get(i) {
-            Some(Segment::Lit { len }) => {
-                i += 1;
-                u32::try_from(*len).map_err(|_| too_big())?
-            }
-            _ => 0,
-        };
-        out.push(Control { add, add_old, lit });
-    }
-    Ok(out)
-}
-
 /// A control with its literal region planned: what the coder needs.
 struct Planned {
     add: u32,
@@ -975,13 +931,13 @@ struct Planned {
 struct Planner<'a, 'b> {
     new: &'a [u8],
     lz: &'b mut Lz<'a>,
-    src: &'b SrcIndex<'a>,
+    src: &'b SourceIndex<'a>,
     rep0: u32,
     last_soff: i64,
 }
 
 impl<'a, 'b> Planner<'a, 'b> {
-    fn new(new: &'a [u8], lz: &'b mut Lz<'a>, src: &'b SrcIndex<'a>) -> Self {
+    fn new(new: &'a [u8], lz: &'b mut Lz<'a>, src: &'b SourceIndex<'a>) -> Self {
         Self {
             new,
             lz,
