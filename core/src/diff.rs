@@ -249,3 +249,70 @@ pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, Dif
     let segs = find_segments_indexed(&index, new)?;
     Ok(delta::encode_indexed(old, new, &segs, params, &index)?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The dense-difference split from differing positions marks exactly the bytes of the
+    /// definition: every window of `DENSE_WIN` bytes with at least `DENSE_MIN` differences,
+    /// and keeps Add pieces of `MIN_ADD` bytes or more (others become literals).
+    #[test]
+    fn split_dense_matches_its_definition() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..300 {
+            let n = 1 + (rnd() % 400) as usize;
+            let a: Vec<u8> = (0..n).map(|_| rnd() as u8).collect();
+            // Differences in bursts of varying density.
+            let density = (case % 7) as u64;
+            let b: Vec<u8> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let burst = (i / 37) % 3 == 0;
+                    let p = if burst { 2 + density } else { density / 3 };
+                    if rnd() % 10 < p {
+                        v ^ 0x5A
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            // The definition, byte by byte.
+            let mut lit = vec![false; n];
+            if n >= DENSE_WIN {
+                for w in 0..=n - DENSE_WIN {
+                    let d = (w..w + DENSE_WIN).filter(|&i| a[i] != b[i]).count();
+                    if d >= DENSE_MIN {
+                        lit[w..w + DENSE_WIN].iter_mut().for_each(|l| *l = true);
+                    }
+                }
+            }
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < n {
+                let j = (i..n).find(|&j| lit[j] != lit[i]).unwrap_or(n);
+                let len = (j - i) as u64;
+                if lit[i] || len < MIN_ADD {
+                    push_lit(&mut want, len);
+                } else {
+                    want.push(Segment::Add {
+                        len,
+                        old: 1000 + i as u64,
+                    });
+                }
+                i = j;
+            }
+            let mut got = Vec::new();
+            split_dense(&a, &b, 1000, &mut got);
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+}
