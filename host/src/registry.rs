@@ -12,7 +12,7 @@
 //! Unique: `(product, uid)` among rows with `reissue = 0`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
@@ -111,6 +111,39 @@ pub fn default_path() -> PathBuf {
     base.join("bluesphere").join("registry.sqlite")
 }
 
+/// How long an open or a batch waits for another station's transaction.
+const BUSY_WAIT: Duration = Duration::from_secs(120);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// WAL mode (once per file: it is persistent), durable commits, the tables.
+fn set_up(conn: &mut Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS codes (
+            id INTEGER PRIMARY KEY,
+            product TEXT NOT NULL, uid TEXT NOT NULL, code TEXT NOT NULL,
+            key_id TEXT NOT NULL, issued_at TEXT NOT NULL,
+            station TEXT NOT NULL, operator TEXT NOT NULL, order_id TEXT,
+            reissue INTEGER NOT NULL DEFAULT 0);
+         CREATE UNIQUE INDEX IF NOT EXISTS one_code_per_uid ON codes(product, uid) WHERE reissue = 0;
+         CREATE TABLE IF NOT EXISTS orders (
+            order_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, product TEXT NOT NULL,
+            max_codes INTEGER NOT NULL, issued INTEGER NOT NULL DEFAULT 0);",
+    )?;
+    tx.commit()
+}
+
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -129,25 +162,22 @@ impl Registry {
             path: p.clone(),
             source,
         };
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(120)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS codes (
-                id INTEGER PRIMARY KEY,
-                product TEXT NOT NULL, uid TEXT NOT NULL, code TEXT NOT NULL,
-                key_id TEXT NOT NULL, issued_at TEXT NOT NULL,
-                station TEXT NOT NULL, operator TEXT NOT NULL, order_id TEXT,
-                reissue INTEGER NOT NULL DEFAULT 0);
-             CREATE UNIQUE INDEX IF NOT EXISTS one_code_per_uid ON codes(product, uid) WHERE reissue = 0;
-             CREATE TABLE IF NOT EXISTS orders (
-                order_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, product TEXT NOT NULL,
-                max_codes INTEGER NOT NULL, issued INTEGER NOT NULL DEFAULT 0);",
-        )
-        .map_err(sql)?;
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(sql)?;
+        // Switching a new file to WAL and creating the tables can meet another connection
+        // doing the same (a gang station opens one per port at once); SQLite then answers
+        // "locked" at once instead of waiting, so the whole set-up is retried.
+        let deadline = Instant::now() + BUSY_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match set_up(&mut conn) {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                r => break r.map_err(sql)?,
+            }
+        }
         Ok(Registry { conn, path: p })
     }
 
@@ -354,5 +384,53 @@ fn csv(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// A gang station opens the registry from one thread per port at the same instant, on a
+    /// file that may not exist yet: every open must succeed (it once failed with "database is
+    /// locked" while another connection was switching the new file to WAL).
+    #[test]
+    fn many_opens_at_once_on_a_new_file_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..40 {
+            let path = dir.path().join(format!("r{round}.sqlite"));
+            let n = 8;
+            let gate = Arc::new(Barrier::new(n));
+            let errors: Vec<String> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let (path, gate) = (path.clone(), gate.clone());
+                        s.spawn(move || {
+                            gate.wait();
+                            let mut reg = Registry::open(&path).map_err(|e| e.to_string())?;
+                            let meta = IssueMeta {
+                                product: "p".into(),
+                                key_id: "k".into(),
+                                ..IssueMeta::default()
+                            };
+                            reg.issue(&[(format!("{i:02x}"), format!("c{i}"))], &meta)
+                                .map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .filter_map(|h| h.join().unwrap().err())
+                    .collect()
+            });
+            assert!(errors.is_empty(), "round {round}: {errors:?}");
+            let reg = Registry::open(&path).unwrap();
+            for i in 0..n {
+                assert_eq!(
+                    reg.lookup("p", &format!("{i:02x}")).unwrap(),
+                    Some(format!("c{i}"))
+                );
+            }
+        }
     }
 }
