@@ -202,12 +202,9 @@ impl RangeDecoder {
         let mut v = 0u32;
         for _ in 0..count {
             self.range >>= 1;
-            let b = if self.code >= self.range {
-                self.code -= self.range;
-                1
-            } else {
-                0
-            };
+            // Without a branch: raw bits are unpredictable by nature.
+            let b = u32::from(self.code >= self.range);
+            self.code -= self.range & 0u32.wrapping_sub(b);
             v = (v << 1) | b;
             self.normalize();
         }
@@ -346,9 +343,9 @@ impl RangeEncoder {
         }
         for i in (0..count).rev() {
             self.range >>= 1;
-            if (value >> i) & 1 == 1 {
-                self.low += u64::from(self.range);
-            }
+            // Without a branch: raw bits are unpredictable by nature.
+            let mask = 0u32.wrapping_sub((value >> i) & 1);
+            self.low += u64::from(self.range & mask);
             while self.range < TOP {
                 self.range <<= 8;
                 self.shift_low();
