@@ -364,11 +364,29 @@ pub fn station(a: &StationArgs, out: &Out) -> Result<Value, Failure> {
         once: a.once,
         wait_for: Duration::from_secs(a.wait),
     };
-    let log_file = a.log.clone();
+    // The audit log is opened before any device is touched: a station that cannot log does
+    // not start. Each line is one append write (ports log from their own threads).
+    let log_file = match &a.log {
+        Some(path) => {
+            let fh = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    Failure::new(
+                        "io",
+                        1,
+                        anyhow::anyhow!("cannot open the station log {}: {e}", path.display()),
+                    )
+                })?;
+            Some((path.clone(), std::sync::Mutex::new(fh)))
+        }
+        None => None,
+    };
     let json_mode = out.is_json();
     let log = move |r: &StationRecord| {
         let line = format!(
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{}\n",
             time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
@@ -379,16 +397,20 @@ pub fn station(a: &StationArgs, out: &Out) -> Result<Value, Failure> {
             r.code
         );
         if !json_mode {
-            println!("{line}");
+            print!("{line}");
         }
-        if let Some(f) = &log_file {
+        if let Some((path, fh)) = &log_file {
             use std::io::Write;
-            if let Ok(mut fh) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(f)
-            {
-                let _ = writeln!(fh, "{line}");
+            let written = match fh.lock() {
+                Ok(mut fh) => fh.write_all(line.as_bytes()).and_then(|()| fh.flush()),
+                Err(_) => Err(std::io::Error::other("log writer failed")),
+            };
+            if let Err(e) = written {
+                eprintln!(
+                    "warning: station log {}: {e}; this record is only on the screen: {}",
+                    path.display(),
+                    line.trim_end()
+                );
             }
         }
     };

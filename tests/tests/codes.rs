@@ -486,3 +486,39 @@ fn station_activates_a_gang_of_virtual_devices() {
         s.wait().unwrap();
     }
 }
+
+/// A station whose audit log cannot be opened does not start: a clear I/O error, before any
+/// port is opened or any code issued.
+#[test]
+fn station_refuses_to_start_without_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    keys(p);
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "station",
+            "--key",
+            "k.pem",
+            "--product",
+            "thermo",
+            "--registry",
+            "reg.sqlite",
+            "--once",
+            "--log",
+            "no-such-dir/station.csv",
+            "--port",
+            "/dev/no-such-port",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["error"]["kind"], "io");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("station log") && msg.contains("no-such-dir"),
+        "{msg}"
+    );
+    assert!(!p.join("reg.sqlite").exists(), "nothing may be issued");
+}
