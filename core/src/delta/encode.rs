@@ -60,7 +60,9 @@ pub enum EncodeError {
 /// largest allocation of a one-block pack, 4 MiB for 0.5 MiB, and filling it took a fifth
 /// of the time on near-identical images).
 fn hash_bits(len: usize) -> u32 {
-    (usize::BITS - len.leading_zeros()).saturating_sub(3).clamp(16, 22)
+    (usize::BITS - len.leading_zeros())
+        .saturating_sub(3)
+        .clamp(16, 22)
 }
 const NONE: u32 = u32::MAX;
 const CHAIN_DEPTH: usize = 48;
