@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Our pack/apply on the team's firmware corpus, side by side with the peer tools.
 # Needs ../shared/bench/delta (read-only); lists and results go to ./bench-corpus, ./bench-results.
+# Ours runs under `sh -c` (run_bench.py); `exec` spares it the extra shell process the peers do not have.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH_DIR:-../shared/bench/delta}
@@ -17,5 +18,5 @@ extra=()
 [ "$SETS" = large ] && extra=(--timeout 240 --exclude 'detools-inplace-*,detools-seq-crle,detools-seq-none,detools-seq-heatshrink,qbsdiff-s8')
 BENCH_CORPUS_LIST_DIR="$PWD/bench-corpus" BENCH_RESULTS_DIR="$PWD/bench-results" \
 python3 "$BENCH/run_bench.py" --sets "$SETS" "${extra[@]}" --ours-name bluesphere \
-  --ours-create "$B pack --old {old} --new {new} -o {patch} --key $KEY --json" \
-  --ours-apply "$B apply {patch} --old {old} -o {out}"
+  --ours-create "exec $B pack --old {old} --new {new} -o {patch} --key $KEY --json" \
+  --ours-apply "exec $B apply {patch} --old {old} -o {out}"
