@@ -142,7 +142,8 @@ pub struct StationArgs {
     /// With --once: seconds to wait for a device.
     #[arg(long, default_value_t = 30)]
     wait: u64,
-    /// Append pass/fail records to this CSV log.
+    /// Append pass/fail records to this CSV log (opened before any device is touched: a
+    /// station that cannot write its log does not start).
     #[arg(long)]
     log: Option<PathBuf>,
 }
