@@ -19,10 +19,15 @@ pub const MAX_IMAGE: u64 = u32::MAX as u64;
 
 /// Find matches of `new` in `old` and return the segments describing `new`.
 pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> {
+    find_segments_indexed(&index_source(old)?, new)
+}
+
+/// The suffix array of `old`, if it is not beyond what the array can index.
+fn index_source(old: &[u8]) -> Result<delta::SourceIndex<'_>, DiffError> {
     if old.len() > crate::sadiff::MAX_LENGTH {
         return Err(DiffError::Controls("source image too large to index"));
     }
-    find_segments_indexed(&delta::SourceIndex::new(old), new)
+    Ok(delta::SourceIndex::new(old))
 }
 
 /// [`find_segments`] with the source's index built beforehand (it is also what
@@ -234,12 +239,9 @@ pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, Dif
     if old.len() as u64 > MAX_IMAGE || new.len() as u64 > MAX_IMAGE {
         return Err(EncodeError::TooLarge(old.len().max(new.len()) as u64).into());
     }
-    if old.len() > crate::sadiff::MAX_LENGTH {
-        return Err(DiffError::Controls("source image too large to index"));
-    }
     // One suffix array of the source serves the match search and the encoder's source
     // matches in literal regions.
-    let index = delta::SourceIndex::new(old);
+    let index = index_source(old)?;
     if !old.is_empty() && !new.is_empty() && new.len() as u64 <= params.block_size() {
         // One block: code it on a second thread while the matches are still being found.
         let ctrl = crate::sadiff::control_iter(index.suffixes(), new, 0);
