@@ -13,6 +13,7 @@ const TINY_BLOCKS: Params = Params {
     lp: 1,
     block_log2: 12,
     window_log2: 9,
+    ptr_log2: 8,
 };
 
 fn apply(old: &[u8], patch: &[u8], target_len: usize, chunk: usize) -> Result<Vec<u8>, String> {
@@ -223,6 +224,16 @@ fn small_decoder_refuses_big_profile() {
     let mut d: SmallDeltaDecoder = DeltaDecoder::new(0);
     let e = d.push_all(&patch_wide, &mut io).unwrap_err().to_string();
     assert!(e.contains("window"), "{e}");
+    // So is one that asks for pointer tables the decoder did not reserve.
+    let ptr = Params {
+        ptr_log2: 8,
+        ..Params::SMALL
+    };
+    let patch_ptr = make_delta(&[], &new, ptr).unwrap();
+    let mut io = SliceIo::new(&[], &mut out);
+    let mut d: SmallDeltaDecoder = DeltaDecoder::new(0);
+    let e = d.push_all(&patch_ptr, &mut io).unwrap_err().to_string();
+    assert!(e.contains("pointer-table"), "{e}");
     // The small profile decodes with the small decoder.
     let patch = make_delta(&[], &new, Params::SMALL).unwrap();
     let mut io = SliceIo::new(&[], &mut out);
@@ -323,5 +334,108 @@ fn run_mode_round_trips_and_equal_stretches_are_nearly_free() {
                 "{params:?}"
             );
         }
+    }
+}
+
+/// A program of `funcs` functions at `base`: each a few instruction-like bytes, absolute
+/// 32-bit pointers into the image (`0xB8 imm32`) and relative calls (`0xE8 rel32`, relative
+/// to the next instruction) to other functions. `grow[f]` extra bytes are inserted at the
+/// start of function `f` (the next version: everything after moves, every reference follows).
+fn program(seed: u64, funcs: usize, grow: &[usize]) -> Vec<u8> {
+    const BASE: u32 = 0x0800_0000;
+    let mut r = Rng::new(seed);
+    // Function bodies: (filler bytes, references as (kind, target function, offset in it)).
+    // A reference: kind (0 absolute, 1 relative call), target function, offset in it.
+    type Ref = (u8, usize, u32);
+    let bodies: Vec<(Vec<u8>, Vec<Ref>)> = (0..funcs)
+        .map(|_| {
+            let filler: Vec<u8> = (0..8 + r.below(40)).map(|_| r.below(40) as u8).collect();
+            let refs = (0..1 + r.below(6))
+                .map(|_| {
+                    (
+                        r.below(2) as u8,
+                        r.below(funcs as u64) as usize,
+                        r.below(8) as u32,
+                    )
+                })
+                .collect();
+            (filler, refs)
+        })
+        .collect();
+    let mut ins = Rng::new(seed ^ 0x55);
+    let extra: Vec<Vec<u8>> = (0..funcs)
+        .map(|f| {
+            (0..grow.get(f).copied().unwrap_or(0))
+                .map(|_| ins.below(256) as u8)
+                .collect()
+        })
+        .collect();
+    // Layout: where each function starts.
+    let mut starts = Vec::with_capacity(funcs);
+    let mut at = 0u32;
+    for (f, (filler, refs)) in bodies.iter().enumerate() {
+        starts.push(at);
+        at += (extra[f].len() + filler.len() + refs.len() * 5) as u32;
+    }
+    let mut out = Vec::with_capacity(at as usize);
+    for (f, (filler, refs)) in bodies.iter().enumerate() {
+        out.extend_from_slice(&extra[f]);
+        out.extend_from_slice(filler);
+        for &(kind, to, off) in refs {
+            let target = BASE + starts[to] + off;
+            if kind == 0 {
+                out.push(0xB8);
+                out.extend_from_slice(&target.to_le_bytes());
+            } else {
+                out.push(0xE8);
+                let next = BASE + out.len() as u32 + 4;
+                out.extend_from_slice(&target.wrapping_sub(next).to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Code that moved: every absolute pointer and relative call changes with its target. The
+/// pointer model predicts them from pointers seen before into the same region: the delta
+/// round trips in any chunking and is much smaller than without the model.
+#[test]
+fn moved_code_round_trips_and_pointer_prediction_pays() {
+    for seed in 0..4u64 {
+        let old = program(seed, 1500, &[]);
+        let mut grow = vec![0usize; 1500];
+        let mut r = Rng::new(seed + 100);
+        for _ in 0..12 {
+            grow[r.below(1500) as usize] = 1 + r.below(60) as usize;
+        }
+        let new = program(seed, 1500, &grow);
+        let off = Params {
+            ptr_log2: 0,
+            ..Params::BEST
+        };
+        let with = make_delta(&old, &new, Params::BEST).unwrap();
+        let without = make_delta(&old, &new, off).unwrap();
+        for chunk in [1, 7, 4096] {
+            assert_eq!(apply(&old, &with, new.len(), chunk).unwrap(), new);
+            assert_eq!(apply(&old, &without, new.len(), chunk).unwrap(), new);
+        }
+        let small = Params {
+            ptr_log2: 6,
+            ..TINY_BLOCKS
+        };
+        let tiny = make_delta(&old, &new, small).unwrap();
+        assert_eq!(apply(&old, &tiny, new.len(), 13).unwrap(), new);
+        println!(
+            "seed {seed}: {} bytes of moved code, delta {} B with pointer prediction, {} B without",
+            new.len(),
+            with.len(),
+            without.len()
+        );
+        assert!(
+            with.len() * 10 < without.len() * 8,
+            "pointer prediction saved too little: {} vs {}",
+            with.len(),
+            without.len()
+        );
     }
 }

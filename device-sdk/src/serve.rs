@@ -13,6 +13,7 @@
 //! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
 //! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
 
+use bluesphere_core::delta::DEFAULT_PTR_ENTRIES;
 use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 use bluesphere_core::proto::{
     FrameDecoder, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
@@ -55,8 +56,9 @@ pub struct Server<
     const LT: usize,
     const W: usize,
     const B: usize,
+    const PT: usize = DEFAULT_PTR_ENTRIES,
 > {
-    up: Updater<'a, F, S, LT, W>,
+    up: Updater<'a, F, S, LT, W, PT>,
     codes: C,
     uid: &'a [u8],
     max_frame: u16,
@@ -108,14 +110,15 @@ impl<
         const LT: usize,
         const W: usize,
         const B: usize,
-    > Server<'a, F, C, S, LT, W, B>
+        const PT: usize,
+    > Server<'a, F, C, S, LT, W, B, PT>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up`; `uid` is the chip's unique id, `max_frame` the largest raw frame the
     /// receive path takes, `window` the payload bytes the link may buffer unacknowledged.
     pub fn new(
-        up: Updater<'a, F, S, LT, W>,
+        up: Updater<'a, F, S, LT, W, PT>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -135,17 +138,17 @@ where
     }
 
     /// Give the updater back.
-    pub fn into_updater(self) -> Updater<'a, F, S, LT, W> {
+    pub fn into_updater(self) -> Updater<'a, F, S, LT, W, PT> {
         self.up
     }
 
     /// Give the updater and the code store back.
-    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W>, C) {
+    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W, PT>, C) {
         (self.up, self.codes)
     }
 
     /// The updater.
-    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W> {
+    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W, PT> {
         &mut self.up
     }
 
@@ -182,7 +185,13 @@ where
                 version: PROTO_VERSION,
                 max_frame: self.max_frame,
                 window: self.window,
-                codecs: 0b001 | 0b100 | if LT >= 16 && W >= 16384 { 0b010 } else { 0 },
+                codecs: 0b001
+                    | 0b100
+                    | if LT >= 16 && W >= 8192 && PT >= 1024 {
+                        0b010
+                    } else {
+                        0
+                    },
                 max_begin: B as u32,
             },
             Request::Info => return self.info(seq, out),
@@ -235,7 +244,7 @@ where
 
     fn done_or(
         &mut self,
-        f: impl FnOnce(&mut Updater<'a, F, S, LT, W>) -> Result<(), UpdateError<F::Error>>,
+        f: impl FnOnce(&mut Updater<'a, F, S, LT, W, PT>) -> Result<(), UpdateError<F::Error>>,
     ) -> Response<'static> {
         match f(&mut self.up) {
             Ok(()) => Response::Done {
@@ -338,9 +347,10 @@ pub fn serve<
     const W: usize,
     const B: usize,
     const N: usize,
+    const PT: usize,
 >(
     io: &mut IO,
-    server: &mut Server<'_, F, C, S, LT, W, B>,
+    server: &mut Server<'_, F, C, S, LT, W, B, PT>,
     decoder: &mut FrameDecoder<N>,
     mut keep_going: impl FnMut() -> bool,
 ) -> Served<IO::Error>
@@ -388,8 +398,9 @@ pub struct MemoryDevice<
     const LT: usize,
     const W: usize,
     const B: usize,
+    const PT: usize = DEFAULT_PTR_ENTRIES,
 > {
-    server: Option<Server<'a, F, C, S, LT, W, B>>,
+    server: Option<Server<'a, F, C, S, LT, W, B, PT>>,
     uid: &'a [u8],
     max_frame: u16,
     window: u32,
@@ -406,13 +417,14 @@ impl<
         const LT: usize,
         const W: usize,
         const B: usize,
-    > MemoryDevice<'a, F, C, S, LT, W, B>
+        const PT: usize,
+    > MemoryDevice<'a, F, C, S, LT, W, B, PT>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up` (see [`Server::new`]).
     pub fn new(
-        up: Updater<'a, F, S, LT, W>,
+        up: Updater<'a, F, S, LT, W, PT>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -429,7 +441,7 @@ where
     }
 
     /// The server (`None` only after a failed [`MemoryDevice::power_cycle`]).
-    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B>> {
+    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B, PT>> {
         self.server.as_mut()
     }
 
@@ -475,7 +487,7 @@ where
     }
 
     /// Take the updater apart (flash, workspace).
-    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W>> {
+    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W, PT>> {
         self.server.map(|s| s.into_parts().0)
     }
 }

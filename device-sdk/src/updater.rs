@@ -35,6 +35,7 @@
 
 use bluesphere_core::delta::{
     ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamHeader,
+    DEFAULT_PTR_ENTRIES,
 };
 use bluesphere_core::package::{Codec, Header, Manifest, PayloadKind};
 use embedded_storage::nor_flash::NorFlash;
@@ -237,18 +238,25 @@ impl<E: core::fmt::Debug> From<JournalError<E>> for UpdateError<E> {
 /// constructor is `const`, so a device keeps it in a `static` (no large stack temporary);
 /// [`Updater::open`] borrows it.
 #[derive(Debug, Clone)]
-pub struct Workspace<const S: usize, const LT: usize, const W: usize> {
+pub struct Workspace<
+    const S: usize,
+    const LT: usize,
+    const W: usize,
+    const PT: usize = DEFAULT_PTR_ENTRIES,
+> {
     writer: TargetWriter<S>,
-    decoder: DeltaDecoder<LT, W>,
+    decoder: DeltaDecoder<LT, W, PT>,
 }
 
-impl<const S: usize, const LT: usize, const W: usize> Default for Workspace<S, LT, W> {
+impl<const S: usize, const LT: usize, const W: usize, const PT: usize> Default
+    for Workspace<S, LT, W, PT>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const S: usize, const LT: usize, const W: usize> Workspace<S, LT, W> {
+impl<const S: usize, const LT: usize, const W: usize, const PT: usize> Workspace<S, LT, W, PT> {
     /// An empty workspace.
     pub const fn new() -> Self {
         Self {
@@ -278,12 +286,19 @@ struct Session {
 /// window, both in a [`Workspace`]. [`DefaultUpdater`] and [`SmallUpdater`] are the two
 /// profiles.
 #[derive(Debug)]
-pub struct Updater<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize> {
+pub struct Updater<
+    'a,
+    F: NorFlash,
+    const S: usize,
+    const LT: usize,
+    const W: usize,
+    const PT: usize = DEFAULT_PTR_ENTRIES,
+> {
     flash: F,
     cfg: Config<'a>,
     journal: Journal,
     rec: Record,
-    ws: &'a mut Workspace<S, LT, W>,
+    ws: &'a mut Workspace<S, LT, W, PT>,
     session: Option<Session>,
     /// Test-only planted bug: skip the swap record after this (sector, step).
     #[cfg(test)]
@@ -291,9 +306,9 @@ pub struct Updater<'a, F: NorFlash, const S: usize, const LT: usize, const W: us
 }
 
 /// Default profile: streams made with [`Params::BEST`] (decoder state about 37 KiB).
-pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 16384>;
+pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 8192, 1024>;
 /// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state about 6.5 KiB).
-pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256>;
+pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0>;
 
 fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     match rec.phase {
@@ -309,7 +324,8 @@ fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     }
 }
 
-impl<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize> Updater<'a, F, S, LT, W>
+impl<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize, const PT: usize>
+    Updater<'a, F, S, LT, W, PT>
 where
     F::Error: core::fmt::Debug,
 {
@@ -318,7 +334,7 @@ where
     pub fn open(
         mut flash: F,
         cfg: Config<'a>,
-        ws: &'a mut Workspace<S, LT, W>,
+        ws: &'a mut Workspace<S, LT, W, PT>,
     ) -> Result<Self, UpdateError<F::Error>> {
         check_layout::<F>(&cfg.layout, flash.capacity())?;
         let (journal, last) = Journal::open(&mut flash, cfg.layout.journal, cfg.erased)?;
@@ -340,7 +356,7 @@ where
     }
 
     /// Give the flash and the workspace back (to reopen after a simulated reset).
-    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W>) {
+    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W, PT>) {
         (self.flash, self.ws)
     }
 
@@ -625,13 +641,15 @@ where
         let r = self.rec;
         let erased = self.cfg.erased;
         if s.delta {
-            let [lc, lp, block_log2, window_log2] = r.c;
+            let [lclp, ptr_log2, block_log2, window_log2] = r.c;
+            let (lc, lp) = (lclp & 0x0F, lclp >> 4);
             let h = StreamHeader {
                 params: Params {
                     lc,
                     lp,
                     block_log2,
                     window_log2,
+                    ptr_log2,
                 },
                 target_size: s.info.size,
                 source_size: s.source.len,
@@ -731,7 +749,12 @@ where
                                 record = Some((
                                     cp.payload_offset as u32,
                                     cp.block as u32,
-                                    [p.lc, p.lp, p.block_log2, p.window_log2],
+                                    [
+                                        (p.lc & 0x0F) | (p.lp << 4),
+                                        p.ptr_log2,
+                                        p.block_log2,
+                                        p.window_log2,
+                                    ],
                                 ));
                             }
                         }

@@ -24,6 +24,7 @@ fn case() -> &'static Case {
         let tiny = Params {
             block_log2: 12,
             window_log2: 9,
+            ptr_log2: 8,
             ..Params::SMALL
         };
         let patches = [

@@ -3,7 +3,10 @@
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
 use super::model::{DiffItem, Match, Model};
-use super::{ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, HEADER_LEN, MAX_LIT_TABLES};
+use super::{
+    ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, DEFAULT_PTR_ENTRIES, HEADER_LEN,
+    MAX_LIT_TABLES,
+};
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
 /// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
@@ -137,7 +140,11 @@ enum Op {
 /// difference window of `W` bytes; a stream that needs more is refused
 /// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`]).
 #[derive(Debug, Clone)]
-pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384> {
+pub struct DeltaDecoder<
+    const LT: usize = MAX_LIT_TABLES,
+    const W: usize = 8192,
+    const PT: usize = DEFAULT_PTR_ENTRIES,
+> {
     phase: Phase,
     small: [u8; HEADER_LEN],
     small_fill: usize,
@@ -151,7 +158,7 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384
     comp_left: u32,
     rc: RangeDecoder,
     rc_started: bool,
-    model: Model<LT>,
+    model: Model<LT, PT>,
     op: Op,
     pending_copy: u32,
     pending_seek: i64,
@@ -165,9 +172,9 @@ pub struct DeltaDecoder<const LT: usize = MAX_LIT_TABLES, const W: usize = 16384
 }
 
 /// Decoder for the `small` profile: one literal table, 256-byte difference window.
-pub type SmallDeltaDecoder = DeltaDecoder<1, 256>;
+pub type SmallDeltaDecoder = DeltaDecoder<1, 256, 0>;
 
-impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
+impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
     /// A decoder for a stream made against a source of `source_len` bytes. `const`, so a
     /// device can place one in a `static` without building it on the stack.
     pub const fn new(source_len: u64) -> Self {
@@ -273,6 +280,12 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
             return Err(DeltaError::WindowTooLarge {
                 needed: h.params.window(),
                 have: W,
+            });
+        }
+        if h.params.ptr_entries() > PT {
+            return Err(DeltaError::PtrTableTooLarge {
+                needed: h.params.ptr_entries(),
+                have: PT,
             });
         }
         if u64::from(h.source_size) != self.source_len {
@@ -446,7 +459,8 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
         self.block_end = (self.target_pos + h.params.block_size()).min(u64::from(h.target_size));
         self.rc.reset();
         self.rc_started = false;
-        self.model.reset(h.params.lc, h.params.lp);
+        self.model
+            .reset(h.params.lc, h.params.lp, h.params.ptr_log2);
         self.ring_len = 0;
         self.op = Op::Control;
         self.phase = Phase::Body;
@@ -512,6 +526,9 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                 self.pending_copy = copy;
                 self.pending_seek = seek;
                 self.lit_start = self.target_pos + u64::from(add);
+                if add > 0 {
+                    self.model.ptr.begin(self.src_pos, self.target_pos);
+                }
                 self.op = if add > 0 {
                     Op::Add(add)
                 } else {
@@ -520,9 +537,24 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
             }
             Op::Add(n) => {
                 let k = (n as usize).min(CHUNK);
-                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
-                io.read_source(self.src_pos, chunk)
+                // The chunk and up to 3 source bytes after it (the pointer model reads ahead;
+                // past the source's end they count as 0).
+                let mut wide = [0u8; CHUNK + 3];
+                let more =
+                    (k as u64 + 3).min(self.source_len.saturating_sub(self.src_pos)) as usize;
+                io.read_source(self.src_pos, wide.get_mut(..more).unwrap_or(&mut []))
                     .map_err(ApplyError::Io)?;
+                let ahead_of = |i: usize| {
+                    u32::from_le_bytes([
+                        wide.get(i + 1).copied().unwrap_or(0),
+                        wide.get(i + 2).copied().unwrap_or(0),
+                        wide.get(i + 3).copied().unwrap_or(0),
+                        0,
+                    ])
+                };
+                let aheads: [u32; CHUNK] = core::array::from_fn(ahead_of);
+                let chunk = buf.get_mut(..k).unwrap_or(&mut []);
+                chunk.copy_from_slice(wide.get(..k).unwrap_or(&[]));
                 let window = self.header.map_or(0, |h| h.params.window());
                 let mut done = 0usize;
                 let mut matched = None;
@@ -530,6 +562,7 @@ impl<const LT: usize, const W: usize> DeltaDecoder<LT, W> {
                     let old = *b;
                     let pos = self.target_pos + i as u64;
                     let left = n - i as u32;
+                    self.model.ahead = aheads.get(i).copied().unwrap_or(0);
                     match self
                         .model
                         .decode_diff(&mut self.rc, pos, old, window > 0, left)

@@ -1,7 +1,7 @@
 //! BSD2 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
 use super::model::{Model, MIN_MATCH, RUN_GROUP};
-use super::{Params, StreamHeader, MAX_LIT_TABLES};
+use super::{Params, StreamHeader, MAX_LIT_TABLES, MAX_PTR_LOG2};
 use crate::rc::RangeEncoder;
 
 /// One piece of the target, in target order.
@@ -994,7 +994,7 @@ struct Coder<'a> {
     old: &'a [u8],
     new: &'a [u8],
     rc: RangeEncoder,
-    model: Box<Model<MAX_LIT_TABLES>>,
+    model: Box<Model<MAX_LIT_TABLES, { 1 << MAX_PTR_LOG2 }>>,
     params: Params,
     want_stats: bool,
     /// The block's difference stream so far (one control ahead of the coding).
@@ -1035,7 +1035,8 @@ impl<'a> Coder<'a> {
         if self.want_stats {
             self.rc.stats = Some([0.0; 4]);
         }
-        self.model.reset(self.params.lc, self.params.lp);
+        self.model
+            .reset(self.params.lc, self.params.lp, self.params.ptr_log2);
         self.dv.clear();
         self.dv_pos = start;
         self.dlz.reset();
@@ -1084,6 +1085,7 @@ impl<'a> Coder<'a> {
         let mut t = 0u32;
         let matches = self.dlz.window > 0;
         let (pos, cur_src) = (self.pos, self.cur_src);
+        model.ptr.begin(cur_src, pos);
         while t < c.add {
             let here = (pos + u64::from(t)) as usize;
             let o = old[(cur_src + u64::from(t)) as usize];
@@ -1095,6 +1097,10 @@ impl<'a> Coder<'a> {
                 None
             };
             let left = c.add - t;
+            let a = (cur_src + u64::from(t)) as usize + 1;
+            model.ahead = u32::from(old.get(a).copied().unwrap_or(0))
+                | (u32::from(old.get(a + 1).copied().unwrap_or(0)) << 8)
+                | (u32::from(old.get(a + 2).copied().unwrap_or(0)) << 16);
             if let Some((dist, len)) = m {
                 model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
                 model.encode_diff_match(rc, dist, len);

@@ -71,9 +71,10 @@ const ONE: i32 = 1 << 16;
 #[derive(Debug, Clone)]
 pub(crate) struct Mixer<const N: usize, const S: usize> {
     w: [[i32; N]; S],
-    st: [i32; N],
-    set: usize,
-    pr: i32,
+    /// The last inputs (stretched predictions fit 16 bits: `-2047..=2047`).
+    st: [i16; N],
+    set: u8,
+    pr: i16,
 }
 
 impl<const N: usize, const S: usize> Mixer<N, S> {
@@ -94,26 +95,30 @@ impl<const N: usize, const S: usize> Mixer<N, S> {
     /// range coder's 16-bit scale, clamped so a bit never costs more than 10 bits.
     #[inline]
     pub(crate) fn mix(&mut self, st: [i32; N], set: usize) -> u32 {
-        self.st = st;
-        self.set = set.min(S - 1);
-        let w = self.w.get(self.set).copied().unwrap_or([0; N]);
+        for (d, x) in self.st.iter_mut().zip(st.iter()) {
+            *d = (*x).clamp(-2047, 2047) as i16;
+        }
+        let set = set.min(S - 1);
+        self.set = set as u8;
+        let w = self.w.get(set).copied().unwrap_or([0; N]);
         let mut dot: i64 = 0;
         for (x, w) in st.iter().zip(w.iter()) {
             dot += i64::from(*x) * i64::from(*w);
         }
         let d = (dot >> 16).clamp(-2047, 2047) as i32;
-        self.pr = squash(d);
-        let p0 = (4096 - self.pr) as u32 * 16;
+        let pr = squash(d);
+        self.pr = pr as i16;
+        let p0 = (4096 - pr) as u32 * 16;
         p0.clamp(64, PROB_ONE - 64)
     }
 
     /// Learn from the coded bit.
     #[inline]
     pub(crate) fn update(&mut self, bit: u32) {
-        let err = ((bit as i32) << 12) - self.pr;
-        if let Some(w) = self.w.get_mut(self.set) {
+        let err = ((bit as i32) << 12) - i32::from(self.pr);
+        if let Some(w) = self.w.get_mut(usize::from(self.set)) {
             for (w, x) in w.iter_mut().zip(self.st.iter()) {
-                *w += (x * err) >> LR_SHIFT;
+                *w += (i32::from(*x) * err) >> LR_SHIFT;
             }
         }
     }

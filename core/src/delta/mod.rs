@@ -28,6 +28,7 @@ mod decode;
 mod encode;
 mod mix;
 pub(crate) mod model;
+pub(crate) mod ptr;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
@@ -36,7 +37,7 @@ pub(crate) use encode::encode_streamed;
 pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
-pub const MAGIC: [u8; 4] = *b"BSD2";
+pub const MAGIC: [u8; 4] = *b"BSD3";
 /// Size of the stream header.
 pub const HEADER_LEN: usize = 16;
 /// Size of a block header.
@@ -47,6 +48,12 @@ pub const MIN_BLOCK_LOG2: u8 = 12;
 pub const MAX_BLOCK_LOG2: u8 = 24;
 /// Most literal tables a stream may ask for (`1 << (lc + lp)`).
 pub const MAX_LIT_TABLES: usize = 16;
+/// Smallest and largest pointer table a stream may ask for (log2 of the entries).
+pub const MIN_PTR_LOG2: u8 = 6;
+/// Largest pointer table (log2): 4096 entries (48 KiB for both tables).
+pub const MAX_PTR_LOG2: u8 = 12;
+/// Pointer-table entries a default decoder reserves (the `best` profile's).
+pub const DEFAULT_PTR_ENTRIES: usize = 1024;
 
 /// Coding parameters of a stream (a "profile").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,22 +67,28 @@ pub struct Params {
     pub block_log2: u8,
     /// log2 of the difference-history window the decoder keeps in RAM (0: none).
     pub window_log2: u8,
+    /// log2 of the pointer-prediction table entries (0: no pointer prediction).
+    pub ptr_log2: u8,
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables, 16 KiB difference window (decoder state 53 KiB), 1 MiB blocks.
+    /// Best ratio: 16 literal tables, 8 KiB difference window, 1024-entry pointer tables
+    /// (decoder state 59 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
-        window_log2: 14,
+        window_log2: 13,
+        ptr_log2: 10,
     };
-    /// Small RAM: 1 literal table, 256-byte difference window (decoder state 7.8 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 256-byte difference window, no pointer tables (decoder
+    /// state under 8 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
         block_log2: 16,
         window_log2: 8,
+        ptr_log2: 0,
     };
 
     /// Literal tables this stream needs.
@@ -89,6 +102,15 @@ impl Params {
             0
         } else {
             1usize << self.window_log2
+        }
+    }
+
+    /// Pointer-table entries the decoder must reserve (0: none).
+    pub const fn ptr_entries(&self) -> usize {
+        if self.ptr_log2 == 0 {
+            0
+        } else {
+            1usize << self.ptr_log2
         }
     }
 
@@ -107,6 +129,11 @@ impl Params {
         if self.window_log2 != 0 && !(8..=16).contains(&self.window_log2) {
             return Err(DeltaError::Unsupported {
                 what: "difference window (must be 0 or 256 B .. 64 KiB)",
+            });
+        }
+        if self.ptr_log2 != 0 && !(MIN_PTR_LOG2..=MAX_PTR_LOG2).contains(&self.ptr_log2) {
+            return Err(DeltaError::Unsupported {
+                what: "pointer table (must be 0 or 64 .. 4096 entries)",
             });
         }
         if !(MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&self.block_log2) {
@@ -141,8 +168,9 @@ impl StreamHeader {
             return Err(DeltaError::BadMagic);
         }
         let params = Params {
-            lc: h[4],
-            lp: h[5],
+            lc: h[4] & 0x0F,
+            lp: h[4] >> 4,
+            ptr_log2: h[5],
             block_log2: h[6],
             window_log2: h[7],
         };
@@ -158,8 +186,8 @@ impl StreamHeader {
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
-        h[4] = self.params.lc;
-        h[5] = self.params.lp;
+        h[4] = (self.params.lc & 0x0F) | (self.params.lp << 4);
+        h[5] = self.params.ptr_log2;
         h[6] = self.params.block_log2;
         h[7] = self.params.window_log2;
         h[8..12].copy_from_slice(&self.target_size.to_le_bytes());
@@ -194,6 +222,14 @@ pub enum DeltaError {
     /// The stream needs a larger difference window than this decoder reserved.
     #[error("delta stream needs a {needed}-byte difference window, this decoder has {have}")]
     WindowTooLarge {
+        /// Needed by the stream.
+        needed: usize,
+        /// Reserved by the decoder.
+        have: usize,
+    },
+    /// The stream needs a larger pointer table than this decoder reserved.
+    #[error("delta stream needs {needed} pointer-table entries, this decoder has {have}")]
+    PtrTableTooLarge {
         /// Needed by the stream.
         needed: usize,
         /// Reserved by the decoder.

@@ -2,6 +2,7 @@
 //! identically, so every coding decision lives here, written once for both directions.
 
 use super::mix::{learn, row, stretch_cell, Mixer};
+use super::ptr::{Pred, Preds, PtrModel};
 #[cfg(feature = "std")]
 use crate::rc::RangeEncoder;
 use crate::rc::{BitCoder, Prob, RangeDecoder, PROB_INIT};
@@ -52,15 +53,23 @@ pub(crate) const MIN_MATCH: u32 = 2;
 #[derive(Debug, Clone)]
 pub(crate) struct NumModel {
     len: [Prob; 64],
-    mant: [[Prob; 8]; 17],
+    /// Mantissa trees of bit lengths 2..=16 (16 also serves longer numbers); lengths 0 and 1
+    /// have no mantissa bits.
+    mant: [[Prob; 8]; 15],
 }
 
 impl NumModel {
     pub(crate) const fn new() -> Self {
         Self {
             len: [PROB_INIT; 64],
-            mant: [[PROB_INIT; 8]; 17],
+            mant: [[PROB_INIT; 8]; 15],
         }
+    }
+
+    /// The mantissa tree of bit length `nb` (`>= 2`).
+    #[inline]
+    fn mant(&mut self, nb: u32) -> Option<&mut [Prob; 8]> {
+        self.mant.get_mut((nb.min(16) as usize).checked_sub(2)?)
     }
 
     /// Decode a number; `None` if the bit length is impossible (corrupt stream).
@@ -75,8 +84,10 @@ impl NumModel {
         let rest = nb - 1;
         let hi_n = rest.min(MANT_MODELLED);
         let lo_n = rest - hi_n;
-        let mant = self.mant.get_mut(nb.min(16) as usize)?;
-        let hi = rc.tree(mant, hi_n);
+        let hi = match self.mant(nb) {
+            Some(mant) => rc.tree(mant, hi_n),
+            None => 0,
+        };
         let lo = rc.direct_bits(lo_n);
         let top = 1u64 << rest;
         let v = top | (u64::from(hi) << lo_n) | u64::from(lo);
@@ -94,7 +105,7 @@ impl NumModel {
         let hi_n = rest.min(MANT_MODELLED);
         let lo_n = rest - hi_n;
         let hi = (v >> lo_n) & ((1u32 << hi_n) - 1);
-        if let Some(mant) = self.mant.get_mut(nb.min(16) as usize) {
+        if let Some(mant) = self.mant(nb) {
             rc.tree(mant, hi_n, hi);
         }
         rc.direct_bits(v & ((1u32 << lo_n) - 1), lo_n);
@@ -150,7 +161,7 @@ impl DistLen {
 /// All adaptive state of one block. `LT` is the number of literal tables the decoder
 /// reserves (`1 << (lc + lp)` must not exceed it); it fixes the RAM the decoder needs.
 #[derive(Debug, Clone)]
-pub(crate) struct Model<const LT: usize> {
+pub(crate) struct Model<const LT: usize, const PT: usize> {
     lit: [[Prob; 256]; LT],
     dzero: [Prob; 256],
     mru_hit: [Prob; 4],
@@ -194,12 +205,19 @@ pub(crate) struct Model<const LT: usize> {
     hist: u32,
     /// The last 4 source bytes under difference runs (newest in the low byte).
     olds: u32,
+    /// The three source bytes after the current one (0 past the source's end).
+    pub(crate) ahead: u32,
+    /// Pointer prediction.
+    pub(crate) ptr: PtrModel<PT>,
+    pp: Preds,
+    phit: [Prob; 12],
+    mix_pred: Mixer<5, 3>,
     /// Hashed cells for the contexts the mixers combine: target and source bytes around the
     /// position (what an instruction encoding and its relocations look like).
     ht: [[Prob; HT_ROW]; LT],
-    mix_nz: Mixer<6, 8>,
-    mix_dv: Mixer<5, 8>,
-    mix_flag: Mixer<4, 4>,
+    mix_nz: Mixer<9, 8>,
+    mix_dv: Mixer<8, 8>,
+    mix_flag: Mixer<7, 4>,
     mix_lit: Mixer<6, 8>,
     /// Consecutive zero differences so far (run mode starts after [`RUN_AFTER`]).
     zrun: u32,
@@ -210,7 +228,7 @@ pub(crate) struct Model<const LT: usize> {
     run_flag: [Prob; 4],
 }
 
-impl<const LT: usize> Model<LT> {
+impl<const LT: usize, const PT: usize> Model<LT, PT> {
     pub(crate) const fn new(lc: u8, lp: u8) -> Self {
         Self {
             lit: [[PROB_INIT; 256]; LT],
@@ -246,6 +264,11 @@ impl<const LT: usize> Model<LT> {
             lp,
             hist: 0,
             olds: 0,
+            ahead: 0,
+            ptr: PtrModel::new(),
+            pp: [Pred { diff: 0, kind: 0 }; 3],
+            phit: [PROB_INIT; 12],
+            mix_pred: Mixer::new(),
             ht: [[PROB_INIT; HT_ROW]; LT],
             mix_nz: Mixer::new(),
             mix_dv: Mixer::new(),
@@ -260,7 +283,7 @@ impl<const LT: usize> Model<LT> {
 
     /// Reset to the initial state in place (no large temporary on the stack: the literal
     /// and value tables are filled where they are).
-    pub(crate) fn reset(&mut self, lc: u8, lp: u8) {
+    pub(crate) fn reset(&mut self, lc: u8, lp: u8, ptr_log2: u8) {
         for t in self.lit.iter_mut().chain(self.dval.iter_mut()) {
             t.fill(PROB_INIT);
         }
@@ -295,6 +318,11 @@ impl<const LT: usize> Model<LT> {
         self.lp = lp;
         self.hist = 0;
         self.olds = 0;
+        self.ahead = 0;
+        self.ptr.reset(ptr_log2);
+        self.pp = Default::default();
+        self.phit = [PROB_INIT; 12];
+        self.mix_pred.reset();
         for row in self.ht.iter_mut() {
             row.fill(PROB_INIT);
         }
@@ -329,6 +357,9 @@ impl<const LT: usize> Model<LT> {
             (h & 0xFFFF) | (((pos & 3) as u32) << 16) | (d1 << 18),
             (o & 0xFFFF) | ((h & 0xFF) << 16),
             (h & 0xFF_FFFF) | ((d1 | (d2 << 1)) << 24),
+            pctx(self.pp[0], 0),
+            pctx(self.pp[1], 1),
+            pctx(self.pp[2], 2),
         ];
         let rows = rows(ctxs, 0, self.ht_bits());
         let Some(cell) = self.dzero.get_mut(ctx) else {
@@ -353,6 +384,9 @@ impl<const LT: usize> Model<LT> {
         let ctxs = [
             u32::from(old) | ((h & 0xFF) << 8),
             u32::from(self.d1) | (u32::from(self.d4()) << 8),
+            pctx(self.pp[0], 0),
+            pctx(self.pp[1], 1),
+            pctx(self.pp[2], 2),
         ];
         let rows = rows(ctxs, kind, self.ht_bits());
         let cell = if kind == 1 {
@@ -376,6 +410,41 @@ impl<const LT: usize> Model<LT> {
         )
     }
 
+    /// A non-zero difference: is it one of the pointer predictions (tried in order, each value
+    /// once)? `d`: the difference when encoding, `None` when decoding. Returns the value hit.
+    fn code_pred<C: BitCoder>(&mut self, rc: &mut C, old: u8, d: Option<u8>) -> Option<u8> {
+        let pp = self.pp;
+        let mut tried = [0u8; 3];
+        let mut n = 0;
+        for (k, p) in pp.iter().enumerate() {
+            if p.kind == 0 || p.diff == 0 || tried[..n].contains(&p.diff) {
+                continue;
+            }
+            if let Some(t) = tried.get_mut(n) {
+                *t = p.diff;
+            }
+            n += 1;
+            let agree = pp
+                .iter()
+                .filter(|q| q.kind != 0 && q.diff == p.diff)
+                .count();
+            let ctxs = [
+                u32::from(old) | ((self.hist & 0xFF) << 8),
+                pctx(*p, k as u32) | ((agree as u32) << 20),
+                u32::from(self.d1) | (u32::from(self.d4()) << 8) | ((k as u32) << 16),
+            ];
+            let rows = rows(ctxs, 5, self.ht_bits());
+            let ci = k * 4 + usize::from(p.kind & 3);
+            let cell = self.phit.get_mut(ci)?;
+            let bit = d.map_or(0, |d| u32::from(d == p.diff));
+            let got = mixed_bit(rc, cell, &mut self.ht, &rows, 0, &mut self.mix_pred, k, bit);
+            if got == 1 {
+                return Some(p.diff);
+            }
+        }
+        None
+    }
+
     /// A difference byte through its tree, mixed with cells for the old byte with the
     /// previous target byte, the previous difference with the one 4 back, and the last
     /// non-zero difference with the previous old byte.
@@ -384,6 +453,9 @@ impl<const LT: usize> Model<LT> {
             u32::from(old) | ((self.hist & 0xFF) << 8),
             u32::from(self.d1) | (u32::from(self.d4()) << 8),
             u32::from(self.last_nz) | (self.olds & 0xFF00),
+            pctx(self.pp[0], 0),
+            pctx(self.pp[1], 1),
+            pctx(self.pp[2], 2),
         ];
         let rows = rows(ctxs, 3, self.ht_bits());
         match self.dval.get_mut(vc) {
@@ -455,6 +527,7 @@ impl<const LT: usize> Model<LT> {
             self.mru[0] = d;
         }
         self.hist = (self.hist << 8) | u32::from(out);
+        self.ptr.push(out.wrapping_sub(d), self.hist);
     }
 
     fn dm_ctx(&self) -> usize {
@@ -554,6 +627,11 @@ impl<const LT: usize> Model<LT> {
             return;
         }
         self.run_left -= k as u8;
+        let mut h = self.hist;
+        for &o in &olds[..k] {
+            h = (h << 8) | u32::from(o);
+            self.ptr.push(o, h);
+        }
         // Only the last four bytes survive in the 32-bit histories.
         for &o in &olds[k.saturating_sub(4)..k] {
             self.olds = (self.olds << 8) | u32::from(o);
@@ -577,6 +655,7 @@ impl<const LT: usize> Model<LT> {
         matches: bool,
         left: u32,
     ) -> DiffItem {
+        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         if self.code_run(rc, old, left, false).is_some() {
             return DiffItem::Byte(old);
         }
@@ -587,6 +666,8 @@ impl<const LT: usize> Model<LT> {
         let d4 = self.d4();
         let d = if nz == 0 {
             0
+        } else if let Some(v) = self.code_pred(rc, old, None) {
+            v
         } else if d4 != 0 && self.code_flag(rc, 1, old, 0) == 1 {
             d4
         } else {
@@ -628,6 +709,7 @@ impl<const LT: usize> Model<LT> {
     ) {
         let d = new.wrapping_sub(old);
         rc.cat = 1;
+        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         if self.code_run(rc, old, left, zero_ahead).is_some() {
             return;
         }
@@ -641,6 +723,11 @@ impl<const LT: usize> Model<LT> {
         }
         let d4 = self.d4();
         let mut via4 = false;
+        if d != 0 && self.code_pred(rc, old, Some(d)).is_some() {
+            self.push_diff(d, new);
+            self.dm_state = 0;
+            return;
+        }
         if d != 0 && d4 != 0 {
             via4 = d == d4;
             self.code_flag(rc, 1, old, u32::from(via4));
@@ -937,4 +1024,8 @@ fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const 
         }
     }
     bit
+}
+
+fn pctx(p: Pred, k: u32) -> u32 {
+    u32::from(p.diff) | (u32::from(p.kind) << 8) | (k << 16) | 0x2000_0000
 }
