@@ -1,6 +1,6 @@
 //! # bluesphere-core
 //!
-//! The one place where BlueSphere's formats live: the package format, the BSD2 delta stream,
+//! The one place where BlueSphere's formats live: the package format, the BSD3 delta stream,
 //! signatures (ECDSA P-256 over SHA-256) and versions. Parsing, verification and patch
 //! application are `no_std` and heap-free; the default `std` feature adds diff creation,
 //! signing, key files, image loading (BIN / Intel HEX) and JSON.

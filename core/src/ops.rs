@@ -146,7 +146,7 @@ pub struct ComponentInfo {
     /// The manifest record.
     #[serde(flatten)]
     pub record: OwnedComponent,
-    /// Delta stream parameters, if BSD2.
+    /// Delta stream parameters, if BSD3.
     pub stream: Option<crate::delta::StreamHeader>,
     /// Payload / target.
     pub ratio: f64,

@@ -365,7 +365,7 @@ fn misuse_is_refused_with_the_phase() {
     assert_eq!(up.boot().unwrap(), 0);
 }
 
-/// A component stored as is (codec 0), not as a BSD2 stream.
+/// A component stored as is (codec 0), not as a BSD3 stream.
 #[test]
 fn stored_full_image() {
     let fx = fixture();

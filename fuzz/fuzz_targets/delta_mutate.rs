@@ -1,4 +1,4 @@
-//! Structure-aware: take a valid BSD2 stream (both profiles, several blocks, all item kinds)
+//! Structure-aware: take a valid BSD3 stream (both profiles, several blocks, all item kinds)
 //! and apply the fuzzer's edits (position, xor) to it; the decoder must refuse or produce
 //! some output, never panic or hang. Reaches deep into block decoding, which random bytes
 //! rarely do.

@@ -1,4 +1,4 @@
-//! Push decoder for BSD2 streams: feed payload bytes in any chunking, it reads the source
+//! Push decoder for BSD3 streams: feed payload bytes in any chunking, it reads the source
 //! through [`PatchIo::read_source`] and emits the target in order through
 //! [`PatchIo::write_target`]. `no_std`, no heap, no panics on any input.
 
@@ -136,9 +136,10 @@ enum Op {
     },
 }
 
-/// Streaming BSD2 decoder. `LT` literal tables are reserved (RAM: 2 KiB each with their context cells) and a
-/// difference window of `W` bytes; a stream that needs more is refused
-/// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`]).
+/// Streaming BSD3 decoder. `LT` literal tables are reserved (RAM: 2 KiB each with their
+/// context cells), a difference window of `W` bytes and `PT` pointer-table entries (12 bytes
+/// each); a stream that needs more is refused ([`DeltaError::TooManyTables`],
+/// [`DeltaError::WindowTooLarge`], [`DeltaError::PtrTableTooLarge`]).
 #[derive(Debug, Clone)]
 pub struct DeltaDecoder<
     const LT: usize = MAX_LIT_TABLES,

@@ -1,4 +1,4 @@
-//! BSD2 encoder (host side): turns a list of segments (from the matcher) into blocks.
+//! BSD3 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
 use super::model::{Model, MIN_MATCH, RUN_GROUP};
 use super::{Params, StreamHeader, MAX_LIT_TABLES, MAX_PTR_LOG2};

@@ -1,13 +1,13 @@
-//! The BlueSphere delta stream ("BSD2"): a sequential patch that reads the source (old image)
+//! The BlueSphere delta stream ("BSD3"): a sequential patch that reads the source (old image)
 //! at random and writes the target strictly in order, in independently decodable blocks.
 //!
 //! See `docs/FORMAT.md` for the byte layout. In short:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 4 | magic `BSD2` |
-//! | 4 | 1 | `lc`: literal context bits (high bits of the previous byte) |
-//! | 5 | 1 | `lp`: literal position bits (`lc + lp <= 4`) |
+//! | 0 | 4 | magic `BSD3` |
+//! | 4 | 1 | `lc` (bits 0-3): literal context bits, `lp` (bits 4-7): literal position bits (`lc + lp <= 4`) |
+//! | 5 | 1 | `ptr_log2`: pointer-prediction table entries (0 = none, else `6..=12`) |
 //! | 6 | 1 | `block_log2`: target bytes per block, `12..=24` |
 //! | 7 | 1 | `window_log2`: difference-history window (0 = none, else `8..=16`) |
 //! | 8 | 4 | target size (LE) |
@@ -17,9 +17,9 @@
 //! `comp_len` bytes of range-coded controls and bytes. The coder and all models restart at
 //! every block, so application can resume at any block boundary after a power loss.
 //!
-//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT, W>>()`: about 6 KiB,
-//! plus 2 KiB per literal table (its literal, difference and context cells), plus the
-//! `W`-byte difference window) and whatever
+//! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT, W, PT>>()`: about
+//! 6 KiB, plus 2 KiB per literal table (its literal, difference and context cells), plus the
+//! `W`-byte difference window, plus 12 bytes per pointer-table entry `PT`) and whatever
 //! buffering the target needs (one flash sector on a device). There is no dictionary: the
 //! source is read in place and the target is read back for matches.
 
@@ -210,7 +210,7 @@ impl StreamHeader {
 /// What is wrong with a delta stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DeltaError {
-    /// Not a BSD2 stream.
+    /// Not a BSD3 stream.
     #[error("not a BlueSphere delta stream (bad magic)")]
     BadMagic,
     /// A parameter this decoder does not support.

@@ -30,7 +30,7 @@ pub enum PayloadKind {
 pub enum Codec {
     /// The target bytes as they are (full images only).
     Stored = 0,
-    /// A BSD2 stream (see [`crate::delta`]).
+    /// A BSD3 stream (see [`crate::delta`]).
     Bsd2 = 1,
 }
 
@@ -262,7 +262,7 @@ impl<'a> Component<'a> {
             }
             PayloadKind::Delta => {
                 if codec != Codec::Bsd2 {
-                    return Err(r.err("delta payload must use the BSD2 codec"));
+                    return Err(r.err("delta payload must use the BSD3 codec"));
                 }
                 if from_version.is_empty() {
                     return Err(r.err("delta without a from version"));
@@ -307,7 +307,7 @@ impl<'a> Component<'a> {
         })
     }
 
-    /// Check that a BSD2 payload's stream header agrees with this record.
+    /// Check that a BSD3 payload's stream header agrees with this record.
     pub fn check_stream_header(&self, h: &StreamHeader) -> Result<(), PackageError> {
         if u64::from(h.target_size) != self.target_size
             || u64::from(h.source_size) != self.source_size

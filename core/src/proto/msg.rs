@@ -418,7 +418,7 @@ pub enum Response<'a> {
         max_frame: u16,
         /// Payload bytes the host may have unacknowledged.
         window: u32,
-        /// Bit 0: stored payloads; bit 1: BSD2 `best`; bit 2: BSD2 `small`.
+        /// Bit 0: stored payloads; bit 1: BSD3 `best`; bit 2: BSD3 `small`.
         codecs: u8,
         /// Largest header ‖ manifest ‖ signature accepted.
         max_begin: u32,
