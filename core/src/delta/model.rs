@@ -655,10 +655,10 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
         matches: bool,
         left: u32,
     ) -> DiffItem {
-        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         if self.code_run(rc, old, left, false).is_some() {
             return DiffItem::Byte(old);
         }
+        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         let nz = self.code_nz(rc, pos, old, 0);
         if nz == 1 && matches && self.decode_is_diff_match(rc) {
             return DiffItem::MatchStart;
@@ -709,10 +709,10 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
     ) {
         let d = new.wrapping_sub(old);
         rc.cat = 1;
-        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         if self.code_run(rc, old, left, zero_ahead).is_some() {
             return;
         }
+        self.pp = self.ptr.predict(old, self.ahead, self.hist);
         self.code_nz(rc, pos, old, u32::from(d != 0 || is_match));
         rc.cat = 2;
         if (d != 0 || is_match) && matches {
