@@ -13,7 +13,7 @@ use std::ops::Range;
 use suffix_array::SuffixArray;
 
 /// Mismatches within a match that make a new exact match worth starting there.
-const MISMATCH_COUNT: usize = 8;
+const MISMATCH_COUNT: usize = 5;
 /// Matches shorter than this count as misses; after `MISS_STEP_AFTER` misses in a row the
 /// search steps by up to `MAX_MISS_STEP` bytes.
 const SHORT_MATCH: usize = 8;

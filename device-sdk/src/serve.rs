@@ -187,7 +187,7 @@ where
                 window: self.window,
                 codecs: 0b001
                     | 0b100
-                    | if LT >= 16 && W >= 8192 && PT >= 1024 {
+                    | if LT >= 16 && W >= 8192 && PT >= 2048 {
                         0b010
                     } else {
                         0

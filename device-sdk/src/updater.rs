@@ -307,7 +307,7 @@ pub struct Updater<
 
 /// Default profile: streams made with [`Params::BEST`] (decoder state 58.6 KB: 8 KiB
 /// difference window, 1024-entry pointer tables).
-pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 8192, 1024>;
+pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 8192, 2048>;
 /// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.6 KB, no pointer
 /// tables).
 pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0>;

@@ -50,10 +50,10 @@ pub const MAX_BLOCK_LOG2: u8 = 24;
 pub const MAX_LIT_TABLES: usize = 16;
 /// Smallest and largest pointer table a stream may ask for (log2 of the entries).
 pub const MIN_PTR_LOG2: u8 = 6;
-/// Largest pointer table (log2): 4096 entries (48 KiB for both tables).
+/// Largest pointer table (log2): 4096 entries (32 KiB for both tables).
 pub const MAX_PTR_LOG2: u8 = 12;
 /// Pointer-table entries a default decoder reserves (the `best` profile's).
-pub const DEFAULT_PTR_ENTRIES: usize = 1024;
+pub const DEFAULT_PTR_ENTRIES: usize = 2048;
 
 /// Coding parameters of a stream (a "profile").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +72,14 @@ pub struct Params {
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables, 8 KiB difference window, 1024-entry pointer tables
-    /// (decoder state 59 KiB), 1 MiB blocks.
+    /// Best ratio: 16 literal tables, 8 KiB difference window, 2048-entry pointer tables
+    /// (decoder state 62 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 2,
         lp: 2,
         block_log2: 20,
         window_log2: 13,
-        ptr_log2: 10,
+        ptr_log2: 11,
     };
     /// Small RAM: 1 literal table, 256-byte difference window, no pointer tables (decoder
     /// state under 8 KiB), 64 KiB blocks.

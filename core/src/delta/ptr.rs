@@ -11,7 +11,7 @@
 //! little, a right one makes a relocated pointer nearly free. Nothing here is specific to an
 //! instruction set.
 //!
-//! RAM: two tables of `PT` entries (a 16-bit tag and a 32-bit change: 6 bytes each); a stream
+//! RAM: two tables of `PT` entries (an 8-bit tag and a 24-bit change: 4 bytes each); a stream
 //! uses `2^ptr_log2 <= PT` of them, or none (`ptr_log2 = 0`).
 
 /// What the model predicts for one position: a difference byte and how it was found
@@ -26,40 +26,33 @@ pub(crate) struct Pred {
 /// absolute and the relative reading of the word starting here.
 pub(crate) type Preds = [Pred; 3];
 
-/// One table: tags (bits 8.. of the old value, folded to 16 bits) and learned changes.
+/// One table of learned changes: each entry a 24-bit signed change (bits 8..32) and an 8-bit
+/// tag of the key (bits 0..8); 0 is an empty entry.
 #[derive(Debug, Clone)]
 struct Table<const PT: usize> {
-    tag: [u16; PT],
-    delta: [i32; PT],
+    e: [u32; PT],
 }
 
 impl<const PT: usize> Table<PT> {
     const fn new() -> Self {
-        Self {
-            tag: [0; PT],
-            delta: [0; PT],
-        }
+        Self { e: [0; PT] }
     }
 
     fn clear(&mut self) {
-        self.tag.fill(0);
-        self.delta.fill(0);
+        self.e.fill(0);
     }
 
     #[inline]
-    fn slot(v: u32, bits: u32) -> (usize, u16) {
-        let r = v >> 8;
-        (
-            (r.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize,
-            r as u16 ^ (r >> 16) as u16,
-        )
+    fn slot(v: u32, bits: u32) -> (usize, u32) {
+        let h = (v >> 8).wrapping_mul(0x9E37_79B1);
+        ((h >> (32 - bits)) as usize, h & 0xFF)
     }
 
     #[inline]
     fn look(&self, v: u32, bits: u32) -> Option<i32> {
         let (i, tag) = Self::slot(v, bits);
-        match (self.tag.get(i), self.delta.get(i)) {
-            (Some(&t), Some(&d)) if t == tag && d != 0 => Some(d),
+        match self.e.get(i) {
+            Some(&x) if x & 0xFF == tag && x >> 8 != 0 => Some((x as i32) >> 8),
             _ => None,
         }
     }
@@ -67,9 +60,8 @@ impl<const PT: usize> Table<PT> {
     #[inline]
     fn learn(&mut self, v: u32, bits: u32, delta: i32) {
         let (i, tag) = Self::slot(v, bits);
-        if let (Some(t), Some(d)) = (self.tag.get_mut(i), self.delta.get_mut(i)) {
-            *t = tag;
-            *d = delta;
+        if let Some(x) = self.e.get_mut(i) {
+            *x = ((delta as u32) << 8) | tag;
         }
     }
 }
@@ -93,7 +85,7 @@ pub(crate) struct PtrModel<const PT: usize> {
 }
 
 /// Largest change a word may show to be learned as a pointer's.
-const MAX_SHIFT: u32 = 1 << 24;
+const MAX_SHIFT: u32 = 1 << 23;
 
 impl<const PT: usize> PtrModel<PT> {
     pub(crate) const fn new() -> Self {
