@@ -217,7 +217,7 @@ pub fn inspect(bytes: &[u8]) -> Result<PackageInfo, Error> {
         let c = c?;
         let payload = p.payload(&c);
         let stream = match c.codec {
-            Codec::Bsd2 => Some(crate::delta::StreamHeader::parse(payload)?),
+            Codec::Bsd3 => Some(crate::delta::StreamHeader::parse(payload)?),
             Codec::Stored => None,
         };
         components.push(ComponentInfo {
@@ -370,7 +370,7 @@ pub fn apply_component(
     let payload = p.payload(c);
     let out = match c.codec {
         Codec::Stored => payload.to_vec(),
-        Codec::Bsd2 => {
+        Codec::Bsd3 => {
             let h = crate::delta::StreamHeader::parse(payload)?;
             c.check_stream_header(&h)?;
             let source: &[u8] = if c.kind == PayloadKind::Delta {

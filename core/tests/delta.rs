@@ -169,40 +169,83 @@ fn wrong_source_size_is_refused() {
 
 #[test]
 fn hostile_headers() {
-    let mut h = StreamHeader {
+    let hdr = StreamHeader {
         params: Params::BEST,
         target_size: 10,
         source_size: 0,
+    };
+    let mut h = hdr.to_bytes();
+    assert_eq!(hdr.encoded_len(), 8);
+    assert_eq!(StreamHeader::parse(&h[..8]), Ok(hdr));
+    h[4] = 40; // 1 TiB blocks
+    assert!(matches!(
+        StreamHeader::parse(&h),
+        Err(DeltaError::Unsupported { .. })
+    ));
+    h[4] = 16;
+    h[2] = 4 | (4 << 4); // lc + lp = 8
+    assert!(matches!(
+        StreamHeader::parse(&h),
+        Err(DeltaError::Unsupported { .. })
+    ));
+    h[2] = 2 | (2 << 4);
+    h[3] = 13; // 8192-entry pointer tables
+    assert!(matches!(
+        StreamHeader::parse(&h),
+        Err(DeltaError::Unsupported { .. })
+    ));
+    h[3] = 11;
+    // Sizes: over 2^32 - 1, over-long, not minimal, cut short.
+    for (sizes, want) in [
+        (&[0xFF, 0xFF, 0xFF, 0xFF, 0x10, 0][..], "below 2^32"),
+        (&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0][..], "below 2^32"),
+        (&[0x8A, 0x00, 0][..], "below 2^32"),
+        (&[0x8A][..], "truncated"),
+    ] {
+        let mut b = h[..6].to_vec();
+        b.extend_from_slice(sizes);
+        let e = StreamHeader::parse(&b).unwrap_err().to_string();
+        assert!(e.contains(want), "{sizes:02x?}: {e}");
+        // The push decoder says the same, in any chunking.
+        let mut out = [0u8; 16];
+        for chunk in [1, 3, 64] {
+            let mut io = SliceIo::new(&[], &mut out);
+            let mut d: DeltaDecoder = DeltaDecoder::new(0);
+            let r = b
+                .chunks(chunk)
+                .try_for_each(|c| d.push_all(c, &mut io).map(|_| ()));
+            let e = match r {
+                Err(e) => e.to_string(),
+                Ok(()) => d.finish().unwrap_err().to_string(),
+            };
+            assert!(e.contains(want), "{sizes:02x?} by {chunk}: {e}");
+        }
     }
-    .to_bytes();
-    h[6] = 40; // 1 TiB blocks
-    assert!(matches!(
-        StreamHeader::parse(&h),
-        Err(DeltaError::Unsupported { .. })
-    ));
-    h[6] = 16;
-    h[4] = 4;
-    h[5] = 4;
-    assert!(matches!(
-        StreamHeader::parse(&h),
-        Err(DeltaError::Unsupported { .. })
-    ));
     h[0] = b'X';
     assert_eq!(StreamHeader::parse(&h), Err(DeltaError::BadMagic));
     assert_eq!(StreamHeader::parse(&h[..5]), Err(DeltaError::Truncated));
 
-    // A block declaring a 4 GiB compressed length is refused before anything is read.
-    let mut s = StreamHeader {
+    // A block declaring a 4 GiB compressed length is refused before anything is read, and so
+    // is an over-long or non-minimal block header number.
+    let small = StreamHeader {
         params: Params::SMALL,
         target_size: 100,
         source_size: 0,
+    };
+    for (block, want) in [
+        (
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00][..],
+            "impossible compressed length",
+        ),
+        (&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00][..], "too long"),
+        (&[0x85, 0x00, 0x00][..], "not minimally encoded"),
+        (&[0x05, 0x01][..], "beyond the source"),
+    ] {
+        let mut s = small.to_bytes()[..small.encoded_len()].to_vec();
+        s.extend_from_slice(block);
+        let e = apply(&[], &s, 100, 64).unwrap_err();
+        assert!(e.contains(want), "{block:02x?}: {e}");
     }
-    .to_bytes()
-    .to_vec();
-    s.extend_from_slice(&u32::MAX.to_le_bytes());
-    s.extend_from_slice(&0u32.to_le_bytes());
-    let e = apply(&[], &s, 100, 64).unwrap_err();
-    assert!(e.contains("impossible compressed length"), "{e}");
 }
 
 #[test]

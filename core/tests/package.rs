@@ -5,7 +5,7 @@ use bluesphere_core::delta::Params;
 use bluesphere_core::keys;
 use bluesphere_core::ops::{self, Checks};
 use bluesphere_core::package::build::{build_package, put_varint, ComponentSpec, PackageSpec};
-use bluesphere_core::package::{Header, Package, PackageError, HEADER_LEN};
+use bluesphere_core::package::{Header, Manifest, Package, PackageError, HEADER_LEN};
 use bluesphere_core::testkit::{evolve, firmware};
 use p256::ecdsa::SigningKey;
 
@@ -390,13 +390,42 @@ fn delta_package_overhead() {
     let overhead = pkg.len() as u64 - c.payload_size;
     let m = p.header.manifest_len as u64;
     assert_eq!(overhead, 16 + 64 + m);
-    // product, hardware, name, versions as given, plus at most 96 bytes of fields:
-    // 16-byte source hash, 32-byte target hash, CRC-32, time, sizes, address, counter as varints.
+    // product, hardware, name, versions as given, plus at most 87 bytes of fields:
+    // 8-byte source hash, 32-byte target hash, CRC-32, time, sizes, address, counter as
+    // varints, flags with the dependency count.
     let strings = (p.manifest.product_id.len() + p.manifest.hardware_id.len() + 2)
         + (c.name.len() + c.from_version.len() + c.to_version.len() + 3);
     assert!(
-        m <= strings as u64 + 96,
+        m <= strings as u64 + 87,
         "manifest {m} bytes ({strings} of strings)"
     );
     assert_eq!(c.target_size, new.len() as u64);
+}
+
+/// The component flags byte: kind, codec and the dependency count; a count over 8 and the
+/// reserved bit are refused by name.
+#[test]
+fn component_flags_are_checked() {
+    let (pkg, _, _) = small_package();
+    let h = Header::parse(&pkg).unwrap();
+    let m = pkg[HEADER_LEN..HEADER_LEN + h.manifest_len as usize].to_vec();
+    // product "thermo", hardware "revB", created (5), name "main", "1.0.0", "1.1.0",
+    // counter 7 (1), load address 0x0800_0000 (4): then the flags.
+    let at = 7 + 5 + 5 + 5 + 6 + 6 + 1 + 4;
+    assert_eq!(
+        m[at],
+        1 | (1 << 1) | (1 << 3),
+        "delta, BSD3, one dependency"
+    );
+    for (flags, why) in [
+        (1 | (1 << 1) | (9 << 3), "too many dependencies"),
+        (1 | (1 << 1) | (1 << 3) | 0x80, "reserved component flags"),
+        (1 | (3 << 1) | (1 << 3), "unknown codec"),
+        (1 | (1 << 3), "BSD3 codec"),
+    ] {
+        let mut bad = m.clone();
+        bad[at] = flags;
+        let e = Manifest::parse(&bad, &h).unwrap_err().to_string();
+        assert!(e.contains(why), "{flags:#04x}: {e}");
+    }
 }

@@ -569,7 +569,7 @@ where
         tag.copy_from_slice(&digest[..8]);
 
         let payload_len = u32::try_from(c.payload_size).map_err(|_| unsupported)?;
-        let delta = c.codec == Codec::Bsd2;
+        let delta = c.codec == Codec::Bsd3;
         let source = if c.kind == PayloadKind::Delta {
             self.slot(running)
                 .sub(0, c.source_size as u32)

@@ -383,8 +383,8 @@ fn stored_full_image() {
     )
     .unwrap();
     let (mut h, m, _, _) = split(&full);
-    // Rewrite the record's tail: ... flags, target size, target SHA-256 | payload size, CRC-32,
-    // dependency count.
+    // Rewrite the record's tail: ... flags (with the dependency count), target size, target
+    // SHA-256 | payload size, CRC-32.
     let at = m
         .windows(32)
         .position(|w| w == sha2_digest(&fx.new))
@@ -394,10 +394,9 @@ fn stored_full_image() {
     bluesphere_core::package::build::put_varint(&mut tl, u64::from(len));
     assert_eq!(&m[at - tl.len()..at], &tl[..]);
     let mut m2 = m[..at + 32].to_vec();
-    m2[at - tl.len() - 1] = 0; // full image, codec 0 (stored)
+    m2[at - tl.len() - 1] = 0; // full image, codec 0 (stored), no dependencies
     m2.extend_from_slice(&tl); // payload size = target size
     m2.extend_from_slice(&bluesphere_core::crc::crc32(&fx.new).to_le_bytes());
-    m2.push(0); // no dependencies
     h[6..8].copy_from_slice(&(m2.len() as u16).to_le_bytes());
     h[12..16].copy_from_slice(&len.to_le_bytes());
     let stored = resign(&h, &m2, &fx.new);

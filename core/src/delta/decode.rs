@@ -4,8 +4,8 @@
 
 use super::model::{DiffItem, Match, Model};
 use super::{
-    ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN, DEFAULT_PTR_ENTRIES, HEADER_LEN,
-    MAX_LIT_TABLES,
+    leb128_end, read_leb128, ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN,
+    DEFAULT_PTR_ENTRIES, HEADER_LEN, MAX_LIT_TABLES,
 };
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
@@ -253,7 +253,7 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
             .min(u64::from(h.target_size));
         if cp.target_offset != expected_target
             || cp.target_offset > u64::from(h.target_size)
-            || cp.payload_offset < HEADER_LEN as u64
+            || cp.payload_offset < h.encoded_len() as u64
         {
             self.reset(source_len);
             return Err(DeltaError::BadCheckpoint);
@@ -296,7 +296,7 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
             });
         }
         self.header = Some(h);
-        self.payload_pos = HEADER_LEN as u64;
+        self.payload_pos = h.encoded_len() as u64;
         self.phase = if h.target_size == 0 {
             Phase::Done
         } else {
@@ -346,18 +346,30 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
         }
     }
 
-    fn take_small<'i>(&mut self, input: &'i [u8], want: usize) -> &'i [u8] {
-        let need = want.saturating_sub(self.small_fill);
-        let n = need.min(input.len());
-        if let (Some(dst), Some(src)) = (
-            self.small.get_mut(self.small_fill..self.small_fill + n),
-            input.get(..n),
-        ) {
-            dst.copy_from_slice(src);
-            self.small_fill += n;
-            self.payload_pos += n as u64;
+    /// Move input bytes into the small buffer one at a time until `complete` says it holds
+    /// a whole header (or the buffer is full: the parser then refuses it). Returns the rest
+    /// of the input and whether the header is complete.
+    fn take_until<'i>(
+        &mut self,
+        mut input: &'i [u8],
+        complete: fn(&[u8]) -> bool,
+        max: usize,
+    ) -> (&'i [u8], bool) {
+        loop {
+            let have = self.small.get(..self.small_fill).unwrap_or(&[]);
+            if complete(have) || self.small_fill >= max {
+                return (input, true);
+            }
+            let Some((&b, rest)) = input.split_first() else {
+                return (input, false);
+            };
+            if let Some(d) = self.small.get_mut(self.small_fill) {
+                *d = b;
+            }
+            self.small_fill += 1;
+            self.payload_pos += 1;
+            input = rest;
         }
-        input.get(n..).unwrap_or(&[])
     }
 
     fn corrupt(&self, reason: &'static str) -> DeltaError {
@@ -379,21 +391,25 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
         loop {
             match self.phase {
                 Phase::Header => {
-                    rest = self.take_small(rest, HEADER_LEN);
-                    if self.small_fill < HEADER_LEN {
+                    let (r, whole) = self.take_until(rest, StreamHeader::complete, HEADER_LEN);
+                    rest = r;
+                    if !whole {
                         break;
                     }
+                    let n = self.small_fill;
                     self.small_fill = 0;
                     let bytes = self.small;
-                    self.accept_header(&bytes)?;
+                    self.accept_header(bytes.get(..n).unwrap_or(&[]))?;
                 }
                 Phase::BlockHeader => {
-                    rest = self.take_small(rest, BLOCK_HEADER_LEN);
-                    if self.small_fill < BLOCK_HEADER_LEN {
+                    let (r, whole) =
+                        self.take_until(rest, |b| leb128_end(b, 2).is_some(), BLOCK_HEADER_LEN);
+                    rest = r;
+                    if !whole {
                         break;
                     }
-                    self.small_fill = 0;
                     self.start_block()?;
+                    self.small_fill = 0;
                 }
                 Phase::Body => {
                     let n = (self.comp_left as usize).min(rest.len());
@@ -441,13 +457,14 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
 
     fn start_block(&mut self) -> Result<(), DeltaError> {
         let h = self.header.ok_or(DeltaError::Truncated)?;
-        let s = &self.small;
-        let comp_len = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-        let src_pos = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
         let bad = |reason| DeltaError::BadBlockHeader {
             block: self.block,
             reason,
         };
+        let s = self.small.get(..self.small_fill).unwrap_or(&[]);
+        let mut at = 0;
+        let comp_len = read_leb128(s, &mut at, u32::MAX).map_err(bad)?;
+        let src_pos = read_leb128(s, &mut at, u32::MAX).map_err(bad)?;
         if comp_len < 5 || comp_len > h.max_block_len() {
             return Err(bad("impossible compressed length"));
         }

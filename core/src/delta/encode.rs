@@ -639,7 +639,7 @@ fn encode_inner(
                 .collect()
         })
     };
-    let mut out = header.to_bytes().to_vec();
+    let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
     for g in coded {
         let (bytes, st) = g?;
         out.extend_from_slice(&bytes);
@@ -757,7 +757,7 @@ where
     std::thread::scope(|sc| {
         let coding = sc.spawn(move || -> Result<Vec<u8>, EncodeError> {
             let mut coder = Coder::new(old, new, params, false);
-            let mut out = header.to_bytes().to_vec();
+            let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
             for msg in rx {
                 match msg {
                     Msg::Begin(first, src_start) => {
@@ -1174,8 +1174,10 @@ impl<'a> Coder<'a> {
         let bytes = std::mem::replace(&mut self.rc, RangeEncoder::new()).finish();
         let len =
             u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(self.src_start as u32).to_le_bytes());
+        let mut head = [0u8; super::BLOCK_HEADER_LEN];
+        let n = super::put_leb128(&mut head, u64::from(len));
+        let n = n + super::put_leb128(&mut head[n..], self.src_start);
+        out.extend_from_slice(&head[..n]);
         out.extend_from_slice(&bytes);
         Ok(())
     }

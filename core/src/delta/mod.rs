@@ -5,21 +5,21 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 4 | magic `BSD3` |
-//! | 4 | 1 | `lc` (bits 0-3): literal context bits, `lp` (bits 4-7): literal position bits (`lc + lp <= 4`) |
-//! | 5 | 1 | `ptr_log2`: pointer-prediction table entries (0 = none, else `6..=12`) |
-//! | 6 | 1 | `block_log2`: target bytes per block, `12..=24` |
-//! | 7 | 1 | `window_log2`: difference-history window (0 = none, else `8..=16`) |
-//! | 8 | 4 | target size (LE) |
-//! | 12 | 4 | source size (LE) |
+//! | 0 | 2 | magic `B3` |
+//! | 2 | 1 | `lc` (bits 0-3): literal context bits, `lp` (bits 4-7): literal position bits (`lc + lp <= 4`) |
+//! | 3 | 1 | `ptr_log2`: pointer-prediction table entries (0 = none, else `6..=12`) |
+//! | 4 | 1 | `block_log2`: target bytes per block, `12..=24` |
+//! | 5 | 1 | `window_log2`: difference-history window (0 = none, else `8..=16`) |
+//! | 6 | 1..=5 | target size (LEB128, `< 2^32`) |
+//! | .. | 1..=5 | source size (LEB128, `< 2^32`) |
 //!
-//! then `ceil(target / block)` blocks, each `comp_len: u32 LE`, `src_pos: u32 LE` and
-//! `comp_len` bytes of range-coded controls and bytes. The coder and all models restart at
+//! then `ceil(target / block)` blocks, each `comp_len` and `src_pos` (LEB128) and `comp_len`
+//! bytes of range-coded controls and bytes. The coder and all models restart at
 //! every block, so application can resume at any block boundary after a power loss.
 //!
 //! RAM needed to apply: the decoder struct (`size_of::<DeltaDecoder<LT, W, PT>>()`: about
 //! 6 KiB, plus 2 KiB per literal table (its literal, difference and context cells), plus the
-//! `W`-byte difference window, plus 12 bytes per pointer-table entry `PT`) and whatever
+//! `W`-byte difference window, plus 8 bytes per pointer-table entry `PT`) and whatever
 //! buffering the target needs (one flash sector on a device). There is no dictionary: the
 //! source is read in place and the target is read back for matches.
 
@@ -37,11 +37,73 @@ pub(crate) use encode::encode_streamed;
 pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
 
 /// Stream magic.
-pub const MAGIC: [u8; 4] = *b"BSD3";
-/// Size of the stream header.
-pub const HEADER_LEN: usize = 16;
-/// Size of a block header.
-pub const BLOCK_HEADER_LEN: usize = 8;
+pub const MAGIC: [u8; 2] = *b"B3";
+/// Bytes of the stream header before its two sizes.
+pub const FIXED_HEADER_LEN: usize = 6;
+/// Largest stream header (both sizes 5 bytes long).
+pub const HEADER_LEN: usize = FIXED_HEADER_LEN + 10;
+/// Largest block header (`comp_len` up to 4 bytes, `src_pos` up to 5).
+pub const BLOCK_HEADER_LEN: usize = 9;
+
+/// Bytes of `v` as unsigned LEB128.
+pub(crate) const fn leb128_len(v: u64) -> usize {
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Write `v` as unsigned LEB128 at the start of `out`; returns the bytes written.
+pub(crate) fn put_leb128(out: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
+    for b in out.iter_mut() {
+        let more = v >= 0x80;
+        *b = (v as u8 & 0x7F) | if more { 0x80 } else { 0 };
+        v >>= 7;
+        n += 1;
+        if !more {
+            break;
+        }
+    }
+    n
+}
+
+/// End of the `count` LEB128 numbers at the start of `b` (at most 5 bytes each), or `None`
+/// while `b` holds fewer. A number counts as complete after its last byte or after 5 bytes
+/// (the parser then refuses an over-long one).
+pub(crate) fn leb128_end(b: &[u8], count: usize) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..count {
+        let mut k = 0;
+        loop {
+            let byte = *b.get(at + k)?;
+            k += 1;
+            if byte & 0x80 == 0 || k == 5 {
+                break;
+            }
+        }
+        at += k;
+    }
+    Some(at)
+}
+
+/// Read a minimally encoded LEB128 number of at most 5 bytes and at most `max` at `*at`.
+pub(crate) fn read_leb128(b: &[u8], at: &mut usize, max: u32) -> Result<u32, &'static str> {
+    let mut v: u64 = 0;
+    for k in 0..5 {
+        let byte = *b.get(*at + k).ok_or("ends early")?;
+        v |= u64::from(byte & 0x7F) << (7 * k);
+        if byte & 0x80 == 0 {
+            if k > 0 && byte == 0 {
+                return Err("number not minimally encoded");
+            }
+            *at += k + 1;
+            return u32::try_from(v)
+                .ok()
+                .filter(|&v| v <= max)
+                .ok_or("number out of range");
+        }
+    }
+    Err("number too long")
+}
 /// Smallest and largest block size (log2).
 pub const MIN_BLOCK_LOG2: u8 = 12;
 /// Largest block size (log2): 16 MiB.
@@ -158,41 +220,75 @@ pub struct StreamHeader {
 }
 
 impl StreamHeader {
-    /// Parse and validate a stream header.
+    /// Parse and validate a stream header (the first [`StreamHeader::encoded_len`] bytes of
+    /// `b`; later bytes are not looked at).
     pub fn parse(b: &[u8]) -> Result<Self, DeltaError> {
-        let h: &[u8; HEADER_LEN] = b
-            .get(..HEADER_LEN)
+        let h: &[u8; FIXED_HEADER_LEN] = b
+            .get(..FIXED_HEADER_LEN)
             .and_then(|s| s.try_into().ok())
             .ok_or(DeltaError::Truncated)?;
-        if h[0..4] != MAGIC {
+        if h[0..2] != MAGIC {
             return Err(DeltaError::BadMagic);
         }
         let params = Params {
-            lc: h[4] & 0x0F,
-            lp: h[4] >> 4,
-            ptr_log2: h[5],
-            block_log2: h[6],
-            window_log2: h[7],
+            lc: h[2] & 0x0F,
+            lp: h[2] >> 4,
+            ptr_log2: h[3],
+            block_log2: h[4],
+            window_log2: h[5],
         };
         params.validate()?;
+        let mut at = FIXED_HEADER_LEN;
+        let mut size = || {
+            read_leb128(b, &mut at, u32::MAX).map_err(|e| match e {
+                "ends early" => DeltaError::Truncated,
+                _ => DeltaError::Unsupported {
+                    what: "stream header size (must be a minimal LEB128 number below 2^32)",
+                },
+            })
+        };
+        let target_size = size()?;
+        let source_size = size()?;
         Ok(Self {
             params,
-            target_size: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
-            source_size: u32::from_le_bytes([h[12], h[13], h[14], h[15]]),
+            target_size,
+            source_size,
         })
     }
 
-    /// Serialize.
+    /// Bytes of this header in the stream.
+    pub fn encoded_len(&self) -> usize {
+        FIXED_HEADER_LEN
+            + leb128_len(u64::from(self.target_size))
+            + leb128_len(u64::from(self.source_size))
+    }
+
+    /// Serialize: the first [`StreamHeader::encoded_len`] bytes are the header, the rest of
+    /// the array is zero.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[0..4].copy_from_slice(&MAGIC);
-        h[4] = (self.params.lc & 0x0F) | (self.params.lp << 4);
-        h[5] = self.params.ptr_log2;
-        h[6] = self.params.block_log2;
-        h[7] = self.params.window_log2;
-        h[8..12].copy_from_slice(&self.target_size.to_le_bytes());
-        h[12..16].copy_from_slice(&self.source_size.to_le_bytes());
+        h[0..2].copy_from_slice(&MAGIC);
+        h[2] = (self.params.lc & 0x0F) | (self.params.lp << 4);
+        h[3] = self.params.ptr_log2;
+        h[4] = self.params.block_log2;
+        h[5] = self.params.window_log2;
+        let (_, sizes) = h.split_at_mut(FIXED_HEADER_LEN);
+        let n = put_leb128(sizes, u64::from(self.target_size));
+        if let Some(rest) = sizes.get_mut(n..) {
+            put_leb128(rest, u64::from(self.source_size));
+        }
         h
+    }
+
+    /// Is `b` (the bytes read so far) a whole header? True also when it cannot become one
+    /// (bad magic, an over-long size): the parser then says what is wrong.
+    pub(crate) fn complete(b: &[u8]) -> bool {
+        if b.len() >= MAGIC.len() && b[..MAGIC.len()] != MAGIC {
+            return true;
+        }
+        b.get(FIXED_HEADER_LEN..)
+            .and_then(|rest| leb128_end(rest, 2))
+            .is_some()
     }
 
     /// Number of blocks.

@@ -162,7 +162,12 @@ pub fn build_package(
             PayloadKind::Full
         };
         let payload = delta?;
-        m.push(kind as u8 | ((Codec::Bsd2 as u8) << 1));
+        if c.dependencies.len() > MAX_DEPS as usize {
+            return Err(BuildError::Invalid(
+                "at most 8 dependencies per component".into(),
+            ));
+        }
+        m.push(kind as u8 | ((Codec::Bsd3 as u8) << 1) | ((c.dependencies.len() as u8) << 3));
         let u32_of = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| BuildError::Invalid(format!("{what} over 4 GiB")))
         };
@@ -175,12 +180,6 @@ pub fn build_package(
         u32_of(payloads.len() as u64 + payload.len() as u64, "payload area")?;
         put_varint(&mut m, payload.len() as u64);
         m.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
-        if c.dependencies.len() > MAX_DEPS as usize {
-            return Err(BuildError::Invalid(
-                "at most 8 dependencies per component".into(),
-            ));
-        }
-        m.push(c.dependencies.len() as u8);
         for (dep, v) in &c.dependencies {
             put_str(&mut m, dep, 1, MAX_NAME_LEN, "dependency name")?;
             check_version(v, "dependency version")?;

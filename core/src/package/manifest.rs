@@ -10,7 +10,7 @@ pub const MAX_ID_LEN: usize = 64;
 /// Longest component name or version string.
 pub const MAX_NAME_LEN: usize = 32;
 /// Bytes of the source image's SHA-256 kept in a delta's record.
-pub const SOURCE_HASH_LEN: usize = 16;
+pub const SOURCE_HASH_LEN: usize = 8;
 
 /// Whole image or delta against an installed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum Codec {
     /// The target bytes as they are (full images only).
     Stored = 0,
     /// A BSD3 stream (see [`crate::delta`]).
-    Bsd2 = 1,
+    Bsd3 = 1,
 }
 
 /// A byte cursor that reports where a problem is.
@@ -224,11 +224,15 @@ impl<'a> Component<'a> {
         };
         let codec = match (flags >> 1) & 3 {
             0 => Codec::Stored,
-            1 => Codec::Bsd2,
+            1 => Codec::Bsd3,
             _ => return Err(r.err("unknown codec")),
         };
-        if flags >> 3 != 0 {
+        if flags >> 7 != 0 {
             return Err(r.err("reserved component flags are not zero"));
+        }
+        let dep_count = (flags >> 3) & 0x0F;
+        if dep_count > MAX_DEPS {
+            return Err(r.err("too many dependencies (at most 8)"));
         }
         let (source_size, source_hash) = match kind {
             PayloadKind::Delta => (r.varint(u64::from(u32::MAX))?, r.hash()?),
@@ -238,10 +242,6 @@ impl<'a> Component<'a> {
         let target_sha256 = r.hash()?;
         let payload_size = r.varint(u64::from(u32::MAX))?;
         let payload_crc32 = r.u32()?;
-        let dep_count = r.u8()?;
-        if dep_count > MAX_DEPS {
-            return Err(r.err("too many dependencies (at most 8)"));
-        }
         let dep_start = *r;
         for _ in 0..dep_count {
             r.str(1, MAX_NAME_LEN)?;
@@ -261,7 +261,7 @@ impl<'a> Component<'a> {
                 }
             }
             PayloadKind::Delta => {
-                if codec != Codec::Bsd2 {
+                if codec != Codec::Bsd3 {
                     return Err(r.err("delta payload must use the BSD3 codec"));
                 }
                 if from_version.is_empty() {
@@ -277,7 +277,7 @@ impl<'a> Component<'a> {
         }
         let max_payload = match codec {
             Codec::Stored => target_size,
-            Codec::Bsd2 => {
+            Codec::Bsd3 => {
                 let blocks = target_size.div_ceil(1 << delta::MIN_BLOCK_LOG2);
                 delta::HEADER_LEN as u64
                     + target_size * 2

@@ -20,7 +20,7 @@ pub use verify::{key_id, verify_signature, verify_signature_parts, Verified};
 /// Package magic.
 pub const MAGIC: [u8; 4] = *b"BSPK";
 /// The one format version this code reads and writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 16;
 /// Largest manifest accepted.
@@ -54,7 +54,7 @@ pub enum PackageError {
     BadMagic,
     /// A newer format.
     #[error(
-        "package format version {0} is not supported (this tool reads version 2): update the tool or repack"
+        "package format version {0} is not supported (this tool reads version 3): update the tool or repack"
     )]
     UnsupportedVersion(u16),
     /// A header field is out of range.
@@ -108,7 +108,7 @@ impl core::fmt::Display for KeyId {
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 4 | magic `BSPK` |
-/// | 4 | 1 | format version (2) |
+/// | 4 | 1 | format version (3) |
 /// | 5 | 1 | component count (1..=16) |
 /// | 6 | 2 | manifest length (LE, 1..=65535) |
 /// | 8 | 4 | key id: first 4 bytes of SHA-256 of the signer's SEC1 uncompressed key |
