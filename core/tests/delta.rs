@@ -14,6 +14,7 @@ const TINY_BLOCKS: Params = Params {
     block_log2: 12,
     window_log2: 9,
     ptr_log2: 8,
+    ht_log2: 11,
 };
 
 fn apply(old: &[u8], patch: &[u8], target_len: usize, chunk: usize) -> Result<Vec<u8>, String> {

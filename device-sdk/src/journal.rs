@@ -40,7 +40,7 @@
 //! | 3 | 1 | step | swap: steps done of sector `a` (0..=2) |
 //! | 4 | 4 | a | receiving: durable payload offset; swapping: sector index |
 //! | 8 | 4 | b | receiving: next block (delta) or durable target bytes (stored); swapping: sectors to swap |
-//! | 12 | 4 | c | receiving: stream parameters `lc | lp << 4, ptr_log2, block_log2, window_log2` |
+//! | 12 | 4 | c | receiving: stream parameters as in the stream header's bytes 2..6 (`lc | lp << 4`, `ptr_log2 | (ht_log2 - 8) << 4`, `block_log2`, `window_log2`) |
 //! | 16 | 8 | tag | first 8 bytes of SHA-256(header ‖ manifest) of the package in progress |
 //! | 24 | 4 | d | reserved (0) |
 //! | 28 | 4 | CRC-32 of bytes 0..28 |

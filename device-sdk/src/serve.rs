@@ -13,7 +13,7 @@
 //! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
 //! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
 
-use bluesphere_core::delta::DEFAULT_PTR_ENTRIES;
+use bluesphere_core::delta::{DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES};
 use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 use bluesphere_core::proto::{
     FrameDecoder, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
@@ -57,8 +57,9 @@ pub struct Server<
     const W: usize,
     const B: usize,
     const PT: usize = DEFAULT_PTR_ENTRIES,
+    const HT: usize = DEFAULT_HT_CELLS,
 > {
-    up: Updater<'a, F, S, LT, W, PT>,
+    up: Updater<'a, F, S, LT, W, PT, HT>,
     codes: C,
     uid: &'a [u8],
     max_frame: u16,
@@ -111,14 +112,15 @@ impl<
         const W: usize,
         const B: usize,
         const PT: usize,
-    > Server<'a, F, C, S, LT, W, B, PT>
+        const HT: usize,
+    > Server<'a, F, C, S, LT, W, B, PT, HT>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up`; `uid` is the chip's unique id, `max_frame` the largest raw frame the
     /// receive path takes, `window` the payload bytes the link may buffer unacknowledged.
     pub fn new(
-        up: Updater<'a, F, S, LT, W, PT>,
+        up: Updater<'a, F, S, LT, W, PT, HT>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -138,17 +140,17 @@ where
     }
 
     /// Give the updater back.
-    pub fn into_updater(self) -> Updater<'a, F, S, LT, W, PT> {
+    pub fn into_updater(self) -> Updater<'a, F, S, LT, W, PT, HT> {
         self.up
     }
 
     /// Give the updater and the code store back.
-    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W, PT>, C) {
+    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W, PT, HT>, C) {
         (self.up, self.codes)
     }
 
     /// The updater.
-    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W, PT> {
+    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W, PT, HT> {
         &mut self.up
     }
 
@@ -187,7 +189,7 @@ where
                 window: self.window,
                 codecs: 0b001
                     | 0b100
-                    | if LT >= 16 && W >= 8192 && PT >= 2048 {
+                    | if LT >= 4 && W >= 4096 && PT >= 2048 && HT >= 16384 {
                         0b010
                     } else {
                         0
@@ -244,7 +246,7 @@ where
 
     fn done_or(
         &mut self,
-        f: impl FnOnce(&mut Updater<'a, F, S, LT, W, PT>) -> Result<(), UpdateError<F::Error>>,
+        f: impl FnOnce(&mut Updater<'a, F, S, LT, W, PT, HT>) -> Result<(), UpdateError<F::Error>>,
     ) -> Response<'static> {
         match f(&mut self.up) {
             Ok(()) => Response::Done {
@@ -348,9 +350,10 @@ pub fn serve<
     const B: usize,
     const N: usize,
     const PT: usize,
+    const HT: usize,
 >(
     io: &mut IO,
-    server: &mut Server<'_, F, C, S, LT, W, B, PT>,
+    server: &mut Server<'_, F, C, S, LT, W, B, PT, HT>,
     decoder: &mut FrameDecoder<N>,
     mut keep_going: impl FnMut() -> bool,
 ) -> Served<IO::Error>
@@ -399,8 +402,9 @@ pub struct MemoryDevice<
     const W: usize,
     const B: usize,
     const PT: usize = DEFAULT_PTR_ENTRIES,
+    const HT: usize = DEFAULT_HT_CELLS,
 > {
-    server: Option<Server<'a, F, C, S, LT, W, B, PT>>,
+    server: Option<Server<'a, F, C, S, LT, W, B, PT, HT>>,
     uid: &'a [u8],
     max_frame: u16,
     window: u32,
@@ -418,13 +422,14 @@ impl<
         const W: usize,
         const B: usize,
         const PT: usize,
-    > MemoryDevice<'a, F, C, S, LT, W, B, PT>
+        const HT: usize,
+    > MemoryDevice<'a, F, C, S, LT, W, B, PT, HT>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up` (see [`Server::new`]).
     pub fn new(
-        up: Updater<'a, F, S, LT, W, PT>,
+        up: Updater<'a, F, S, LT, W, PT, HT>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -441,7 +446,7 @@ where
     }
 
     /// The server (`None` only after a failed [`MemoryDevice::power_cycle`]).
-    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B, PT>> {
+    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B, PT, HT>> {
         self.server.as_mut()
     }
 
@@ -487,7 +492,7 @@ where
     }
 
     /// Take the updater apart (flash, workspace).
-    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W, PT>> {
+    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W, PT, HT>> {
         self.server.map(|s| s.into_parts().0)
     }
 }

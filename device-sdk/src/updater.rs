@@ -35,7 +35,7 @@
 
 use bluesphere_core::delta::{
     ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamHeader,
-    DEFAULT_PTR_ENTRIES,
+    DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES,
 };
 use bluesphere_core::package::{Codec, Header, Manifest, PayloadKind};
 use embedded_storage::nor_flash::NorFlash;
@@ -243,20 +243,23 @@ pub struct Workspace<
     const LT: usize,
     const W: usize,
     const PT: usize = DEFAULT_PTR_ENTRIES,
+    const HT: usize = DEFAULT_HT_CELLS,
 > {
     writer: TargetWriter<S>,
-    decoder: DeltaDecoder<LT, W, PT>,
+    decoder: DeltaDecoder<LT, W, PT, HT>,
 }
 
-impl<const S: usize, const LT: usize, const W: usize, const PT: usize> Default
-    for Workspace<S, LT, W, PT>
+impl<const S: usize, const LT: usize, const W: usize, const PT: usize, const HT: usize> Default
+    for Workspace<S, LT, W, PT, HT>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const S: usize, const LT: usize, const W: usize, const PT: usize> Workspace<S, LT, W, PT> {
+impl<const S: usize, const LT: usize, const W: usize, const PT: usize, const HT: usize>
+    Workspace<S, LT, W, PT, HT>
+{
     /// An empty workspace.
     pub const fn new() -> Self {
         Self {
@@ -293,24 +296,25 @@ pub struct Updater<
     const LT: usize,
     const W: usize,
     const PT: usize = DEFAULT_PTR_ENTRIES,
+    const HT: usize = DEFAULT_HT_CELLS,
 > {
     flash: F,
     cfg: Config<'a>,
     journal: Journal,
     rec: Record,
-    ws: &'a mut Workspace<S, LT, W, PT>,
+    ws: &'a mut Workspace<S, LT, W, PT, HT>,
     session: Option<Session>,
     /// Test-only planted bug: skip the swap record after this (sector, step).
     #[cfg(test)]
     pub(crate) skip_record: Option<(u32, u8)>,
 }
 
-/// Default profile: streams made with [`Params::BEST`] (decoder state 58.6 KB: 8 KiB
-/// difference window, 1024-entry pointer tables).
-pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 16, 8192, 2048>;
-/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.6 KB, no pointer
+/// Default profile: streams made with [`Params::BEST`] (decoder state 62 KiB: 4 literal
+/// tables, 32 KiB of context cells, 4 KiB difference window, 2048-entry pointer tables).
+pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 4, 4096, 2048, 16384>;
+/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.4 KiB, no pointer
 /// tables).
-pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0>;
+pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0, 512>;
 
 fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     match rec.phase {
@@ -326,8 +330,15 @@ fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     }
 }
 
-impl<'a, F: NorFlash, const S: usize, const LT: usize, const W: usize, const PT: usize>
-    Updater<'a, F, S, LT, W, PT>
+impl<
+        'a,
+        F: NorFlash,
+        const S: usize,
+        const LT: usize,
+        const W: usize,
+        const PT: usize,
+        const HT: usize,
+    > Updater<'a, F, S, LT, W, PT, HT>
 where
     F::Error: core::fmt::Debug,
 {
@@ -336,7 +347,7 @@ where
     pub fn open(
         mut flash: F,
         cfg: Config<'a>,
-        ws: &'a mut Workspace<S, LT, W, PT>,
+        ws: &'a mut Workspace<S, LT, W, PT, HT>,
     ) -> Result<Self, UpdateError<F::Error>> {
         check_layout::<F>(&cfg.layout, flash.capacity())?;
         let (journal, last) = Journal::open(&mut flash, cfg.layout.journal, cfg.erased)?;
@@ -358,7 +369,7 @@ where
     }
 
     /// Give the flash and the workspace back (to reopen after a simulated reset).
-    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W, PT>) {
+    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W, PT, HT>) {
         (self.flash, self.ws)
     }
 
@@ -643,8 +654,9 @@ where
         let r = self.rec;
         let erased = self.cfg.erased;
         if s.delta {
-            let [lclp, ptr_log2, block_log2, window_log2] = r.c;
+            let [lclp, ptr_ht, block_log2, window_log2] = r.c;
             let (lc, lp) = (lclp & 0x0F, lclp >> 4);
+            let (ptr_log2, ht_log2) = (ptr_ht & 0x0F, (ptr_ht >> 4) + 8);
             let h = StreamHeader {
                 params: Params {
                     lc,
@@ -652,6 +664,7 @@ where
                     block_log2,
                     window_log2,
                     ptr_log2,
+                    ht_log2,
                 },
                 target_size: s.info.size,
                 source_size: s.source.len,
@@ -753,7 +766,7 @@ where
                                     cp.block as u32,
                                     [
                                         (p.lc & 0x0F) | (p.lp << 4),
-                                        p.ptr_log2,
+                                        (p.ptr_log2 & 0x0F) | (p.ht_log2.wrapping_sub(8) << 4),
                                         p.block_log2,
                                         p.window_log2,
                                     ],

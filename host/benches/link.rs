@@ -76,9 +76,9 @@ fn main() {
         (921_600, 2),
         (921_600, 16),
     ] {
-        let mut ws: Box<Workspace<1024, 16, 8192>> = Box::new(Workspace::new());
+        let mut ws: Box<Workspace<1024, 4, 4096>> = Box::new(Workspace::new());
         let up = Updater::open(base.clone(), cfg, &mut ws).unwrap();
-        let mut dev: MemoryDevice<'_, _, _, 1024, 16, 8192, 2048> =
+        let mut dev: MemoryDevice<'_, _, _, 1024, 4, 4096, 2048> =
             MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
         let mut link = SimLink::new(baud, lat_ms * 1000, 1);
         let mut push = Push::new(

@@ -15,8 +15,8 @@ use bluesphere_host::sim::Sim;
 use p256::ecdsa::SigningKey;
 
 type Flash = SimFlash<8, 1024>;
-type Ws = Workspace<256, 16, 8192>;
-type Mem = MemoryDevice<'static, Flash, NoCodes, 256, 16, 8192, 2048>;
+type Ws = Workspace<256, 4, 4096>;
+type Mem = MemoryDevice<'static, Flash, NoCodes, 256, 4, 4096, 2048>;
 
 const WINDOW: u32 = 8192;
 
@@ -43,7 +43,7 @@ impl Dev {
         self.mem.into_updater().unwrap().into_parts()
     }
 
-    fn up(&mut self) -> &mut Updater<'static, Flash, 256, 16, 8192> {
+    fn up(&mut self) -> &mut Updater<'static, Flash, 256, 4, 4096> {
         self.mem.server().unwrap().updater()
     }
 
@@ -116,7 +116,7 @@ fn fixture(seed: u64, size: usize) -> Fx {
     };
     let mut base = Flash::new(n, 0xFF);
     {
-        let ws: &'static mut Workspace<256, 16, 8192> = Box::leak(Box::new(Workspace::new()));
+        let ws: &'static mut Workspace<256, 4, 4096> = Box::leak(Box::new(Workspace::new()));
         let mut up = Updater::open(&mut base, cfg, ws).unwrap();
         up.provision(&old, "main", "1.0.0", 0).unwrap();
     }

@@ -28,8 +28,8 @@ const W: usize = 8;
 const E: usize = 4096;
 const S: usize = 4096;
 type Flash = FileFlash<W, E>;
-type Ws = Workspace<S, 16, 8192>;
-type Up<'a> = Updater<'a, Flash, S, 16, 8192>;
+type Ws = Workspace<S, 4, 4096>;
+type Up<'a> = Updater<'a, Flash, S, 4, 4096>;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -566,7 +566,7 @@ fn serve(
             product: &dev.file.product,
             keys: &dev.activation_keys,
         };
-        let mut server: Server<'_, Flash, FileCodes<'_>, S, 16, 8192, 4096> =
+        let mut server: Server<'_, Flash, FileCodes<'_>, S, 4, 4096, 4096> =
             Server::new(up, codes, &uid, 4096 + 16, 16 * 1024);
         loop {
             match bluesphere_device::serve::serve(&mut port, &mut server, &mut decoder, || true) {

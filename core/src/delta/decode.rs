@@ -5,7 +5,7 @@
 use super::model::{DiffItem, Match, Model};
 use super::{
     leb128_end, read_leb128, ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN,
-    DEFAULT_PTR_ENTRIES, HEADER_LEN, MAX_LIT_TABLES,
+    DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES, HEADER_LEN,
 };
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
@@ -138,13 +138,15 @@ enum Op {
 
 /// Streaming BSD3 decoder. `LT` literal tables are reserved (RAM: 2 KiB each with their
 /// context cells), a difference window of `W` bytes and `PT` pointer-table entries (12 bytes
-/// each); a stream that needs more is refused ([`DeltaError::TooManyTables`],
-/// [`DeltaError::WindowTooLarge`], [`DeltaError::PtrTableTooLarge`]).
+/// each) and `HT` hashed context cells (2 bytes each); a stream that needs more is refused
+/// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`],
+/// [`DeltaError::PtrTableTooLarge`], [`DeltaError::ContextTableTooLarge`]).
 #[derive(Debug, Clone)]
 pub struct DeltaDecoder<
-    const LT: usize = MAX_LIT_TABLES,
-    const W: usize = 8192,
+    const LT: usize = 4,
+    const W: usize = 4096,
     const PT: usize = DEFAULT_PTR_ENTRIES,
+    const HT: usize = DEFAULT_HT_CELLS,
 > {
     phase: Phase,
     small: [u8; HEADER_LEN],
@@ -159,7 +161,7 @@ pub struct DeltaDecoder<
     comp_left: u32,
     rc: RangeDecoder,
     rc_started: bool,
-    model: Model<LT, PT>,
+    model: Model<LT, PT, HT>,
     op: Op,
     pending_copy: u32,
     pending_seek: i64,
@@ -172,10 +174,13 @@ pub struct DeltaDecoder<
     ring_len: u64,
 }
 
-/// Decoder for the `small` profile: one literal table, 256-byte difference window.
-pub type SmallDeltaDecoder = DeltaDecoder<1, 256, 0>;
+/// Decoder for the `small` profile: one literal table, 256-byte difference window, no pointer
+/// tables, 512 context cells.
+pub type SmallDeltaDecoder = DeltaDecoder<1, 256, 0, 512>;
 
-impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
+impl<const LT: usize, const W: usize, const PT: usize, const HT: usize>
+    DeltaDecoder<LT, W, PT, HT>
+{
     /// A decoder for a stream made against a source of `source_len` bytes. `const`, so a
     /// device can place one in a `static` without building it on the stack.
     pub const fn new(source_len: u64) -> Self {
@@ -281,6 +286,12 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
             return Err(DeltaError::WindowTooLarge {
                 needed: h.params.window(),
                 have: W,
+            });
+        }
+        if h.params.ht_cells() > HT {
+            return Err(DeltaError::ContextTableTooLarge {
+                needed: h.params.ht_cells(),
+                have: HT,
             });
         }
         if h.params.ptr_entries() > PT {
@@ -477,8 +488,12 @@ impl<const LT: usize, const W: usize, const PT: usize> DeltaDecoder<LT, W, PT> {
         self.block_end = (self.target_pos + h.params.block_size()).min(u64::from(h.target_size));
         self.rc.reset();
         self.rc_started = false;
-        self.model
-            .reset(h.params.lc, h.params.lp, h.params.ptr_log2);
+        self.model.reset(
+            h.params.lc,
+            h.params.lp,
+            h.params.ptr_log2,
+            h.params.ht_log2,
+        );
         self.ring_len = 0;
         self.op = Op::Control;
         self.phase = Phase::Body;

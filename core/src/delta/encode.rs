@@ -1,7 +1,7 @@
 //! BSD3 encoder (host side): turns a list of segments (from the matcher) into blocks.
 
 use super::model::{Model, MIN_MATCH, RUN_GROUP};
-use super::{Params, StreamHeader, MAX_LIT_TABLES, MAX_PTR_LOG2};
+use super::{Params, StreamHeader, MAX_HT_LOG2, MAX_LIT_TABLES, MAX_PTR_LOG2};
 use crate::rc::RangeEncoder;
 
 /// One piece of the target, in target order.
@@ -994,7 +994,7 @@ struct Coder<'a> {
     old: &'a [u8],
     new: &'a [u8],
     rc: RangeEncoder,
-    model: Box<Model<MAX_LIT_TABLES, { 1 << MAX_PTR_LOG2 }>>,
+    model: Box<Model<MAX_LIT_TABLES, { 1 << MAX_PTR_LOG2 }, { 1 << MAX_HT_LOG2 }>>,
     params: Params,
     want_stats: bool,
     /// The block's difference stream so far (one control ahead of the coding).
@@ -1035,8 +1035,12 @@ impl<'a> Coder<'a> {
         if self.want_stats {
             self.rc.stats = Some([0.0; 4]);
         }
-        self.model
-            .reset(self.params.lc, self.params.lp, self.params.ptr_log2);
+        self.model.reset(
+            self.params.lc,
+            self.params.lp,
+            self.params.ptr_log2,
+            self.params.ht_log2,
+        );
         self.dv.clear();
         self.dv_pos = start;
         self.dlz.reset();

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 0 | 2 | magic `B3` |
 //! | 2 | 1 | `lc` (bits 0-3): literal context bits, `lp` (bits 4-7): literal position bits (`lc + lp <= 4`) |
-//! | 3 | 1 | `ptr_log2`: pointer-prediction table entries (0 = none, else `6..=12`) |
+//! | 3 | 1 | `ptr_log2` (bits 0-3): pointer-prediction table entries (0 = none, else `6..=12`); `ht_log2 - 8` (bits 4-7): hashed context cells (`9..=15`) |
 //! | 4 | 1 | `block_log2`: target bytes per block, `12..=24` |
 //! | 5 | 1 | `window_log2`: difference-history window (0 = none, else `8..=16`) |
 //! | 6 | 1..=5 | target size (LEB128, `< 2^32`) |
@@ -116,6 +116,12 @@ pub const MIN_PTR_LOG2: u8 = 6;
 pub const MAX_PTR_LOG2: u8 = 12;
 /// Pointer-table entries a default decoder reserves (the `best` profile's).
 pub const DEFAULT_PTR_ENTRIES: usize = 2048;
+/// Smallest and largest hashed context table a stream may ask for (log2 of the cells).
+pub const MIN_HT_LOG2: u8 = 9;
+/// Largest hashed context table (log2): 32768 cells (64 KiB).
+pub const MAX_HT_LOG2: u8 = 15;
+/// Hashed context cells a default decoder reserves (the `best` profile's: 32 KiB).
+pub const DEFAULT_HT_CELLS: usize = 1 << 14;
 
 /// Coding parameters of a stream (a "profile").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,26 +137,30 @@ pub struct Params {
     pub window_log2: u8,
     /// log2 of the pointer-prediction table entries (0: no pointer prediction).
     pub ptr_log2: u8,
+    /// log2 of the hashed context cells the mixed decisions use (`9..=15`).
+    pub ht_log2: u8,
 }
 
 impl Params {
-    /// Best ratio: 16 literal tables, 8 KiB difference window, 2048-entry pointer tables
-    /// (decoder state 62 KiB), 1 MiB blocks.
+    /// Best ratio: 4 literal tables, 16384 hashed context cells (32 KiB), 4 KiB difference
+    /// window, 2048-entry pointer tables (decoder state 62 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
-        lc: 2,
-        lp: 2,
+        lc: 1,
+        lp: 1,
         block_log2: 20,
-        window_log2: 13,
+        window_log2: 12,
         ptr_log2: 11,
+        ht_log2: 14,
     };
-    /// Small RAM: 1 literal table, 256-byte difference window, no pointer tables (decoder
-    /// state under 8 KiB), 64 KiB blocks.
+    /// Small RAM: 1 literal table, 512 hashed context cells, 256-byte difference window, no
+    /// pointer tables (decoder state under 8 KiB), 64 KiB blocks.
     pub const SMALL: Params = Params {
         lc: 0,
         lp: 0,
         block_log2: 16,
         window_log2: 8,
         ptr_log2: 0,
+        ht_log2: 9,
     };
 
     /// Literal tables this stream needs.
@@ -176,6 +186,11 @@ impl Params {
         }
     }
 
+    /// Hashed context cells the decoder must reserve.
+    pub const fn ht_cells(&self) -> usize {
+        1usize << self.ht_log2
+    }
+
     /// Target bytes per block.
     pub const fn block_size(&self) -> u64 {
         1u64 << self.block_log2
@@ -196,6 +211,11 @@ impl Params {
         if self.ptr_log2 != 0 && !(MIN_PTR_LOG2..=MAX_PTR_LOG2).contains(&self.ptr_log2) {
             return Err(DeltaError::Unsupported {
                 what: "pointer table (must be 0 or 64 .. 4096 entries)",
+            });
+        }
+        if !(MIN_HT_LOG2..=MAX_HT_LOG2).contains(&self.ht_log2) {
+            return Err(DeltaError::Unsupported {
+                what: "context table (must be 512 .. 32768 cells)",
             });
         }
         if !(MIN_BLOCK_LOG2..=MAX_BLOCK_LOG2).contains(&self.block_log2) {
@@ -233,7 +253,8 @@ impl StreamHeader {
         let params = Params {
             lc: h[2] & 0x0F,
             lp: h[2] >> 4,
-            ptr_log2: h[3],
+            ptr_log2: h[3] & 0x0F,
+            ht_log2: (h[3] >> 4) + 8,
             block_log2: h[4],
             window_log2: h[5],
         };
@@ -269,7 +290,7 @@ impl StreamHeader {
         let mut h = [0u8; HEADER_LEN];
         h[0..2].copy_from_slice(&MAGIC);
         h[2] = (self.params.lc & 0x0F) | (self.params.lp << 4);
-        h[3] = self.params.ptr_log2;
+        h[3] = (self.params.ptr_log2 & 0x0F) | (self.params.ht_log2.wrapping_sub(8) << 4);
         h[4] = self.params.block_log2;
         h[5] = self.params.window_log2;
         let (_, sizes) = h.split_at_mut(FIXED_HEADER_LEN);
@@ -326,6 +347,14 @@ pub enum DeltaError {
     /// The stream needs a larger pointer table than this decoder reserved.
     #[error("delta stream needs {needed} pointer-table entries, this decoder has {have}")]
     PtrTableTooLarge {
+        /// Needed by the stream.
+        needed: usize,
+        /// Reserved by the decoder.
+        have: usize,
+    },
+    /// The stream needs a larger hashed context table than this decoder reserved.
+    #[error("delta stream needs {needed} context cells, this decoder has {have}")]
+    ContextTableTooLarge {
         /// Needed by the stream.
         needed: usize,
         /// Reserved by the decoder.

@@ -7,12 +7,6 @@ use super::ptr::{Pred, Preds, PtrModel};
 use crate::rc::RangeEncoder;
 use crate::rc::{BitCoder, Prob, RangeDecoder, PROB_INIT};
 
-/// Cells per row of the hashed context table: a stream with `2^(lc + lp)` literal tables
-/// hashes into `2^(lc + lp)` rows, so the profile that reserves more literal tables also
-/// reserves more context cells (best: 8,192 cells, 16 KiB; small: 512 cells, 1 KiB).
-const HT_ROW_BITS: u32 = 9;
-const HT_ROW: usize = 1 << HT_ROW_BITS;
-
 /// Number of mantissa bits (below the leading one) coded with adaptive models; the rest are
 /// coded as direct bits.
 const MANT_MODELLED: u32 = 3;
@@ -161,7 +155,7 @@ impl DistLen {
 /// All adaptive state of one block. `LT` is the number of literal tables the decoder
 /// reserves (`1 << (lc + lp)` must not exceed it); it fixes the RAM the decoder needs.
 #[derive(Debug, Clone)]
-pub(crate) struct Model<const LT: usize, const PT: usize> {
+pub(crate) struct Model<const LT: usize, const PT: usize, const HT: usize> {
     lit: [[Prob; 256]; LT],
     dzero: [Prob; 256],
     mru_hit: [Prob; 4],
@@ -214,7 +208,9 @@ pub(crate) struct Model<const LT: usize, const PT: usize> {
     mix_pred: Mixer<5, 3>,
     /// Hashed cells for the contexts the mixers combine: target and source bytes around the
     /// position (what an instruction encoding and its relocations look like).
-    ht: [[Prob; HT_ROW]; LT],
+    ht: [Prob; HT],
+    /// log2 of the hashed cells the stream uses (`<= log2(HT)`, checked by the caller).
+    ht_log2: u8,
     mix_nz: Mixer<9, 8>,
     mix_dv: Mixer<8, 8>,
     mix_flag: Mixer<7, 4>,
@@ -228,7 +224,7 @@ pub(crate) struct Model<const LT: usize, const PT: usize> {
     run_flag: [Prob; 4],
 }
 
-impl<const LT: usize, const PT: usize> Model<LT, PT> {
+impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
     pub(crate) const fn new(lc: u8, lp: u8) -> Self {
         Self {
             lit: [[PROB_INIT; 256]; LT],
@@ -269,7 +265,8 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
             pp: [Pred { diff: 0, kind: 0 }; 3],
             phit: [PROB_INIT; 12],
             mix_pred: Mixer::new(),
-            ht: [[PROB_INIT; HT_ROW]; LT],
+            ht: [PROB_INIT; HT],
+            ht_log2: 0,
             mix_nz: Mixer::new(),
             mix_dv: Mixer::new(),
             mix_flag: Mixer::new(),
@@ -283,7 +280,7 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
 
     /// Reset to the initial state in place (no large temporary on the stack: the literal
     /// and value tables are filled where they are).
-    pub(crate) fn reset(&mut self, lc: u8, lp: u8, ptr_log2: u8) {
+    pub(crate) fn reset(&mut self, lc: u8, lp: u8, ptr_log2: u8, ht_log2: u8) {
         for t in self.lit.iter_mut().chain(self.dval.iter_mut()) {
             t.fill(PROB_INIT);
         }
@@ -323,8 +320,9 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
         self.pp = Default::default();
         self.phit = [PROB_INIT; 12];
         self.mix_pred.reset();
-        for row in self.ht.iter_mut() {
-            row.fill(PROB_INIT);
+        self.ht_log2 = ht_log2;
+        if let Some(cells) = self.ht.get_mut(..1usize << ht_log2) {
+            cells.fill(PROB_INIT);
         }
         self.mix_nz.reset();
         self.mix_dv.reset();
@@ -338,7 +336,7 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
 
     /// Cells in this stream's hashed table, as log2: 512 per literal table.
     fn ht_bits(&self) -> u32 {
-        HT_ROW_BITS + u32::from(self.lc) + u32::from(self.lp)
+        u32::from(self.ht_log2)
     }
 
     /// The "is the difference non-zero" bit: the run context's cell mixed with cells for the
@@ -942,10 +940,10 @@ impl<const LT: usize, const PT: usize> Model<LT, PT> {
 /// Code a byte MSB first through the bit tree `tree` (node `1..=255`), each bit mixed with the
 /// hashed cells of `rows` (see [`mixed_bit`]); the mixer's weight set is the bit index.
 #[allow(clippy::too_many_arguments)]
-fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
+fn mixed_tree<C: BitCoder, const K: usize, const N: usize, const S: usize, const HT: usize>(
     rc: &mut C,
     tree: &mut [Prob; 256],
-    ht: &mut [[Prob; HT_ROW]; LT],
+    ht: &mut [Prob; HT],
     rows: &[usize; K],
     mix: &mut Mixer<N, S>,
     value: u8,
@@ -987,10 +985,10 @@ fn rows<const K: usize>(ctxs: [u32; K], salt: u32, bits: u32) -> [usize; K] {
 /// [`rows`]): the mixer picks weight set `set`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const LT: usize>(
+fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const HT: usize>(
     rc: &mut C,
     direct: &mut Prob,
-    ht: &mut [[Prob; HT_ROW]; LT],
+    ht: &mut [Prob; HT],
     rows: &[usize; K],
     node: usize,
     mix: &mut Mixer<N, S>,
@@ -1003,9 +1001,7 @@ fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const 
     }
     for (k, &r) in rows.iter().enumerate() {
         let i = r ^ node;
-        let cell = ht
-            .get(i >> HT_ROW_BITS)
-            .and_then(|r| r.get(i & (HT_ROW - 1)));
+        let cell = ht.get(i);
         if let (Some(s), Some(p)) = (st.get_mut(k + 1), cell) {
             *s = stretch_cell(*p);
         }
@@ -1016,9 +1012,7 @@ fn mixed_bit<C: BitCoder, const K: usize, const N: usize, const S: usize, const 
     learn::<4>(direct, bit);
     for &r in rows {
         let i = r ^ node;
-        let cell = ht
-            .get_mut(i >> HT_ROW_BITS)
-            .and_then(|r| r.get_mut(i & (HT_ROW - 1)));
+        let cell = ht.get_mut(i);
         if let Some(p) = cell {
             learn::<4>(p, bit);
         }
