@@ -75,6 +75,8 @@ pub(crate) struct Mixer<const N: usize, const S: usize> {
     st: [i16; N],
     set: u8,
     pr: i16,
+    /// Updates so far (saturating): the learning rate slows down as they accumulate.
+    n: u32,
 }
 
 impl<const N: usize, const S: usize> Mixer<N, S> {
@@ -84,6 +86,7 @@ impl<const N: usize, const S: usize> Mixer<N, S> {
             st: [0; N],
             set: 0,
             pr: 2048,
+            n: 0,
         }
     }
 
@@ -116,16 +119,28 @@ impl<const N: usize, const S: usize> Mixer<N, S> {
     #[inline]
     pub(crate) fn update(&mut self, bit: u32) {
         let err = ((bit as i32) << 12) - i32::from(self.pr);
+        self.n = self.n.saturating_add(1);
+        let sh = if self.n < LR_FAST {
+            LR_SHIFT - 1
+        } else if self.n < LR_SLOW {
+            LR_SHIFT
+        } else {
+            LR_SHIFT + 1
+        };
         if let Some(w) = self.w.get_mut(usize::from(self.set)) {
             for (w, x) in w.iter_mut().zip(self.st.iter()) {
-                *w += (i32::from(*x) * err) >> LR_SHIFT;
+                *w += (i32::from(*x) * err) >> sh;
             }
         }
     }
 }
 
-/// Learning rate of the mixers (a shift: larger learns slower).
+/// Learning rate of the mixers (a shift: larger learns slower): one step faster for the first
+/// [`LR_FAST`] updates of a mixer, one step slower after [`LR_SLOW`] (fresh weights move
+/// quickly, settled ones stay put).
 const LR_SHIFT: i32 = 9;
+const LR_FAST: u32 = 256;
+const LR_SLOW: u32 = 4096;
 
 /// Where a context's cells start in a hashed table of `1 << bits` cells (`bits >= 8`). A bit's
 /// cell is `row ^ node` (the node of the bit tree, 1..=255, goes into the low byte), so the
