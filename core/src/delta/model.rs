@@ -46,7 +46,10 @@ pub(crate) const MIN_MATCH: u32 = 2;
 /// share one tree), then direct bits.
 #[derive(Debug, Clone)]
 pub(crate) struct NumModel {
-    len: [Prob; 64],
+    /// The bit-length tree (6 bits, values `0..=32`): nodes above 48 only lead to lengths
+    /// over 32, which a decoder refuses, so they have no cells (the range coder's tree reads
+    /// a missing node as a fresh cell).
+    len: [Prob; 49],
     /// Mantissa trees of bit lengths 2..=16 (16 also serves longer numbers); lengths 0 and 1
     /// have no mantissa bits.
     mant: [[Prob; 8]; 15],
@@ -55,7 +58,7 @@ pub(crate) struct NumModel {
 impl NumModel {
     pub(crate) const fn new() -> Self {
         Self {
-            len: [PROB_INIT; 64],
+            len: [PROB_INIT; 49],
             mant: [[PROB_INIT; 8]; 15],
         }
     }
@@ -204,16 +207,16 @@ pub(crate) struct Model<const LT: usize, const PT: usize, const HT: usize> {
     /// Pointer prediction.
     pub(crate) ptr: PtrModel<PT>,
     pp: Preds,
-    phit: [Prob; 12],
-    mix_pred: Mixer<5, 3>,
+    phit: [Prob; 16],
+    mix_pred: Mixer<5, 4>,
     /// Hashed cells for the contexts the mixers combine: target and source bytes around the
     /// position (what an instruction encoding and its relocations look like).
     ht: [Prob; HT],
     /// log2 of the hashed cells the stream uses (`<= log2(HT)`, checked by the caller).
     ht_log2: u8,
-    mix_nz: Mixer<9, 8>,
-    mix_dv: Mixer<8, 8>,
-    mix_flag: Mixer<7, 4>,
+    mix_nz: Mixer<10, 8>,
+    mix_dv: Mixer<9, 8>,
+    mix_flag: Mixer<8, 4>,
     mix_lit: Mixer<6, 8>,
     /// Consecutive zero differences so far (run mode starts after [`RUN_AFTER`]).
     zrun: u32,
@@ -262,8 +265,8 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
             olds: 0,
             ahead: 0,
             ptr: PtrModel::new(),
-            pp: [Pred { diff: 0, kind: 0 }; 3],
-            phit: [PROB_INIT; 12],
+            pp: [Pred { diff: 0, kind: 0 }; 4],
+            phit: [PROB_INIT; 16],
             mix_pred: Mixer::new(),
             ht: [PROB_INIT; HT],
             ht_log2: 0,
@@ -318,7 +321,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
         self.ahead = 0;
         self.ptr.reset(ptr_log2);
         self.pp = Default::default();
-        self.phit = [PROB_INIT; 12];
+        self.phit = [PROB_INIT; 16];
         self.mix_pred.reset();
         self.ht_log2 = ht_log2;
         if let Some(cells) = self.ht.get_mut(..1usize << ht_log2) {
@@ -358,6 +361,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
             pctx(self.pp[0], 0),
             pctx(self.pp[1], 1),
             pctx(self.pp[2], 2),
+            pctx(self.pp[3], 3),
         ];
         let rows = rows(ctxs, 0, self.ht_bits());
         let Some(cell) = self.dzero.get_mut(ctx) else {
@@ -385,6 +389,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
             pctx(self.pp[0], 0),
             pctx(self.pp[1], 1),
             pctx(self.pp[2], 2),
+            pctx(self.pp[3], 3),
         ];
         let rows = rows(ctxs, kind, self.ht_bits());
         let cell = if kind == 1 {
@@ -412,7 +417,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
     /// once)? `d`: the difference when encoding, `None` when decoding. Returns the value hit.
     fn code_pred<C: BitCoder>(&mut self, rc: &mut C, old: u8, d: Option<u8>) -> Option<u8> {
         let pp = self.pp;
-        let mut tried = [0u8; 3];
+        let mut tried = [0u8; 4];
         let mut n = 0;
         for (k, p) in pp.iter().enumerate() {
             if p.kind == 0 || p.diff == 0 || tried[..n].contains(&p.diff) {
@@ -454,6 +459,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
             pctx(self.pp[0], 0),
             pctx(self.pp[1], 1),
             pctx(self.pp[2], 2),
+            pctx(self.pp[3], 3),
         ];
         let rows = rows(ctxs, 3, self.ht_bits());
         match self.dval.get_mut(vc) {

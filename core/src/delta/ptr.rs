@@ -4,8 +4,10 @@
 //! and every relative branch offset by the shift of its target minus the shift of the branch.
 //! The model learns, per 256-byte region of the old address space, the change last seen in a
 //! 32-bit little-endian word that points there: as an absolute value, and relative to the
-//! word's own position. At each position of a difference run it predicts the new byte for the
-//! word starting here (both readings) and for a word starting up to 3 bytes back whose earlier
+//! word's own position; and per 256-byte region of a 16-bit address space, the change last
+//! seen in a 16-bit little-endian word (kept in the absolute table under keys of their own).
+//! At each position of a difference run it predicts the new byte for the word starting here
+//! (each reading) and for a word starting up to 3 bytes back (1 for 16-bit words) whose earlier
 //! bytes the prediction already explained (a change it got right). The predictions are
 //! contexts for the mixed decisions and candidates coded with one bit each; a wrong one costs
 //! little, a right one makes a relocated pointer nearly free. Nothing here is specific to an
@@ -23,8 +25,16 @@ pub(crate) struct Pred {
 }
 
 /// The predictions for one position: a confirmed word starting 1..=3 bytes back, then the
-/// absolute and the relative reading of the word starting here.
-pub(crate) type Preds = [Pred; 3];
+/// absolute and the relative reading of the word starting here, then a 16-bit absolute word
+/// (starting here, or confirmed starting one byte back).
+pub(crate) type Preds = [Pred; 4];
+
+/// Where a 16-bit word's region (`v >> 8`) is kept in the absolute table: a key outside the
+/// 32-bit words' usual range, so both share the table without a table of their own.
+#[inline]
+fn key16(v: u32) -> u32 {
+    (0x00A5_0000 | (v >> 8)) << 8
+}
 
 /// One table of learned changes: each entry a 24-bit signed change (bits 8..32) and an 8-bit
 /// tag of the key (bits 0..8); 0 is an empty entry.
@@ -124,7 +134,7 @@ impl<const PT: usize> PtrModel<PT> {
     /// Predict the byte at the current position. `old`: its old byte, `ahead`: the three old
     /// bytes after it (low first), `hist`: the four new bytes before it (newest low).
     pub(crate) fn predict(&self, old: u8, ahead: u32, hist: u32) -> Preds {
-        let mut out = [Pred::default(); 3];
+        let mut out = [Pred::default(); 4];
         if self.bits == 0 {
             return out;
         }
@@ -152,7 +162,7 @@ impl<const PT: usize> PtrModel<PT> {
                     }
                 } else {
                     // The word's bytes before this one: the prediction must match them and
-                    // explain at least one change.
+                    // explain at least one change (see `confirmed`).
                     let mask = (1u32 << (8 * j)) - 1;
                     let seen = seen_le >> (8 * (4 - j));
                     let moved = changed >> (8 * (4 - j));
@@ -165,7 +175,35 @@ impl<const PT: usize> PtrModel<PT> {
                 }
             }
         }
+        // 16-bit words: starting here, or one byte back and confirmed by that byte.
+        let prev = (self.pold >> 24) as u8;
+        let v0 = u32::from(old) | (ahead & 0xFF) << 8;
+        if let Some(d) = self.look16(v0) {
+            let w = v0.wrapping_add(d as u32);
+            out[3] = Pred {
+                diff: (w as u8).wrapping_sub(old),
+                kind: 1,
+            };
+        }
+        if self.run >= 1 {
+            let v1 = u32::from(prev) | u32::from(old) << 8;
+            if let Some(d) = self.look16(v1) {
+                let w = v1.wrapping_add(d as u32);
+                let seen = hist as u8;
+                if w as u8 == seen && seen != prev {
+                    out[3] = Pred {
+                        diff: ((w >> 8) as u8).wrapping_sub(old),
+                        kind: 2,
+                    };
+                }
+            }
+        }
         out
+    }
+
+    #[inline]
+    fn look16(&self, v: u32) -> Option<i32> {
+        self.abs.look(key16(v), self.bits)
     }
 
     /// The current position came out of `old` (`hist`: the new bytes up to and including it,
@@ -174,6 +212,13 @@ impl<const PT: usize> PtrModel<PT> {
         self.pold = (self.pold >> 8) | (u32::from(old) << 24);
         self.run = self.run.saturating_add(1);
         let (v, w) = (self.pold, hist.swap_bytes());
+        if self.bits != 0 && self.run >= 2 {
+            let (v16, w16) = (v >> 16, w >> 16);
+            let d = i32::from(w16.wrapping_sub(v16) as u16 as i16);
+            if v16 != w16 && d.unsigned_abs() < (1 << 12) {
+                self.abs.learn(key16(v16), self.bits, d);
+            }
+        }
         if self.bits != 0 && self.run >= 4 && v != w {
             let d = w.wrapping_sub(v) as i32;
             if d.unsigned_abs() < MAX_SHIFT {
@@ -241,6 +286,28 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_16_bit_pointer_is_predicted() {
+        // 16-bit absolute words into one 256-byte region, all moved by +0x23.
+        let mut old = Vec::new();
+        let mut new = Vec::new();
+        for o in [0x4410u16, 0x4480, 0x44C0] {
+            old.extend_from_slice(&[0xC7, 0x06]);
+            new.extend_from_slice(&[0xC7, 0x06]);
+            old.extend_from_slice(&o.to_le_bytes());
+            new.extend_from_slice(&(o + 0x23).to_le_bytes());
+        }
+        let mut m = PtrModel::<1024>::new();
+        m.reset(10);
+        m.begin(0, 0);
+        let preds = run(&mut m, &old, &new);
+        // The third word's low byte, from what the first two showed.
+        assert_eq!(preds[10][3].kind, 1);
+        assert_eq!(preds[10][3].diff, 0x23);
+        // The first word had nothing to learn from.
+        assert_eq!(preds[2][3].kind, 0);
+    }
+
+    #[test]
     fn off_predicts_nothing() {
         let mut m = PtrModel::<1024>::new();
         m.reset(0);
@@ -248,7 +315,7 @@ mod tests {
         let old = [1u8, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4];
         let new = [9u8, 2, 3, 4, 9, 2, 3, 4, 9, 2, 3, 4];
         for p in run(&mut m, &old, &new) {
-            assert_eq!(p, [Pred::default(); 3]);
+            assert_eq!(p, [Pred::default(); 4]);
         }
     }
 
