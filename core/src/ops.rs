@@ -171,7 +171,7 @@ pub struct OwnedComponent {
     pub codec: Codec,
     /// Source size.
     pub source_size: u64,
-    /// First 16 bytes of the source image's SHA-256 (hex).
+    /// First 8 bytes of the source image's SHA-256 (hex).
     pub source_hash: String,
     /// Target size.
     pub target_size: u64,

@@ -118,6 +118,25 @@ proptest! {
         prop_assert!(patch.len() < new.len() / 4, "patch {} for {}", patch.len(), new.len());
     }
 
+    /// Code full of absolute pointers and relative calls, moved by random insertions (the
+    /// pointer model's home ground), with random extra edits, both profiles with pointer
+    /// tables, any chunking.
+    #[test]
+    fn roundtrip_moved_program(seed in any::<u64>(), funcs in 50usize..600,
+                               grow in prop::collection::vec((any::<usize>(), 1usize..80), 0..10),
+                               edits in prop::collection::vec(edit(), 0..4),
+                               best in any::<bool>(), chunk in 1usize..3000) {
+        let old = program(seed, funcs, &[]);
+        let mut g = vec![0usize; funcs];
+        for (at, n) in grow {
+            g[at % funcs] = n;
+        }
+        let new = mutate(&program(seed, funcs, &g), &edits);
+        let params = if best { Params::BEST } else { TINY_BLOCKS };
+        let patch = make_delta(&old, &new, params).unwrap();
+        prop_assert_eq!(apply(&old, &patch, new.len(), chunk).unwrap(), new);
+    }
+
     /// A damaged stream is an error or a wrong output, never a panic or a hang; with the
     /// package's target hash the wrong output is caught (see package tests).
     #[test]
