@@ -99,7 +99,7 @@ impl<const N: usize, const S: usize> Mixer<N, S> {
     #[inline]
     pub(crate) fn mix(&mut self, st: [i32; N], set: usize) -> u32 {
         for (d, x) in self.st.iter_mut().zip(st.iter()) {
-            *d = (*x).clamp(-2047, 2047) as i16;
+            *d = *x as i16; // inputs are stretched predictions (|x| <= 2047) or the bias
         }
         let set = set.min(S - 1);
         self.set = set as u8;

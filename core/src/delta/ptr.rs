@@ -142,6 +142,11 @@ impl<const PT: usize> PtrModel<PT> {
         let seen_le = hist.swap_bytes();
         let changed = self.pold ^ seen_le;
         for j in 0..4u32.min(self.run + 1) {
+            // A word starting `j > 0` bytes back is only kept if it explains a change among
+            // those bytes: with none there, it is not looked up at all.
+            if j > 0 && changed >> (8 * (4 - j)) == 0 {
+                continue;
+            }
             let v = (win >> (8 * (4 - j))) as u32;
             let a = v.wrapping_add(self.sp.wrapping_sub(j));
             let site_new = self.tp.wrapping_sub(j);
@@ -185,7 +190,7 @@ impl<const PT: usize> PtrModel<PT> {
                 kind: 1,
             };
         }
-        if self.run >= 1 {
+        if self.run >= 1 && hist as u8 != prev {
             let v1 = u32::from(prev) | u32::from(old) << 8;
             if let Some(d) = self.look16(v1) {
                 let w = v1.wrapping_add(d as u32);
