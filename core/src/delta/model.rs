@@ -631,11 +631,7 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
             return;
         }
         self.run_left -= k as u8;
-        let mut h = self.hist;
-        for &o in &olds[..k] {
-            h = (h << 8) | u32::from(o);
-            self.ptr.push(o, h);
-        }
+        self.ptr.skip_zeros(&olds[..k], self.hist);
         // Only the last four bytes survive in the 32-bit histories.
         for &o in &olds[k.saturating_sub(4)..k] {
             self.olds = (self.olds << 8) | u32::from(o);

@@ -211,6 +211,30 @@ impl<const PT: usize> PtrModel<PT> {
         self.abs.look(key16(v), self.bits)
     }
 
+    /// `olds.len()` positions of zero differences (their old bytes, which the target repeats)
+    /// at once, `hist` the new bytes before them: the state ends as after [`Self::push`] on
+    /// each. Only a word that reaches back before them can have changed, so only their first
+    /// 3 positions can teach anything; the rest just move the cursors.
+    #[cfg(feature = "std")]
+    pub(crate) fn skip_zeros(&mut self, olds: &[u8], mut hist: u32) {
+        let head = olds.len().min(3);
+        let (first, rest) = olds.split_at(head);
+        for &o in first {
+            hist = (hist << 8) | u32::from(o);
+            self.push(o, hist);
+        }
+        if rest.is_empty() {
+            return;
+        }
+        for &o in rest.iter().skip(rest.len().saturating_sub(4)) {
+            self.pold = (self.pold >> 8) | (u32::from(o) << 24);
+        }
+        let n = rest.len() as u32;
+        self.run = self.run.saturating_add(n);
+        self.sp = self.sp.wrapping_add(n);
+        self.tp = self.tp.wrapping_add(n);
+    }
+
     /// The current position came out of `old` (`hist`: the new bytes up to and including it,
     /// newest low): learn from the word ending here.
     pub(crate) fn push(&mut self, old: u8, hist: u32) {
@@ -310,6 +334,40 @@ mod tests {
         assert_eq!(preds[10][3].diff, 0x23);
         // The first word had nothing to learn from.
         assert_eq!(preds[2][3].kind, 0);
+    }
+
+    #[test]
+    fn skipping_zero_differences_equals_pushing_them_one_by_one() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut a = PtrModel::<64>::new();
+            a.reset(6);
+            a.begin(rnd() % 1000, rnd() % 1000);
+            let mut hist = 0u32;
+            // Some changed positions first (so the skip's first words can learn)...
+            for _ in 0..rnd() % 12 {
+                let o = rnd() as u8;
+                let n = if rnd() % 3 == 0 { o } else { rnd() as u8 };
+                hist = (hist << 8) | u32::from(n);
+                a.push(o, hist);
+            }
+            let mut b = a.clone();
+            // ...then a run of zero differences, skipped at once or pushed one by one.
+            let olds: Vec<u8> = (0..round % 70).map(|_| rnd() as u8).collect();
+            a.skip_zeros(&olds, hist);
+            let mut h = hist;
+            for &o in &olds {
+                h = (h << 8) | u32::from(o);
+                b.push(o, h);
+            }
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "round {round}");
+        }
     }
 
     #[test]
