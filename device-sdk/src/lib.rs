@@ -18,8 +18,8 @@
 //!   flash operation of an update and of a revert over a matrix of geometries, erased values,
 //!   slot modes and profiles (> 50,000 cut points), and a planted journal bug makes it fail.
 //! - RAM: a [`Workspace`] (decoder + write buffer, `const`-constructible for a `static`) plus
-//!   a 344-byte [`Updater`]: 59,128 B with the default profile ([`DefaultUpdater`], streams
-//!   made with `Params::BEST`), 8,184 B with the small one ([`SmallUpdater`], `Params::SMALL`),
+//!   a 344-byte [`Updater`]: 63,120 B with the default profile ([`DefaultUpdater`], streams
+//!   made with `Params::BEST`), 8,080 B with the small one ([`SmallUpdater`], `Params::SMALL`),
 //!   with a 256-byte write buffer (no sector buffer needed). Stack high-water about 8.5 KB on x86_64
 //!   (test `updater_tests::ram_of_the_two_profiles`).
 //! - With the `std` feature: [`sim::SimFlash`] (NOR rules, counters, power cuts and torn

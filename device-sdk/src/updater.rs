@@ -309,10 +309,10 @@ pub struct Updater<
     pub(crate) skip_record: Option<(u32, u8)>,
 }
 
-/// Default profile: streams made with [`Params::BEST`] (decoder state 62 KiB: 4 literal
+/// Default profile: streams made with [`Params::BEST`] (decoder state 61 KiB: 4 literal
 /// tables, 32 KiB of context cells, 4 KiB difference window, 2048-entry pointer tables).
 pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 4, 4096, 2048, 16384>;
-/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.4 KiB, no pointer
+/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.3 KiB, no pointer
 /// tables).
 pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0, 512>;
 

@@ -143,7 +143,7 @@ pub struct Params {
 
 impl Params {
     /// Best ratio: 4 literal tables, 16384 hashed context cells (32 KiB), 4 KiB difference
-    /// window, 2048-entry pointer tables (decoder state 62 KiB), 1 MiB blocks.
+    /// window, 2048-entry pointer tables (decoder state 61 KiB), 1 MiB blocks.
     pub const BEST: Params = Params {
         lc: 1,
         lp: 1,
