@@ -209,12 +209,13 @@ fn hostile_headers() {
         Err(DeltaError::Unsupported { .. })
     ));
     h[2] = 2 | (2 << 4);
-    h[3] = 13; // 8192-entry pointer tables
-    assert!(matches!(
-        StreamHeader::parse(&h),
-        Err(DeltaError::Unsupported { .. })
-    ));
-    h[3] = 11;
+    h[3] = 13 | (6 << 4); // 8192-entry pointer tables
+    let e = StreamHeader::parse(&h).unwrap_err().to_string();
+    assert!(e.contains("pointer table"), "{e}");
+    h[3] = 11 | (8 << 4); // 65536 context cells
+    let e = StreamHeader::parse(&h).unwrap_err().to_string();
+    assert!(e.contains("context table"), "{e}");
+    let mut h = hdr.to_bytes();
     // Sizes: over 2^32 - 1, over-long, not minimal, cut short.
     for (sizes, want) in [
         (&[0xFF, 0xFF, 0xFF, 0xFF, 0x10, 0][..], "below 2^32"),
