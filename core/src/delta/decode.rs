@@ -276,29 +276,26 @@ impl<const LT: usize, const W: usize, const PT: usize, const HT: usize>
 
     fn accept_header(&mut self, bytes: &[u8]) -> Result<StreamHeader, DeltaError> {
         let h = StreamHeader::parse(bytes)?;
-        if h.params.lit_tables() > LT {
-            return Err(DeltaError::TooManyTables {
-                needed: h.params.lit_tables(),
-                have: LT,
-            });
-        }
-        if h.params.window() > W {
-            return Err(DeltaError::WindowTooLarge {
-                needed: h.params.window(),
-                have: W,
-            });
-        }
-        if h.params.ht_cells() > HT {
-            return Err(DeltaError::ContextTableTooLarge {
-                needed: h.params.ht_cells(),
-                have: HT,
-            });
-        }
-        if h.params.ptr_entries() > PT {
-            return Err(DeltaError::PtrTableTooLarge {
-                needed: h.params.ptr_entries(),
-                have: PT,
-            });
+        // What the stream needs against what this decoder reserved.
+        type Refusal = fn(usize, usize) -> DeltaError;
+        let reserved: [(usize, usize, Refusal); 4] = [
+            (h.params.lit_tables(), LT, |needed, have| {
+                DeltaError::TooManyTables { needed, have }
+            }),
+            (h.params.window(), W, |needed, have| {
+                DeltaError::WindowTooLarge { needed, have }
+            }),
+            (h.params.ht_cells(), HT, |needed, have| {
+                DeltaError::ContextTableTooLarge { needed, have }
+            }),
+            (h.params.ptr_entries(), PT, |needed, have| {
+                DeltaError::PtrTableTooLarge { needed, have }
+            }),
+        ];
+        for (needed, have, refuse) in reserved {
+            if needed > have {
+                return Err(refuse(needed, have));
+            }
         }
         if u64::from(h.source_size) != self.source_len {
             return Err(DeltaError::SourceSize {
