@@ -13,6 +13,8 @@ use crate::rc::{RangeDecoder, STEP_INPUT};
 const CHUNK: usize = 8;
 /// Literal items per step (each may be a 9-bit literal; a match header follows at most).
 const LIT_CHUNK: usize = 8;
+/// Largest stretch of an accepted all-zero group handled in one step.
+const RUN_CHUNK: usize = 64;
 
 /// Where the decoder reads the source image and writes the target image.
 pub trait PatchIo {
@@ -564,6 +566,23 @@ impl<const LT: usize, const W: usize, const PT: usize, const HT: usize>
                 } else {
                     Op::Copy(copy)
                 };
+            }
+            Op::Add(n) if self.model.run_pending() > 0 => {
+                // The rest of an accepted all-zero group (run mode): the target repeats the
+                // source and nothing is decoded, so up to 63 positions go at once.
+                let k = self.model.run_pending().min(n as usize).min(RUN_CHUNK);
+                let mut same = [0u8; RUN_CHUNK];
+                let bytes = same.get_mut(..k).unwrap_or(&mut []);
+                io.read_source(self.src_pos, bytes)
+                    .map_err(ApplyError::Io)?;
+                self.model.skip_run(bytes);
+                for _ in 0..k {
+                    self.ring_push(0);
+                }
+                io.write_target(bytes).map_err(ApplyError::Io)?;
+                self.src_pos += k as u64;
+                self.target_pos += k as u64;
+                self.after_diff_run(n - k as u32)?;
             }
             Op::Add(n) => {
                 let k = (n as usize).min(CHUNK);

@@ -615,7 +615,6 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
     }
 
     /// Zero differences still due in an accepted all-zero group (run mode).
-    #[cfg(feature = "std")]
     #[inline]
     pub(crate) fn run_pending(&self) -> usize {
         usize::from(self.run_left)
@@ -624,7 +623,6 @@ impl<const LT: usize, const PT: usize, const HT: usize> Model<LT, PT, HT> {
     /// Settle the next `olds.len()` positions (at most [`Self::run_pending`]) as zero
     /// differences of the accepted group at once: the state ends as after coding them one by
     /// one (`olds`: the source bytes there, which the target repeats).
-    #[cfg(feature = "std")]
     pub(crate) fn skip_run(&mut self, olds: &[u8]) {
         let k = olds.len().min(usize::from(self.run_left));
         if k == 0 {

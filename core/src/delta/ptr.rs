@@ -215,7 +215,6 @@ impl<const PT: usize> PtrModel<PT> {
     /// at once, `hist` the new bytes before them: the state ends as after [`Self::push`] on
     /// each. Only a word that reaches back before them can have changed, so only their first
     /// 3 positions can teach anything; the rest just move the cursors.
-    #[cfg(feature = "std")]
     pub(crate) fn skip_zeros(&mut self, olds: &[u8], mut hist: u32) {
         let head = olds.len().min(3);
         let (first, rest) = olds.split_at(head);
