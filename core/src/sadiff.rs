@@ -231,6 +231,27 @@ impl std::fmt::Debug for Index<'_> {
     }
 }
 
+/// Sources at least this large count their buckets on a second thread.
+const PARALLEL_BUCKETS: usize = 1 << 20;
+
+/// Right bounds of the suffix array's buckets by the first two bytes (see [`Index`]).
+fn buckets(s: &[u8]) -> Vec<u32> {
+    let mut bkt = vec![0u32; 256 * 257 + 1];
+    bkt[0] = 1;
+    for w in s.windows(2) {
+        bkt[usize::from(w[0]) * 257 + usize::from(w[1]) + 2] += 1;
+    }
+    if let Some(&c0) = s.last() {
+        bkt[usize::from(c0) * 257 + 1] += 1;
+    }
+    let mut sum = 0;
+    for p in bkt.iter_mut() {
+        sum += *p;
+        *p = sum;
+    }
+    bkt
+}
+
 impl<'s> Index<'s> {
     pub(crate) fn new(s: &'s [u8]) -> Self {
         Self::build(s, LAZY_SAMPLES)
@@ -238,20 +259,18 @@ impl<'s> Index<'s> {
 
     /// The index; the samples are built after `lazy_after` searches.
     fn build(s: &'s [u8], lazy_after: usize) -> Self {
-        let (s, sa) = SuffixArray::new(s).into_parts();
-        let mut bkt = vec![0u32; 256 * 257 + 1];
-        bkt[0] = 1;
-        for w in s.windows(2) {
-            bkt[usize::from(w[0]) * 257 + usize::from(w[1]) + 2] += 1;
-        }
-        if let Some(&c0) = s.last() {
-            bkt[usize::from(c0) * 257 + 1] += 1;
-        }
-        let mut sum = 0;
-        for p in bkt.iter_mut() {
-            sum += *p;
-            *p = sum;
-        }
+        // On a large source the bucket bounds are counted on another core while the suffix
+        // sort (one core) runs; on a small one a thread costs more than the count.
+        let (sa, bkt) = if s.len() >= PARALLEL_BUCKETS {
+            let (sa, bkt) = std::thread::scope(|sc| {
+                let counting = sc.spawn(|| buckets(s));
+                let (_, sa) = SuffixArray::new(s).into_parts();
+                (sa, counting.join())
+            });
+            (sa, bkt.unwrap_or_else(|_| buckets(s)))
+        } else {
+            (SuffixArray::new(s).into_parts().1, buckets(s))
+        };
         Self {
             s,
             sa,
