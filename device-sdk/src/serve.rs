@@ -13,7 +13,9 @@
 //! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
 //! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
 
-use bluesphere_core::delta::{DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES};
+use bluesphere_core::delta::{
+    DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW,
+};
 use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 use bluesphere_core::proto::{
     FrameDecoder, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
@@ -189,7 +191,11 @@ where
                 window: self.window,
                 codecs: 0b001
                     | 0b100
-                    | if LT >= 4 && W >= 4096 && PT >= 2048 && HT >= 16384 {
+                    | if LT >= DEFAULT_LIT_TABLES
+                        && W >= DEFAULT_WINDOW
+                        && PT >= DEFAULT_PTR_ENTRIES
+                        && HT >= DEFAULT_HT_CELLS
+                    {
                         0b010
                     } else {
                         0

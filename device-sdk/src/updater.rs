@@ -35,7 +35,7 @@
 
 use bluesphere_core::delta::{
     ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamHeader,
-    DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES,
+    DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW,
 };
 use bluesphere_core::package::{Codec, Header, Manifest, PayloadKind};
 use embedded_storage::nor_flash::NorFlash;
@@ -311,7 +311,8 @@ pub struct Updater<
 
 /// Default profile: streams made with [`Params::BEST`] (decoder state 61 KiB: 4 literal
 /// tables, 32 KiB of context cells, 4 KiB difference window, 2048-entry pointer tables).
-pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, S, 4, 4096, 2048, 16384>;
+pub type DefaultUpdater<'a, F, const S: usize> =
+    Updater<'a, F, S, DEFAULT_LIT_TABLES, DEFAULT_WINDOW, DEFAULT_PTR_ENTRIES, DEFAULT_HT_CELLS>;
 /// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.3 KiB, no pointer
 /// tables).
 pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0, 512>;

@@ -5,7 +5,7 @@
 use super::model::{DiffItem, Match, Model};
 use super::{
     leb128_end, read_leb128, ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN,
-    DEFAULT_HT_CELLS, DEFAULT_PTR_ENTRIES, HEADER_LEN,
+    DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW, HEADER_LEN,
 };
 use crate::rc::{RangeDecoder, STEP_INPUT};
 
@@ -139,14 +139,15 @@ enum Op {
 }
 
 /// Streaming BSD3 decoder. `LT` literal tables are reserved (RAM: 2 KiB each with their
-/// context cells), a difference window of `W` bytes and `PT` pointer-table entries (12 bytes
-/// each) and `HT` hashed context cells (2 bytes each); a stream that needs more is refused
+/// context cells), a difference window of `W` bytes, `PT` pointer-table entries (8 bytes
+/// each) and `HT` hashed context cells (2 bytes each); the defaults are what
+/// [`super::Params::BEST`] needs; a stream that needs more is refused
 /// ([`DeltaError::TooManyTables`], [`DeltaError::WindowTooLarge`],
 /// [`DeltaError::PtrTableTooLarge`], [`DeltaError::ContextTableTooLarge`]).
 #[derive(Debug, Clone)]
 pub struct DeltaDecoder<
-    const LT: usize = 4,
-    const W: usize = 4096,
+    const LT: usize = DEFAULT_LIT_TABLES,
+    const W: usize = DEFAULT_WINDOW,
     const PT: usize = DEFAULT_PTR_ENTRIES,
     const HT: usize = DEFAULT_HT_CELLS,
 > {
@@ -593,15 +594,7 @@ impl<const LT: usize, const W: usize, const PT: usize, const HT: usize>
                     (k as u64 + 3).min(self.source_len.saturating_sub(self.src_pos)) as usize;
                 io.read_source(self.src_pos, wide.get_mut(..more).unwrap_or(&mut []))
                     .map_err(ApplyError::Io)?;
-                let ahead_of = |i: usize| {
-                    u32::from_le_bytes([
-                        wide.get(i + 1).copied().unwrap_or(0),
-                        wide.get(i + 2).copied().unwrap_or(0),
-                        wide.get(i + 3).copied().unwrap_or(0),
-                        0,
-                    ])
-                };
-                let aheads: [u32; CHUNK] = core::array::from_fn(ahead_of);
+                let aheads: [u32; CHUNK] = core::array::from_fn(|i| super::ptr::ahead(&wide, i));
                 let chunk = buf.get_mut(..k).unwrap_or(&mut []);
                 chunk.copy_from_slice(wide.get(..k).unwrap_or(&[]));
                 let window = self.header.map_or(0, |h| h.params.window());

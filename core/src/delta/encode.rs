@@ -1101,10 +1101,7 @@ impl<'a> Coder<'a> {
                 None
             };
             let left = c.add - t;
-            let a = (cur_src + u64::from(t)) as usize + 1;
-            model.ahead = u32::from(old.get(a).copied().unwrap_or(0))
-                | (u32::from(old.get(a + 1).copied().unwrap_or(0)) << 8)
-                | (u32::from(old.get(a + 2).copied().unwrap_or(0)) << 16);
+            model.ahead = super::ptr::ahead(old, (cur_src + u64::from(t)) as usize);
             if let Some((dist, len)) = m {
                 model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
                 model.encode_diff_match(rc, dist, len);

@@ -114,14 +114,18 @@ pub const MAX_LIT_TABLES: usize = 16;
 pub const MIN_PTR_LOG2: u8 = 6;
 /// Largest pointer table (log2): 4096 entries (32 KiB for both tables).
 pub const MAX_PTR_LOG2: u8 = 12;
-/// Pointer-table entries a default decoder reserves (the `best` profile's).
-pub const DEFAULT_PTR_ENTRIES: usize = 2048;
 /// Smallest and largest hashed context table a stream may ask for (log2 of the cells).
 pub const MIN_HT_LOG2: u8 = 9;
 /// Largest hashed context table (log2): 32768 cells (64 KiB).
 pub const MAX_HT_LOG2: u8 = 15;
-/// Hashed context cells a default decoder reserves (the `best` profile's: 32 KiB).
-pub const DEFAULT_HT_CELLS: usize = 1 << 14;
+/// What a default decoder reserves: exactly what [`Params::BEST`] streams need.
+pub const DEFAULT_LIT_TABLES: usize = Params::BEST.lit_tables();
+/// Difference window a default decoder reserves (see [`DEFAULT_LIT_TABLES`]).
+pub const DEFAULT_WINDOW: usize = Params::BEST.window();
+/// Pointer-table entries a default decoder reserves (see [`DEFAULT_LIT_TABLES`]).
+pub const DEFAULT_PTR_ENTRIES: usize = Params::BEST.ptr_entries();
+/// Hashed context cells a default decoder reserves (see [`DEFAULT_LIT_TABLES`]).
+pub const DEFAULT_HT_CELLS: usize = Params::BEST.ht_cells();
 
 /// Coding parameters of a stream (a "profile").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,14 @@
 //! RAM: two tables of `PT` entries (an 8-bit tag and a 24-bit change: 4 bytes each); a stream
 //! uses `2^ptr_log2 <= PT` of them, or none (`ptr_log2 = 0`).
 
+/// The three bytes after `b[at]` (low first), 0 past the end of `b`: what the model reads
+/// ahead of the current position in the source.
+#[inline]
+pub(crate) fn ahead(b: &[u8], at: usize) -> u32 {
+    let byte = |k: usize| u32::from(b.get(at + k).copied().unwrap_or(0));
+    byte(1) | (byte(2) << 8) | (byte(3) << 16)
+}
+
 /// What the model predicts for one position: a difference byte and how it was found
 /// (0: no prediction).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
