@@ -7,27 +7,23 @@ mod output;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use bluesphere_core::delta::Params;
-use bluesphere_core::image::{self, ImageFormat};
-use bluesphere_core::keys;
-use bluesphere_core::ops::{self, Checks};
-use bluesphere_core::package::build::{build_package, ComponentSpec, PackageSpec};
-use bluesphere_core::package::key_id;
+use bluesphere_api::package::{self as jobs, InputFormat};
+use bluesphere_api::{Cancel, Error, ErrorKind, Purpose, Secrets};
 use clap::{Parser, Subcommand, ValueEnum};
-use output::{Failure, Out};
-use serde_json::json;
+use output::Out;
+use serde::Serialize;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  I/O or internal error
-  2  usage error
+  2  usage error (also: an output that would replace an input)
   3  invalid input (corrupt or truncated package, not an image, bad Intel HEX)
   4  authentication failed (bad signature, unknown key)
   5  mismatch (wrong base image, wrong hardware or product, missing component)
   6  key problem (unreadable key file, wrong or missing passphrase)
-  7  device or link problem (no such port, permission, busy, no answer, device error)";
+  7  device or link problem (no such port, permission, busy, no answer, device error)
+  130 cancelled";
 
 #[derive(Parser, Debug)]
 #[command(name = "bluesphere", version, about = "BlueSphere firmware-update toolchain", after_help = EXIT_CODES)]
@@ -239,13 +235,99 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => std::process::exit(usage_error(e)),
+    };
     let out = Out::new(cli.json, cli.quiet);
     let res = run(&cli, &out);
     std::process::exit(out.finish(res));
 }
 
-fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
+/// Argument errors honour `--json` too (help and version print as usual).
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind as K;
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion)
+        || !std::env::args().any(|a| a == "--json")
+    {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    println!(
+        "{}",
+        serde_json::json!({"error": {"kind": "usage", "message": message, "hint": "see --help"}})
+    );
+    eprintln!("error: {message}");
+    2
+}
+
+impl From<InFormat> for InputFormat {
+    fn from(f: InFormat) -> Self {
+        match f {
+            InFormat::Auto => InputFormat::Auto,
+            InFormat::Bin => InputFormat::Bin,
+            InFormat::Hex => InputFormat::Hex,
+        }
+    }
+}
+
+impl From<Profile> for jobs::Profile {
+    fn from(p: Profile) -> Self {
+        match p {
+            Profile::Best => jobs::Profile::Best,
+            Profile::Small => jobs::Profile::Small,
+        }
+    }
+}
+
+/// Passphrases from `--passphrase-env`, `--passphrase-file`, or the terminal.
+pub(crate) struct CliSecrets<'a>(pub &'a PassArgs);
+
+impl CliSecrets<'_> {
+    fn given(&self) -> bool {
+        self.0.passphrase_env.is_some() || self.0.passphrase_file.is_some()
+    }
+}
+
+impl Secrets for CliSecrets<'_> {
+    fn passphrase(&self, key: &Path, purpose: Purpose) -> Result<Option<String>, Error> {
+        let key_err = |m: String| Error::new(ErrorKind::Key, m);
+        if let Some(var) = &self.0.passphrase_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| key_err(format!("environment variable {var} is not set")));
+        }
+        if let Some(f) = &self.0.passphrase_file {
+            let s = std::fs::read_to_string(f).map_err(|e| {
+                key_err(format!("cannot read passphrase file {}: {e}", f.display()))
+            })?;
+            return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(key_err(format!(
+                "{}: a passphrase is needed",
+                key.display()
+            )));
+        }
+        let io = |e: std::io::Error| Error::new(ErrorKind::Io, e.to_string());
+        let p = rpassword::prompt_password("Key passphrase: ").map_err(io)?;
+        if purpose == Purpose::Protect {
+            let again = rpassword::prompt_password("Again: ").map_err(io)?;
+            if again != p {
+                return Err(key_err("the passphrases differ".into()));
+            }
+        }
+        Ok(Some(p))
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(v).map_err(Error::internal)
+}
+
+fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
+    let cancel = Cancel::new();
     match &cli.cmd {
         Cmd::Keygen {
             out: path,
@@ -253,13 +335,82 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
             encrypt,
             pass,
             force,
-        } => keygen(out, path, public.as_deref(), *encrypt, pass, *force),
-        Cmd::Pack { .. } => pack(&cli.cmd, out),
+        } => {
+            let secrets = CliSecrets(pass);
+            let r = jobs::keygen(
+                &jobs::KeygenRequest {
+                    out: path.clone(),
+                    public: public.clone(),
+                    encrypt: *encrypt || secrets.given(),
+                    force: *force,
+                },
+                &secrets,
+            )?;
+            out.text(&format!(
+                "wrote private key {}{} and public key {} (key id {})",
+                r.private.display(),
+                if r.encrypted { " (encrypted)" } else { "" },
+                r.public.display(),
+                r.key_id
+            ));
+            to_json(&r)
+        }
+        Cmd::Pack {
+            new,
+            old,
+            key,
+            pass,
+            out: dest,
+            product,
+            hardware,
+            component,
+            from_version,
+            to_version,
+            counter,
+            load_address,
+            depends,
+            profile,
+            block_kib,
+            format,
+        } => {
+            let req = jobs::PackRequest {
+                new: new.clone(),
+                old: old.clone(),
+                key: key.clone(),
+                out: dest.clone(),
+                product: product.clone(),
+                hardware: hardware.clone(),
+                component: component.clone(),
+                from_version: from_version.clone(),
+                to_version: to_version.clone(),
+                counter: *counter,
+                load_address: *load_address,
+                depends: depends.clone(),
+                profile: (*profile).into(),
+                block_kib: *block_kib,
+                format: (*format).into(),
+            };
+            let bar = out.bar("packing");
+            let r = jobs::pack(&req, &CliSecrets(pass), &bar, &cancel);
+            bar.done();
+            let r = r?;
+            out.text(&format!(
+                "wrote {} ({} bytes; {} payload {} bytes = {:.2}% of the {}-byte image)",
+                r.out.display(),
+                r.package_size,
+                r.kind,
+                r.payload_size,
+                r.payload_size as f64 * 100.0 / (r.target_size.max(1)) as f64,
+                r.target_size
+            ));
+            to_json(&r)
+        }
         Cmd::Inspect { package } => {
-            let bytes = read(package)?;
-            let info = ops::inspect(&bytes).map_err(Failure::core)?;
+            let info = jobs::inspect(&jobs::InspectRequest {
+                package: package.clone(),
+            })?;
             out.text(&output::describe(&info));
-            Ok(serde_json::to_value(info).map_err(Failure::internal)?)
+            to_json(&info)
         }
         Cmd::Verify {
             package,
@@ -270,58 +421,26 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
             product,
             format,
         } => {
-            let bytes = read(package)?;
-            let pubs = load_publics(public)?;
-            let checks = Checks {
-                keys: Some(&pubs),
-                hardware_id: hardware.as_deref(),
-                product_id: product.as_deref(),
-            };
-            let p = ops::check(&bytes, &checks).map_err(Failure::core)?;
-            let mut base = serde_json::Value::Null;
-            if let Some(old) = old {
-                let img = load_image(old, *format)?;
-                let c = ops::select(&p, component.as_deref()).map_err(Failure::core)?;
-                ops::check_base(&c, Some(&img.data)).map_err(Failure::core)?;
-                base =
-                    json!({"component": c.name, "from_version": c.from_version, "matches": true});
-            }
+            let r = jobs::verify(&jobs::VerifyRequest {
+                package: package.clone(),
+                public: public.clone(),
+                old: old.clone(),
+                component: component.clone(),
+                hardware: hardware.clone(),
+                product: product.clone(),
+                format: (*format).into(),
+            })?;
             out.text(&format!(
                 "OK: signature valid (key {}), {} component(s), payload checksums match{}",
-                hex::encode(p.header.key_id),
-                p.manifest.component_count,
-                if old.is_some() {
+                r.key_id,
+                r.components,
+                if r.base.is_some() {
                     ", base image matches"
                 } else {
                     ""
                 }
             ));
-            Ok(json!({"ok": true, "key_id": hex::encode(p.header.key_id),
-                      "product_id": p.manifest.product_id, "hardware_id": p.manifest.hardware_id,
-                      "components": p.manifest.component_count, "base": base}))
-        }
-        Cmd::Codes(c) => codes::run(c, out),
-        Cmd::Station(a) => codes::station(a, out),
-        Cmd::Ports => device::ports(out),
-        Cmd::Info { port, baud } => device::info(out, port, *baud),
-        Cmd::Push {
-            package,
-            port,
-            baud,
-            no_reboot,
-            confirm,
-            reconnect_for,
-        } => {
-            let bytes = read(package)?;
-            device::push(
-                out,
-                &bytes,
-                port,
-                *baud,
-                !*no_reboot,
-                *confirm,
-                *reconnect_for,
-            )
+            to_json(&r)
         }
         Cmd::Apply {
             package,
@@ -332,330 +451,51 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Failure> {
             hardware,
             format,
         } => {
-            let bytes = read(package)?;
-            let pubs = load_publics(public)?;
-            let checks = Checks {
-                keys: (!pubs.is_empty()).then_some(&pubs[..]),
-                hardware_id: hardware.as_deref(),
-                product_id: None,
-            };
-            let p = ops::check(&bytes, &checks).map_err(Failure::core)?;
-            let c = ops::select(&p, component.as_deref()).map_err(Failure::core)?;
-            let old_img = old.as_ref().map(|o| load_image(o, *format)).transpose()?;
-            let bar = out.bar("apply", c.payload_size);
-            let new =
-                ops::apply_component(&p, &c, old_img.as_ref().map(|i| &i.data[..]), &mut |e| {
-                    bar.event(&e)
-                })
-                .map_err(Failure::core)?;
+            let bar = out.bar("apply");
+            let r = jobs::apply(
+                &jobs::ApplyRequest {
+                    package: package.clone(),
+                    old: old.clone(),
+                    out: dest.clone(),
+                    public: public.clone(),
+                    component: component.clone(),
+                    hardware: hardware.clone(),
+                    format: (*format).into(),
+                },
+                &bar,
+                &cancel,
+            );
             bar.done();
-            write_atomic(dest, &new)?;
+            let r = r?;
             out.text(&format!(
                 "wrote {} ({} bytes, version {}, SHA-256 {})",
-                dest.display(),
-                new.len(),
-                c.to_version,
-                hex::encode(c.target_sha256)
+                r.out.display(),
+                r.size,
+                r.version,
+                r.sha256
             ));
-            Ok(
-                json!({"ok": true, "out": dest, "size": new.len(), "component": c.name,
-                      "version": c.to_version, "sha256": hex::encode(c.target_sha256),
-                      "signature_checked": !pubs.is_empty()}),
-            )
+            to_json(&r)
         }
+        Cmd::Codes(c) => codes::run(c, out, &cancel),
+        Cmd::Station(a) => codes::station(a, out, &cancel),
+        Cmd::Ports => device::ports(out),
+        Cmd::Info { port, baud } => device::info(out, port, *baud),
+        Cmd::Push {
+            package,
+            port,
+            baud,
+            no_reboot,
+            confirm,
+            reconnect_for,
+        } => device::push(
+            out,
+            package,
+            port,
+            *baud,
+            !*no_reboot,
+            *confirm,
+            *reconnect_for,
+            &cancel,
+        ),
     }
-}
-
-fn keygen(
-    out: &Out,
-    path: &Path,
-    public: Option<&Path>,
-    encrypt: bool,
-    pass: &PassArgs,
-    force: bool,
-) -> Result<serde_json::Value, Failure> {
-    let pub_path = public.map(Path::to_path_buf).unwrap_or_else(|| {
-        let s = path.to_string_lossy();
-        PathBuf::from(format!("{}.pub.pem", s.strip_suffix(".pem").unwrap_or(&s)))
-    });
-    for p in [path, pub_path.as_path()] {
-        if p.exists() && !force {
-            return Err(Failure::new(
-                "exists",
-                1,
-                anyhow::anyhow!(
-                    "{} already exists; refusing to overwrite a key (use --force)",
-                    p.display()
-                ),
-            ));
-        }
-    }
-    let passphrase = if encrypt || pass.passphrase_env.is_some() || pass.passphrase_file.is_some() {
-        Some(get_passphrase(pass, true)?)
-    } else {
-        None
-    };
-    let key = keys::generate();
-    let pem = keys::private_pem(&key, passphrase.as_deref()).map_err(Failure::key)?;
-    let pub_pem = keys::public_pem(key.verifying_key()).map_err(Failure::key)?;
-    write_atomic_mode(path, pem.as_bytes(), 0o600)?;
-    write_atomic(&pub_path, pub_pem.as_bytes())?;
-    let id = hex::encode(key_id(key.verifying_key()));
-    out.text(&format!(
-        "wrote private key {}{} and public key {} (key id {id})",
-        path.display(),
-        if passphrase.is_some() {
-            " (encrypted)"
-        } else {
-            ""
-        },
-        pub_path.display()
-    ));
-    Ok(
-        json!({"ok": true, "private": path, "public": pub_path, "key_id": id,
-              "encrypted": passphrase.is_some()}),
-    )
-}
-
-fn pack(cmd: &Cmd, out: &Out) -> Result<serde_json::Value, Failure> {
-    let Cmd::Pack {
-        new,
-        old,
-        key,
-        pass,
-        out: dest,
-        product,
-        hardware,
-        component,
-        from_version,
-        to_version,
-        counter,
-        load_address,
-        depends,
-        profile,
-        block_kib,
-        format,
-    } = cmd
-    else {
-        return Err(Failure::internal("pack called with another command"));
-    };
-    let signing = load_private(key, pass)?;
-    let new_img = load_image(new, *format)?;
-    let old_img = old.as_ref().map(|o| load_image(o, *format)).transpose()?;
-    let mut deps = Vec::new();
-    for d in depends {
-        let (n, v) = d.split_once(">=").ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "--depends {d:?}: expected NAME>=VERSION, e.g. modem>=1.2.0"
-            ))
-        })?;
-        deps.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let mut params = match profile {
-        Profile::Best => Params::BEST,
-        Profile::Small => Params::SMALL,
-    };
-    if let Some(kib) = block_kib {
-        if !kib.is_power_of_two() || !(4..=16384).contains(kib) {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--block-kib {kib}: use a power of two from 4 to 16384"
-            )));
-        }
-        params.block_log2 = (kib.trailing_zeros() + 10) as u8;
-    }
-    let spec = PackageSpec {
-        product_id: product.clone(),
-        hardware_id: hardware.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        components: vec![ComponentSpec {
-            name: component.clone(),
-            from_version: old.as_ref().map(|_| from_version.clone()),
-            to_version: to_version.clone(),
-            security_counter: *counter,
-            load_address: load_address.unwrap_or(new_img.base_address),
-            old: old_img.map(|i| i.data),
-            new: new_img.data,
-            params,
-            dependencies: deps,
-        }],
-    };
-    let bar = out.spinner("packing");
-    let t = std::time::Instant::now();
-    let pkg = build_package(&spec, &signing, &mut |e| bar.event(&e)).map_err(|e| match e {
-        bluesphere_core::package::build::BuildError::Invalid(m) => {
-            Failure::usage(anyhow::anyhow!(m))
-        }
-        other => Failure::new("internal", 1, other.into()),
-    })?;
-    let core_s = t.elapsed().as_secs_f64();
-    bar.done();
-    write_atomic(dest, &pkg)?;
-    let info = ops::inspect(&pkg).map_err(Failure::core)?;
-    let c = info.components.first();
-    let (target, payload) = c.map_or((0, 0), |c| (c.record.target_size, c.record.payload_size));
-    out.text(&format!(
-        "wrote {} ({} bytes; {} payload {} bytes = {:.2}% of the {}-byte image)",
-        dest.display(),
-        pkg.len(),
-        if old.is_some() { "delta" } else { "full" },
-        payload,
-        payload as f64 * 100.0 / (target.max(1)) as f64,
-        target
-    ));
-    Ok(
-        json!({"ok": true, "out": dest, "package_size": pkg.len(), "payload_size": payload,
-              "target_size": target, "kind": if old.is_some() {"delta"} else {"full"},
-              "core_s": core_s}),
-    )
-}
-
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    if path.is_dir() {
-        return Err(Failure::new(
-            "invalid-input",
-            3,
-            anyhow::anyhow!("{} is a directory, not a file", path.display()),
-        ));
-    }
-    std::fs::read(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(|e| Failure::new("io", 1, e))
-}
-
-fn load_image(path: &Path, format: InFormat) -> Result<image::Image, Failure> {
-    let bytes = read(path)?;
-    let force = match format {
-        InFormat::Auto => None,
-        InFormat::Bin => Some(ImageFormat::Bin),
-        InFormat::Hex => Some(ImageFormat::Hex),
-    };
-    image::load(&bytes, force).map_err(|e| {
-        Failure::new(
-            "invalid-input",
-            3,
-            anyhow::Error::new(e).context(format!("{}", path.display())),
-        )
-    })
-}
-
-fn get_passphrase(pass: &PassArgs, confirm: bool) -> Result<String, Failure> {
-    if let Some(var) = &pass.passphrase_env {
-        return std::env::var(var).map_err(|_| {
-            Failure::new(
-                "key",
-                6,
-                anyhow::anyhow!("environment variable {var} is not set"),
-            )
-        });
-    }
-    if let Some(f) = &pass.passphrase_file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read passphrase file {}", f.display()))
-            .map_err(|e| Failure::new("key", 6, e))?;
-        return Ok(s.lines().next().unwrap_or("").to_string());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            "key",
-            6,
-            anyhow::anyhow!(
-                "a passphrase is needed: use --passphrase-env VAR or --passphrase-file FILE"
-            ),
-        ));
-    }
-    let p = rpassword::prompt_password("Key passphrase: ")
-        .map_err(|e| Failure::new("io", 1, e.into()))?;
-    if confirm {
-        let again =
-            rpassword::prompt_password("Again: ").map_err(|e| Failure::new("io", 1, e.into()))?;
-        if again != p {
-            return Err(Failure::new(
-                "key",
-                6,
-                anyhow::anyhow!("the passphrases differ"),
-            ));
-        }
-    }
-    Ok(p)
-}
-
-pub(crate) fn load_private(
-    path: &Path,
-    pass: &PassArgs,
-) -> Result<p256::ecdsa::SigningKey, Failure> {
-    let pem = String::from_utf8(read(path)?).map_err(|_| {
-        Failure::new(
-            "key",
-            6,
-            anyhow::anyhow!("{} is not a PEM text file", path.display()),
-        )
-    })?;
-    let given = pass.passphrase_env.is_some() || pass.passphrase_file.is_some();
-    let passphrase = if given {
-        Some(get_passphrase(pass, false)?)
-    } else {
-        None
-    };
-    match keys::load_private(&pem, passphrase.as_deref()) {
-        Err(keys::KeyError::NeedPassphrase) if !given => {
-            let p = get_passphrase(pass, false)?;
-            keys::load_private(&pem, Some(&p))
-        }
-        r => r,
-    }
-    .map_err(|e| Failure::key(e).context(path))
-}
-
-pub(crate) fn load_publics(paths: &[PathBuf]) -> Result<Vec<p256::ecdsa::VerifyingKey>, Failure> {
-    paths
-        .iter()
-        .map(|p| {
-            let pem = String::from_utf8(read(p)?).map_err(|_| {
-                Failure::new(
-                    "key",
-                    6,
-                    anyhow::anyhow!("{} is not a PEM text file", p.display()),
-                )
-            })?;
-            keys::load_public(&pem, None).map_err(|e| Failure::key(e).context(p))
-        })
-        .collect()
-}
-
-pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), Failure> {
-    write_atomic_mode(dest, data, 0o644)
-}
-
-/// Write to a temporary file beside `dest`, sync, then rename: a failure never leaves a
-/// half-written `dest`.
-pub(crate) fn write_atomic_mode(dest: &Path, data: &[u8], mode: u32) -> Result<(), Failure> {
-    use std::io::Write;
-    let io = |e: anyhow::Error| Failure::new("io", 1, e);
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".bluesphere-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))
-        .map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io(e.into()))?;
-    }
-    tmp.write_all(data)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", dest.display()))
-        .map_err(io)?;
-    tmp.persist(dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", dest.display()))
-        .map_err(io)?;
-    Ok(())
 }

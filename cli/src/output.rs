@@ -1,55 +1,48 @@
-//! Text / JSON output, progress bars and exit codes.
+//! Text / JSON output, progress bars, hints that name this CLI's flags, and the one table
+//! from error kinds to exit codes.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::sync::Mutex;
 
-use bluesphere_core::keys::KeyError;
-use bluesphere_core::ops::{Error, PackageInfo, Progress};
+use bluesphere_api::{Error, ErrorKind, Event, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A failed command: a stable kind, an exit code and the error chain.
-#[derive(Debug)]
-pub struct Failure {
-    kind: &'static str,
-    code: i32,
-    error: anyhow::Error,
+/// The exit code of an error kind (the README's table).
+pub fn exit_code(kind: ErrorKind) -> i32 {
+    use ErrorKind::*;
+    match kind {
+        Io | Internal | Exists | Registry => 1,
+        Usage | OutputConflict => 2,
+        Corrupt | Truncated | NotAPackage | UnsupportedVersion | InvalidInput | BadPackage => 3,
+        BadSignature | UnknownKey | InvalidCode => 4,
+        WrongBase | NeedBase | WrongHardware | WrongProduct | NoComponent | TooLarge | Rollback
+        | Refused | AlreadyIssued | NotIssued | Order | OrderLimit => 5,
+        Key => 6,
+        NoPort | PermissionDenied | PortBusy | Port | DeviceBusy | ProtocolVersion
+        | DeviceError | Timeout | StationFailures => 7,
+        Cancelled => 130,
+    }
 }
 
-impl Failure {
-    pub fn new(kind: &'static str, code: i32, error: anyhow::Error) -> Self {
-        Self { kind, code, error }
-    }
-
-    pub fn usage(error: anyhow::Error) -> Self {
-        Self::new("usage", 2, error)
-    }
-
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new("internal", 1, anyhow::anyhow!("internal error: {e}"))
-    }
-
-    pub fn key(e: KeyError) -> Self {
-        Self::new("key", 6, e.into())
-    }
-
-    pub fn context(self, path: &Path) -> Self {
-        let ctx = path.display().to_string();
-        Self {
-            error: self.error.context(ctx),
-            ..self
+/// The next step in this CLI's words, where it differs from the library's hint.
+fn cli_hint(e: &Error) -> String {
+    let m = &e.message;
+    let s = match e.kind {
+        ErrorKind::NeedBase => "give the installed image with --old",
+        ErrorKind::NoComponent if m.contains("several") => "choose one with --component",
+        ErrorKind::Exists => "choose another file name, or use --force to replace it",
+        ErrorKind::Key if m.contains("encrypted") || m.contains("passphrase is needed") => {
+            "use --passphrase-env VAR or --passphrase-file FILE (or run on a terminal to be asked)"
         }
-    }
-
-    /// Map a core error to its kind and exit code.
-    pub fn core(e: Error) -> Self {
-        let kind = e.kind();
-        let code = match kind {
-            "bad-signature" | "unknown-key" => 4,
-            "wrong-base" | "need-base" | "wrong-hardware" | "wrong-product" | "no-component" => 5,
-            _ => 3,
-        };
-        Self::new(kind, code, e.into())
-    }
+        ErrorKind::AlreadyIssued => "use --reissue to issue again on purpose",
+        ErrorKind::InvalidInput if m.contains("looks like a text file") => {
+            "use --format bin if it really is the image"
+        }
+        ErrorKind::Usage if m.contains("from version") => "give it with --from-version",
+        ErrorKind::NoPort => "check the cable and `bluesphere ports`",
+        _ => return e.hint.clone(),
+    };
+    s.to_string()
 }
 
 /// Where results go.
@@ -78,32 +71,24 @@ impl Out {
         }
     }
 
-    pub fn bar(&self, label: &str, total: u64) -> Bar {
+    /// A progress bar fed by job events (hidden unless stderr is a terminal).
+    pub fn bar(&self, label: &str) -> Bar {
         if !self.bars {
             return Bar(None);
         }
-        let b = ProgressBar::new(total);
+        let b = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ) {
             b.set_style(style.progress_chars("=> "));
         }
         b.set_message(label.to_string());
-        Bar(Some(b))
-    }
-
-    pub fn spinner(&self, label: &str) -> Bar {
-        if !self.bars {
-            return Bar(None);
-        }
-        let b = ProgressBar::new_spinner();
-        b.set_message(label.to_string());
         b.enable_steady_tick(std::time::Duration::from_millis(120));
-        Bar(Some(b))
+        Bar(Some(Mutex::new(b)))
     }
 
     /// Print the result or the error; return the exit code.
-    pub fn finish(&self, res: Result<serde_json::Value, Failure>) -> i32 {
+    pub fn finish(&self, res: Result<serde_json::Value, Error>) -> i32 {
         match res {
             Ok(v) => {
                 if self.json {
@@ -111,58 +96,76 @@ impl Out {
                 }
                 0
             }
-            Err(f) => {
-                let msg = format!("{:#}", f.error);
+            Err(e) => {
+                let hint = cli_hint(&e);
                 if self.json {
                     println!(
                         "{}",
-                        serde_json::json!({"error": {"kind": f.kind, "message": msg}})
+                        serde_json::json!({"error": {"kind": e.kind, "message": e.message, "hint": hint}})
                     );
                 }
-                eprintln!("error: {msg}");
-                f.code
+                eprintln!("error: {}", e.message);
+                if !hint.is_empty() {
+                    eprintln!("  hint: {hint}");
+                }
+                exit_code(e.kind)
             }
         }
     }
 }
 
-pub struct Bar(Option<ProgressBar>);
+pub struct Bar(Option<Mutex<ProgressBar>>);
 
 impl Bar {
-    pub fn event(&self, e: &Progress) {
+    pub fn done(&self) {
         if let Some(b) = &self.0 {
-            match e {
-                Progress::Stage { name, .. } => b.set_message(name.to_string()),
-                Progress::Bytes { done, total } => {
-                    b.set_length(*total);
-                    b.set_position(*done);
-                }
+            if let Ok(b) = b.lock() {
+                b.finish_and_clear();
             }
         }
     }
+}
 
-    pub fn message(&self, m: &str) {
-        if let Some(b) = &self.0 {
-            b.set_message(m.to_string());
-        }
-    }
-
-    pub fn bytes(&self, done: u64, total: u64) {
-        if let Some(b) = &self.0 {
-            b.set_length(total);
-            b.set_position(done);
-        }
-    }
-
-    pub fn done(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
+impl Progress for Bar {
+    fn event(&self, e: Event) {
+        let Some(b) = &self.0 else {
+            if let Event::Warning { message } = e {
+                eprintln!("warning: {message}");
+            }
+            return;
+        };
+        let Ok(b) = b.lock() else { return };
+        match e {
+            Event::Stage { name, .. } => b.set_message(name),
+            Event::Bytes { done, total } | Event::Items { done, total } => {
+                b.set_length(total);
+                b.set_position(done);
+            }
+            Event::Connected { product, version } => b.set_message(format!("{product} {version}")),
+            Event::Push {
+                stage,
+                acked,
+                total,
+                ..
+            } => {
+                if total > 0 {
+                    b.set_length(total);
+                    b.set_position(acked);
+                }
+                if stage != "data" {
+                    b.set_message(stage);
+                }
+            }
+            Event::Reconnecting { .. } => b.set_message("reconnecting"),
+            Event::Reconnected => b.set_message("resuming"),
+            Event::Device { .. } => {}
+            Event::Warning { message } => b.println(format!("warning: {message}")),
         }
     }
 }
 
 /// Human description of a package.
-pub fn describe(info: &PackageInfo) -> String {
+pub fn describe(info: &bluesphere_core::ops::PackageInfo) -> String {
     let mut s = format!(
         "BlueSphere package v{} ({} bytes)\n  product   {}\n  hardware  {}\n  created   {} (unix)\n  signed by key {}\n",
         info.format_version, info.package_size, info.product_id, info.hardware_id, info.created, info.key_id
@@ -206,4 +209,22 @@ pub fn describe(info: &PackageInfo) -> String {
         }
     }
     s.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_an_exit_code_of_the_table() {
+        for k in ErrorKind::ALL {
+            assert!(
+                matches!(exit_code(*k), 1..=7 | 130),
+                "{k}: {}",
+                exit_code(*k)
+            );
+        }
+        assert_eq!(exit_code(ErrorKind::Usage), 2);
+        assert_eq!(exit_code(ErrorKind::BadSignature), 4);
+    }
 }

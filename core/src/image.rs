@@ -104,7 +104,8 @@ fn refuse_non_image(bytes: &[u8]) -> Result<(), ImageError> {
         .all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7F).contains(&b));
     if text && sample.contains(&b'\n') {
         return Err(ImageError::NotImage(
-            "this looks like a text file (use --format bin if it really is the image)".into(),
+            "this looks like a text file (read it as a raw binary image if it really is one)"
+                .into(),
         ));
     }
     Ok(())

@@ -54,7 +54,7 @@ pub enum Error {
         actual_sha: String,
     },
     /// A delta needs the old image.
-    #[error("component `{component}` is a delta from version {from_version}: give the installed image with --old")]
+    #[error("component `{component}` is a delta from version {from_version}: the installed image it applies to is needed")]
     NeedBase {
         /// Component.
         component: String,
@@ -86,7 +86,7 @@ pub enum Error {
         available: String,
     },
     /// Several components and none chosen.
-    #[error("package has several components ({available}): choose one with --component")]
+    #[error("package has several components ({available}): choose one")]
     ChooseComponent {
         /// Present.
         available: String,
@@ -380,7 +380,9 @@ pub fn apply_component(
             };
             let mut io = VecIo {
                 source,
-                out: Vec::with_capacity(c.target_size as usize),
+                // Reserve what the header says only up to 16 MiB: the vector grows with what
+                // really decodes, so a hostile size cannot reserve gigabytes up front.
+                out: Vec::with_capacity(usize::try_from(c.target_size.min(16 << 20)).unwrap_or(0)),
             };
             let mut d: DeltaDecoder = DeltaDecoder::new(source.len() as u64);
             let total = payload.len() as u64;

@@ -46,52 +46,13 @@ pub struct Installed<'a> {
     pub image_sha256: [u8; 32],
 }
 
-/// Why a device refuses a package (wire codes: never renumber).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Reject {
-    /// The header or manifest is malformed.
-    Malformed = 1,
-    /// Signed by a key this device does not have.
-    UnknownKey = 2,
-    /// The signature does not verify.
-    BadSignature = 3,
-    /// For another product.
-    WrongProduct = 4,
-    /// For another hardware revision.
-    WrongHardware = 5,
-    /// The new image does not fit the slot.
-    TooLarge = 6,
-    /// The security counter is lower than the installed one.
-    Rollback = 7,
-    /// A delta whose base is not the installed image.
-    WrongBase = 8,
-    /// A delta for a component that is not installed.
-    NotInstalled = 9,
-    /// A dependency is neither installed nor in the package.
-    MissingDependency = 10,
-    /// A dependency is present but older than required.
-    DependencyTooOld = 11,
-    /// The package's components do not match this device's slots (the updater takes one
-    /// component, named as the device's image).
-    Unsupported = 12,
-}
-
-impl Reject {
-    /// A sentence for people (a technician reading a log).
-    pub fn describe(&self) -> &'static str {
-        bluesphere_core::proto::reason_text(self.code())
-    }
-
-    /// The wire code.
-    pub fn code(&self) -> u8 {
-        *self as u8
-    }
-}
+/// Why a device refuses a package: the protocol's refusal reason (wire codes, one table in
+/// `bluesphere_core::proto`).
+pub use bluesphere_core::proto::RefuseReason as Reject;
 
 impl core::fmt::Display for Rejection {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} (code {}", self.reason.describe(), self.reason.code())?;
+        write!(f, "{} (code {}", self.reason.text(), self.reason.code())?;
         if self.component > 0 {
             write!(f, ", component {}", self.component)?;
         }
@@ -349,16 +310,11 @@ mod tests {
     #[test]
     fn every_reason_has_a_sentence() {
         for code in 1..=12u8 {
-            assert_ne!(
-                bluesphere_core::proto::reason_text(code),
-                "unknown reason",
-                "{code}"
-            );
+            let r = Reject::try_from(code).unwrap();
+            assert_eq!(r.code(), code);
+            assert!(r.text().len() > 20, "{code}");
         }
-        assert_eq!(
-            Reject::Unsupported.describe(),
-            bluesphere_core::proto::reason_text(12)
-        );
+        assert!(Reject::try_from(13).is_err());
     }
 
     #[test]

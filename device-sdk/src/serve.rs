@@ -83,7 +83,7 @@ fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
 fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'static> {
     match e {
         UpdateError::Rejected(r) => err(Status::Refused, r.reason.code(), u32::from(r.component)),
-        UpdateError::Busy(p) => err(Status::Busy, p.wire(), 0),
+        UpdateError::Busy(p) => err(Status::Busy, p.into(), 0),
         UpdateError::NoSession => err(Status::NoSession, 0, 0),
         UpdateError::Gap { expected } => err(Status::Gap, 0, expected),
         UpdateError::TooLong => err(Status::TooLong, 0, 0),
@@ -215,7 +215,7 @@ where
             Request::Status => {
                 let st = self.up.status();
                 Response::Status {
-                    phase: st.phase.wire(),
+                    phase: st.phase,
                     done: st.done as u32,
                     total: st.total as u32,
                     boot_slot: st.boot_slot,
@@ -223,8 +223,8 @@ where
             }
             Request::Finish => self.done_or(|up| up.finish()),
             Request::Reboot { if_phase } => {
-                let now = self.up.status().phase.wire();
-                if if_phase == 0xFF || if_phase == now {
+                let now = self.up.status().phase;
+                if if_phase.is_none_or(|p| p == now) {
                     self.reboot = true;
                 }
                 Response::Done { phase: now }
@@ -242,7 +242,7 @@ where
             }
             Request::WriteCode { code: c } => match self.codes.write(c, self.uid) {
                 Ok(()) => Response::Done {
-                    phase: self.up.status().phase.wire(),
+                    phase: self.up.status().phase,
                 },
                 Err(s) => err(s, 0, 0),
             },
@@ -256,7 +256,7 @@ where
     ) -> Response<'static> {
         match f(&mut self.up) {
             Ok(()) => Response::Done {
-                phase: self.up.status().phase.wire(),
+                phase: self.up.status().phase,
             },
             Err(e) => update_err(e),
         }
@@ -322,7 +322,7 @@ where
                 SlotMode::AB => 1,
             },
             boot_slot: boot,
-            phase: st.phase.wire(),
+            phase: st.phase,
             done: st.done as u32,
             total: st.total as u32,
             running: running.as_ref().map(|i| entry(boot, i)),

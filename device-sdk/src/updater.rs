@@ -89,28 +89,9 @@ pub struct Config<'a> {
     pub component: &'a str,
 }
 
-/// The update state, as [`Updater::status`] reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdatePhase {
-    /// Nothing in progress.
-    Idle,
-    /// A full image is being received.
-    Receiving,
-    /// A delta is being received and applied.
-    Applying,
-    /// Verified; the next boot installs it.
-    Pending,
-    /// The boot step is swapping the new image in.
-    Installing,
-    /// The new image runs on trial.
-    Testing,
-    /// The new image confirmed itself.
-    Confirmed,
-    /// The boot step is swapping the old image back.
-    Reverting,
-    /// The trial image did not confirm; the old one runs again.
-    Reverted,
-}
+/// The update state, as [`Updater::status`] reports it: the protocol's phase (one table in
+/// `bluesphere_core::proto`).
+pub use bluesphere_core::proto::Phase as UpdatePhase;
 
 /// A snapshot of the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,24 +161,6 @@ pub enum UpdateError<E: core::fmt::Debug> {
     /// The layout does not suit the flash.
     #[error("flash layout: {0}")]
     Layout(&'static str),
-}
-
-impl UpdatePhase {
-    /// The protocol's phase byte (`bluesphere_core::proto::phase`).
-    pub fn wire(&self) -> u8 {
-        use bluesphere_core::proto::phase;
-        match self {
-            UpdatePhase::Idle => phase::IDLE,
-            UpdatePhase::Receiving => phase::RECEIVING,
-            UpdatePhase::Applying => phase::APPLYING,
-            UpdatePhase::Pending => phase::PENDING,
-            UpdatePhase::Installing => phase::INSTALLING,
-            UpdatePhase::Testing => phase::TESTING,
-            UpdatePhase::Confirmed => phase::CONFIRMED,
-            UpdatePhase::Reverting => phase::REVERTING,
-            UpdatePhase::Reverted => phase::REVERTED,
-        }
-    }
 }
 
 impl<E: core::fmt::Debug> From<FlashIoError<E>> for UpdateError<E> {

@@ -102,7 +102,7 @@ fn main() {
         let payload = f64::from(o.payload_len);
         let (t0, t1) = sim.data_window.unwrap();
         let data_rate = payload / ((t1 - t0) as f64 / 1e6);
-        let session_rate = payload / (sim.now as f64 / 1e6);
+        let session_rate = payload / (sim.now() as f64 / 1e6);
         let overhead = link.stats.bytes[0] as f64 / payload - 1.0;
         println!(
             "| {baud} | {lat_ms} ms | {:.1} KiB/s | {:.1} KiB/s | {:.1}% | {:.1} KiB/s | {:.1}% | {:.2}% |",

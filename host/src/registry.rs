@@ -32,7 +32,7 @@ pub enum RegistryError {
     #[error("registry directory {0}: {1}")]
     Dir(String, std::io::Error),
     /// Some UIDs already have codes.
-    #[error("{count} UID(s) already have a code for product {product} (first: {first}); nothing was issued. Use --reissue to issue again on purpose")]
+    #[error("{count} UID(s) already have a code for product {product} (first: {first}); nothing was issued; issue again on purpose as a re-issue")]
     AlreadyIssued {
         /// Product.
         product: String,

@@ -1,8 +1,17 @@
-//! Runs a [`Push`] against a simulated device over a [`SimLink`], in virtual time.
+//! The link simulator as a [`Link`]: a [`SimLink`] with a device on its far end, in virtual
+//! time. The push runs through the same driver as over a serial port.
 
-use bluesphere_core::proto::{encoded_max, Push};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
+use bluesphere_core::proto::Push;
+
+use crate::driver::Session;
 use crate::link::{Dir, SimLink};
+use crate::transport::{Clock, Link, LinkError};
 
 /// A device on the far end of a simulated link.
 pub trait SimDevice {
@@ -16,34 +25,117 @@ impl<T: FnMut(u64, &[u8]) -> Vec<Vec<u8>>> SimDevice for T {
     }
 }
 
-/// The virtual clock and the host's transmit buffer.
-#[derive(Debug, Clone)]
+/// Virtual time, shared by a [`SimPort`] and whoever reads the clock.
+#[derive(Debug, Clone, Default)]
+pub struct SimClock(Rc<Cell<u64>>);
+
+impl SimClock {
+    fn set(&self, t: u64) {
+        self.0.set(t);
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+    fn sleep(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.set(self.now().saturating_add(us));
+    }
+}
+
+/// The host's end of a simulated link with `D` on the other end.
+#[derive(Debug)]
+pub struct SimPort<'a, D> {
+    link: &'a mut SimLink,
+    device: &'a mut D,
+    clock: SimClock,
+    inbox: VecDeque<u8>,
+}
+
+impl<'a, D: SimDevice> SimPort<'a, D> {
+    /// The port over `link` to `device`, on `clock`.
+    pub fn new(link: &'a mut SimLink, device: &'a mut D, clock: SimClock) -> Self {
+        Self {
+            link,
+            device,
+            clock,
+            inbox: VecDeque::new(),
+        }
+    }
+}
+
+impl<D: SimDevice> Link for SimPort<'_, D> {
+    fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
+        self.link.send(self.clock.now(), Dir::Down, frame);
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<usize, LinkError> {
+        let wait = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        let deadline = self.clock.now().saturating_add(wait);
+        while self.inbox.is_empty() {
+            match self.link.next_arrival() {
+                Some(t) if t <= deadline => {
+                    let now = self.clock.now().max(t);
+                    self.clock.set(now);
+                    for (dir, bytes) in self.link.deliver(now) {
+                        match dir {
+                            Dir::Down => {
+                                for out in self.device.receive(now, &bytes) {
+                                    self.link.send(now, Dir::Up, &out);
+                                }
+                            }
+                            Dir::Up => self.inbox.extend(bytes),
+                        }
+                    }
+                }
+                _ => {
+                    self.clock.set(self.clock.now().max(deadline));
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.inbox.len());
+        for (b, v) in buf.iter_mut().zip(self.inbox.drain(..n)) {
+            *b = v;
+        }
+        Ok(n)
+    }
+
+    fn max_frame(&self) -> usize {
+        4096 + 64
+    }
+
+    fn name(&self) -> String {
+        "the simulated link".into()
+    }
+}
+
+/// The virtual clock and the driver's session across runs.
+#[derive(Debug, Default)]
 pub struct Sim {
-    /// Now, microseconds.
-    pub now: u64,
+    clock: SimClock,
+    session: Session,
     /// When the first DATA acknowledgement arrived and when the last one did (for
     /// throughput of the data phase).
     pub data_window: Option<(u64, u64)>,
-    tx: Vec<u8>,
-}
-
-impl Default for Sim {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Sim {
     /// Time 0.
     pub fn new() -> Self {
-        Self {
-            now: 0,
-            data_window: None,
-            tx: vec![0; encoded_max(4096)],
-        }
+        Self::default()
     }
 
-    /// Run until the push finishes (true) or virtual time reaches `until` (false).
+    /// Now, microseconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Run until the push finishes (true) or virtual time reaches `until` (false), through
+    /// the same driver as a serial push.
     pub fn run_until<D: SimDevice>(
         &mut self,
         push: &mut Push<'_>,
@@ -51,43 +143,13 @@ impl Sim {
         link: &mut SimLink,
         until: u64,
     ) -> bool {
-        loop {
-            if push.outcome().is_some() {
-                return true;
-            }
-            while let Some(n) = push.poll_transmit(self.now, &mut self.tx) {
-                link.send(self.now, Dir::Down, &self.tx[..n]);
-            }
-            let next = match (link.next_arrival(), push.next_deadline()) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => return push.outcome().is_some(),
-                },
-            };
-            if next > until {
-                self.now = until;
-                return false;
-            }
-            self.now = self.now.max(next);
-            for (dir, bytes) in link.deliver(self.now) {
-                match dir {
-                    Dir::Down => {
-                        for out in dev.receive(self.now, &bytes) {
-                            link.send(self.now, Dir::Up, &out);
-                        }
-                    }
-                    Dir::Up => {
-                        let before = push.progress().acked;
-                        push.handle_input(self.now, &bytes);
-                        if push.progress().acked > before {
-                            let start = self.data_window.map_or(self.now, |w| w.0);
-                            self.data_window = Some((start, self.now));
-                        }
-                    }
-                }
-            }
-            push.on_tick(self.now);
-        }
+        let mut port = SimPort::new(link, dev, self.clock.clone());
+        let never = AtomicBool::new(false);
+        let done = self
+            .session
+            .run_until(push, &mut port, &self.clock, until, &mut |_| {}, &never)
+            .unwrap_or(false);
+        self.data_window = self.session.data_window;
+        done
     }
 }

@@ -11,17 +11,16 @@ use bluesphere_core::activation::{self, check_uid, Code, Terms};
 use bluesphere_core::proto::{Request, Response, Status, PROTO_VERSION};
 use p256::ecdsa::SigningKey;
 
+use crate::driver::transact;
 use crate::registry::{IssueMeta, Registry, RegistryError};
-use crate::serial::{open, transact};
+use crate::transport::{Address, Connector, Link, WallClock};
 use crate::HostError;
 
 /// Station settings.
 #[derive(Debug, Clone)]
 pub struct StationConfig {
-    /// Ports (one device each).
-    pub ports: Vec<String>,
-    /// Baud rate.
-    pub baud: u32,
+    /// Devices (one per port or address).
+    pub ports: Vec<Address>,
     /// Product id.
     pub product: String,
     /// Feature bits and expiry.
@@ -58,22 +57,22 @@ enum Reply {
     Error(Status),
 }
 
-fn call(
-    port: &mut dyn serialport::SerialPort,
+fn call<L: Link + ?Sized>(
+    port: &mut L,
     seq: &mut u8,
     req: &Request<'_>,
     t: Duration,
 ) -> Result<Reply, HostError> {
     *seq = seq.wrapping_add(1);
-    transact(port, *seq, req, t, |r| match r {
+    transact(port, &WallClock::new(), *seq, req, t, |r| match r {
         Response::Bytes(b) => Some(Reply::Bytes(b.to_vec())),
         Response::Done { .. } | Response::Hello { .. } => Some(Reply::Done),
         _ => None,
     })
 }
 
-fn call_status(
-    port: &mut dyn serialport::SerialPort,
+fn call_status<L: Link + ?Sized>(
+    port: &mut L,
     seq: &mut u8,
     req: &Request<'_>,
     t: Duration,
@@ -86,8 +85,9 @@ fn call_status(
 
 /// Run the station until `stop` (or, with `once`, one device per port). `log` gets every
 /// record as it happens.
-pub fn run(
+pub fn run<K: Connector + Sync>(
     cfg: &StationConfig,
+    connector: &K,
     key: &SigningKey,
     log: &(dyn Fn(&StationRecord) + Sync),
     stop: &AtomicBool,
@@ -96,7 +96,7 @@ pub fn run(
         let hs: Vec<_> = cfg
             .ports
             .iter()
-            .map(|p| s.spawn(move || port_loop(cfg, key, p, log, stop)))
+            .map(|p| s.spawn(move || port_loop(cfg, connector, key, p, log, stop)))
             .collect();
         hs.into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
@@ -104,14 +104,17 @@ pub fn run(
     })
 }
 
-fn port_loop(
+fn port_loop<K: Connector>(
     cfg: &StationConfig,
+    connector: &K,
     key: &SigningKey,
-    path: &str,
+    address: &Address,
     log: &(dyn Fn(&StationRecord) + Sync),
     stop: &AtomicBool,
 ) -> Vec<StationRecord> {
     let mut out = Vec::new();
+    let path = address.to_string();
+    let path = path.as_str();
     let started = Instant::now();
     let fail = |uid: &str, detail: String| StationRecord {
         port: path.into(),
@@ -135,7 +138,7 @@ fn port_loop(
             out.push(r);
             break;
         }
-        let Ok(mut port) = open(path, cfg.baud) else {
+        let Ok(mut port) = connector.open(address) else {
             std::thread::sleep(Duration::from_millis(300));
             continue;
         };
@@ -145,11 +148,11 @@ fn port_loop(
             version: PROTO_VERSION,
             max_frame: 1024,
         };
-        if call(&mut *port, &mut seq, &hello, t).is_err() {
+        if call(&mut port, &mut seq, &hello, t).is_err() {
             std::thread::sleep(Duration::from_millis(300));
             continue;
         }
-        let r = one_device(cfg, key, &mut reg, &mut *port, &mut seq, path);
+        let r = one_device(cfg, key, &mut reg, &mut port, &mut seq, path);
         log(&r);
         let uid = r.uid.clone();
         out.push(r);
@@ -160,7 +163,7 @@ fn port_loop(
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(300));
             match call(
-                &mut *port,
+                &mut port,
                 &mut seq,
                 &Request::ReadUid,
                 Duration::from_millis(200),
@@ -173,11 +176,11 @@ fn port_loop(
     out
 }
 
-fn one_device(
+fn one_device<L: Link + ?Sized>(
     cfg: &StationConfig,
     key: &SigningKey,
     reg: &mut Registry,
-    port: &mut dyn serialport::SerialPort,
+    port: &mut L,
     seq: &mut u8,
     path: &str,
 ) -> StationRecord {

@@ -5,7 +5,7 @@
 
 use bluesphere_core::delta::Params;
 use bluesphere_core::package::sha2_digest;
-use bluesphere_core::proto::{phase, Push, PushConfig, PushError};
+use bluesphere_core::proto::{Phase, Push, PushConfig, PushError};
 use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
@@ -152,7 +152,7 @@ fn clean_push_installs_and_reboots_into_the_new_image() {
     let mut sim = Sim::new();
     assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
     let o = push.outcome().unwrap().unwrap();
-    assert_eq!(o.phase, phase::TESTING);
+    assert_eq!(o.phase, Phase::Testing);
     assert_eq!(o.resent, 0);
     assert_eq!(push.device().unwrap().version.as_str(), "1.0.0");
     assert!(runs(&mut dev, &fx.new));
@@ -191,20 +191,20 @@ fn disconnects_and_resets_resume_with_at_most_a_window_resent() {
         let mut sim = Sim::new();
         let at = t0 + rnd(t1 - t0);
         assert!(!dev.run(&mut sim, &mut push, &mut link, at));
-        link.disconnect(sim.now);
+        link.disconnect(sim.now());
         if reset {
             dev.power_cycle();
         }
-        let back = sim.now + 50_000 + rnd(500_000);
+        let back = sim.now() + 50_000 + rnd(500_000);
         let done = dev.run(&mut sim, &mut push, &mut link, back);
         assert!(!done || !reset);
-        push.reconnected(sim.now);
+        push.reconnected(sim.now());
         assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
         let o = push
             .outcome()
             .unwrap()
             .unwrap_or_else(|e| panic!("point {i}: {e:?}"));
-        assert_eq!(o.phase, phase::TESTING, "point {i}");
+        assert_eq!(o.phase, Phase::Testing, "point {i}");
         assert!(runs(&mut dev, &fx.new), "point {i}");
         if !reset {
             assert!(
@@ -247,7 +247,7 @@ fn ten_thousand_noisy_sessions_never_commit_a_corrupt_image() {
         dev.run(&mut sim, &mut push, &mut link, 3_600_000_000);
         match push.outcome() {
             Some(Ok(o)) => {
-                assert_eq!(o.phase, phase::TESTING, "session {i}");
+                assert_eq!(o.phase, Phase::Testing, "session {i}");
                 assert!(
                     runs(&mut dev, &fx.new),
                     "session {i}: wrong image committed"
@@ -290,7 +290,7 @@ fn a_stalled_link_times_out_and_the_old_image_keeps_running() {
     );
     println!(
         "stalled link gave up after {:.1} s (virtual)",
-        sim.now as f64 / 1e6
+        sim.now() as f64 / 1e6
     );
     dev.power_cycle();
     assert!(runs(&mut dev, &fx.old));

@@ -136,7 +136,7 @@ pub fn build_package(
         if c.old.is_some() {
             if from.is_empty() {
                 return Err(BuildError::Invalid(
-                    "a delta needs the version it applies to (--from-version)".into(),
+                    "a delta needs the version it applies to (the from version)".into(),
                 ));
             }
             check_version(from, "from version")?;

@@ -20,7 +20,7 @@
 //! at HELLO and the device says where to resume.
 
 use super::frame::FrameDecoder;
-use super::msg::{phase, Request, Response, Status, PROTO_VERSION};
+use super::msg::{Phase, RefuseReason, Request, Response, Status, PROTO_VERSION};
 use crate::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 
 /// Smallest DATA / BEGIN piece the push shrinks to on a noisy line.
@@ -143,7 +143,7 @@ pub struct DeviceInfo {
     /// Running version (empty if none recorded).
     pub version: Text<32>,
     /// Update phase when asked.
-    pub phase: u8,
+    pub phase: Phase,
 }
 
 /// Why a push failed.
@@ -163,16 +163,16 @@ pub enum PushError {
         /// Bytes the device takes.
         max: u32,
     },
-    /// The device refused the package (reason: the device's `Reject` code).
+    /// The device refused the package.
     Refused {
-        /// Reason code.
-        reason: u8,
+        /// Why.
+        reason: RefuseReason,
     },
     /// The device is in a state that does not allow this (e.g. a trial image not yet
     /// confirmed).
     Busy {
-        /// Its phase ([`phase`]).
-        phase: u8,
+        /// Its phase.
+        phase: Phase,
     },
     /// The device reported an error.
     Device {
@@ -197,7 +197,7 @@ pub enum PushError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// The device's phase at the end.
-    pub phase: u8,
+    pub phase: Phase,
     /// Payload length.
     pub payload_len: u32,
     /// Where the first accepted BEGIN resumed (0: from the start).
@@ -306,7 +306,7 @@ impl<'p> Push<'p> {
             info: None,
             outcome: None,
             stats: Outcome {
-                phase: phase::IDLE,
+                phase: Phase::Idle,
                 payload_len: 0,
                 resumed_from: 0,
                 sent: 0,
@@ -396,7 +396,7 @@ impl<'p> Push<'p> {
             // Only if still pending: a retransmitted REBOOT must not restart a trial image
             // (that would revert it).
             Stage::Reboot if self.reboot_deadline == 0 => Request::Reboot {
-                if_phase: phase::PENDING,
+                if_phase: Some(Phase::Pending),
             },
             Stage::Reboot => Request::Status,
             Stage::Confirm => Request::Confirm,
@@ -636,7 +636,7 @@ impl<'p> Push<'p> {
                 }
             }
             (Stage::Reboot, Response::Done { phase: p })
-                if self.reboot_deadline == 0 && p != phase::PENDING =>
+                if self.reboot_deadline == 0 && p != Phase::Pending =>
             {
                 // The REBOOT had already happened (its answer was lost): ask the status.
                 self.reboot_deadline = now + self.cfg.timeouts.reboot;
@@ -652,11 +652,11 @@ impl<'p> Push<'p> {
                 }
             }
             (Stage::Reboot, Response::Status { phase: p, .. }) => {
-                if p == phase::INSTALLING || p == phase::REVERTING {
+                if p == Phase::Installing || p == Phase::Reverting {
                     return; // still swapping: keep asking
                 }
                 self.stats.phase = p;
-                if self.cfg.confirm && p == phase::TESTING {
+                if self.cfg.confirm && p == Phase::Testing {
                     self.stage = Stage::Confirm;
                     self.request(now);
                 } else {
@@ -689,8 +689,14 @@ impl<'p> Push<'p> {
 
     fn on_error(&mut self, now: u64, status: Status, detail: u8, value: u32) {
         match status {
-            Status::Refused => self.fail(PushError::Refused { reason: detail }),
-            Status::Busy => self.fail(PushError::Busy { phase: detail }),
+            Status::Refused => self.fail(match RefuseReason::try_from(detail) {
+                Ok(reason) => PushError::Refused { reason },
+                Err(_) => PushError::Device { status, detail },
+            }),
+            Status::Busy => self.fail(match Phase::try_from(detail) {
+                Ok(phase) => PushError::Busy { phase },
+                Err(_) => PushError::Device { status, detail },
+            }),
             Status::Version => self.fail(PushError::Version { device: detail }),
             Status::TooLarge if self.stage == Stage::Begin => {
                 self.fail(PushError::ManifestTooLarge {

@@ -9,5 +9,6 @@ pub mod msg;
 pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
 pub use host::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};
 pub use msg::{
-    cmd, phase, reason_text, resp, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
+    Command, ImageEntry, Info, Phase, RefuseReason, Request, Response, ResponseKind, Status,
+    PROTO_VERSION, REBOOT_ANY_PHASE,
 };

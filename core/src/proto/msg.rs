@@ -6,177 +6,212 @@ use super::frame::FrameWriter;
 /// Protocol version this code speaks.
 pub const PROTO_VERSION: u8 = 1;
 
-/// Request kinds (host to device).
-pub mod cmd {
-    /// Negotiate version and sizes.
-    pub const HELLO: u8 = 0x01;
-    /// Identity, images and update state.
-    pub const INFO: u8 = 0x02;
-    /// A piece of header ‖ manifest ‖ signature.
-    pub const BEGIN: u8 = 0x03;
-    /// Payload bytes at an offset.
-    pub const DATA: u8 = 0x04;
-    /// The update state.
-    pub const STATUS: u8 = 0x05;
-    /// All payload sent: verify and mark pending.
-    pub const FINISH: u8 = 0x06;
-    /// Restart (the boot step installs a pending update).
-    pub const REBOOT: u8 = 0x07;
-    /// The running trial image is good.
-    pub const CONFIRM: u8 = 0x08;
-    /// Give up the update in progress.
-    pub const ABORT: u8 = 0x09;
-    /// Read the chip's unique id.
-    pub const READ_UID: u8 = 0x0A;
-    /// Store an activation code.
-    pub const WRITE_CODE: u8 = 0x0B;
-    /// Read the stored activation code.
-    pub const READ_CODE: u8 = 0x0C;
-}
-
-/// Response kinds (device to host).
-pub mod resp {
-    /// HELLO answer.
-    pub const HELLO: u8 = 0x81;
-    /// INFO answer.
-    pub const INFO: u8 = 0x82;
-    /// BEGIN piece taken, more expected.
-    pub const BEGIN_MORE: u8 = 0x83;
-    /// Package accepted; send the payload from the resume offset.
-    pub const ACCEPTED: u8 = 0x84;
-    /// Cumulative acknowledgement of payload bytes.
-    pub const DATA_ACK: u8 = 0x85;
-    /// STATUS answer.
-    pub const STATUS: u8 = 0x86;
-    /// Done (FINISH, REBOOT, CONFIRM, ABORT, WRITE_CODE).
-    pub const DONE: u8 = 0x87;
-    /// READ_UID / READ_CODE answer.
-    pub const BYTES: u8 = 0x88;
-    /// Refusal or failure with a status code.
-    pub const ERROR: u8 = 0xFF;
-}
-
-/// Status codes of [`Response::Error`] (never renumbered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Status {
-    /// The request frame is malformed.
-    BadRequest = 1,
-    /// Unknown request kind.
-    UnknownCommand = 2,
-    /// Not possible in the current update state (the detail byte holds the phase).
-    Busy = 3,
-    /// DATA or FINISH without an accepted BEGIN (e.g. after a device reset): BEGIN again.
-    NoSession = 4,
-    /// Data beyond the next expected offset (the value holds it).
-    Gap = 5,
-    /// More payload than the manifest declares.
-    TooLong = 6,
-    /// FINISH before all the payload arrived (the value holds what arrived).
-    Incomplete = 7,
-    /// The patched image does not match the manifest's hash; update abandoned.
-    TargetHash = 8,
-    /// The payload stream is corrupt.
-    CorruptPayload = 9,
-    /// The device's flash failed.
-    FlashError = 10,
-    /// BEGIN data larger than the device's buffer (the value holds its size).
-    TooLarge = 11,
-    /// Protocol version not supported (the detail byte holds the device's).
-    Version = 12,
-    /// No activation code stored.
-    NoCode = 13,
-    /// An activation code is already stored.
-    AlreadyActivated = 14,
-    /// The activation code does not verify for this chip.
-    BadCode = 15,
-    /// The package was refused; the detail byte holds the reason code (device `Reject`).
-    Refused = 16,
-}
-
-impl Status {
-    /// From the wire byte.
-    pub fn from_u8(v: u8) -> Option<Status> {
-        use Status::*;
-        Some(match v {
-            1 => BadRequest,
-            2 => UnknownCommand,
-            3 => Busy,
-            4 => NoSession,
-            5 => Gap,
-            6 => TooLong,
-            7 => Incomplete,
-            8 => TargetHash,
-            9 => CorruptPayload,
-            10 => FlashError,
-            11 => TooLarge,
-            12 => Version,
-            13 => NoCode,
-            14 => AlreadyActivated,
-            15 => BadCode,
-            16 => Refused,
-            _ => return None,
-        })
-    }
-}
-
-/// A sentence for people for a refusal reason code (the device's `Reject`, the detail byte
-/// of a `Refused` error).
-pub fn reason_text(code: u8) -> &'static str {
-    match code {
-        1 => "the package header or manifest is malformed",
-        2 => "the package is signed by a key this device does not trust",
-        3 => "the package signature does not verify (corrupt or forged)",
-        4 => "the package is for another product",
-        5 => "the package is for another hardware revision",
-        6 => "the new image does not fit the device's slot",
-        7 => "the package's security counter is lower than the installed image's (downgrade)",
-        8 => "the delta was made for another base image than the one installed",
-        9 => "the delta is for a component that is not installed",
-        10 => "a dependency is neither installed nor in the package",
-        11 => "a dependency is older than the package requires",
-        12 => "the package's components do not match this device's slots",
-        _ => "unknown reason",
-    }
-}
-
-/// Update phases on the wire (the device's `UpdatePhase`).
-pub mod phase {
-    /// Idle.
-    pub const IDLE: u8 = 0;
-    /// Receiving a full image.
-    pub const RECEIVING: u8 = 1;
-    /// Receiving and applying a delta.
-    pub const APPLYING: u8 = 2;
-    /// Verified, installs at the next boot.
-    pub const PENDING: u8 = 3;
-    /// Swapping the new image in.
-    pub const INSTALLING: u8 = 4;
-    /// New image on trial.
-    pub const TESTING: u8 = 5;
-    /// New image confirmed.
-    pub const CONFIRMED: u8 = 6;
-    /// Swapping the old image back.
-    pub const REVERTING: u8 = 7;
-    /// Old image restored.
-    pub const REVERTED: u8 = 8;
-
-    /// Lower-case name.
-    pub fn name(p: u8) -> &'static str {
-        match p {
-            IDLE => "idle",
-            RECEIVING => "receiving",
-            APPLYING => "applying",
-            PENDING => "pending",
-            INSTALLING => "installing",
-            TESTING => "testing",
-            CONFIRMED => "confirmed",
-            REVERTING => "reverting",
-            REVERTED => "reverted",
-            _ => "unknown",
+/// Defines a `#[repr(u8)]` protocol enum: the wire byte, `TryFrom<u8>` (unknown bytes are
+/// a [`BadMessage`]), `From<Self> for u8`, and one table of names and sentences.
+macro_rules! wire_enum {
+    (
+        $(#[$m:meta])*
+        pub enum $name:ident {
+            $( $(#[$vm:meta])* $v:ident = $n:literal => ($label:literal, $text:literal), )*
         }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name {
+            $( $(#[$vm])* $v = $n, )*
+        }
+
+        impl $name {
+            /// Every value, in wire order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+
+            /// Short lower-case name (logs, JSON).
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$v => $label,)* }
+            }
+
+            /// A sentence for people.
+            pub const fn text(self) -> &'static str {
+                match self { $($name::$v => $text,)* }
+            }
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = BadMessage;
+            fn try_from(v: u8) -> Result<Self, BadMessage> {
+                match v {
+                    $($n => Ok($name::$v),)*
+                    _ => Err(BadMessage),
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(v: $name) -> u8 {
+                v as u8
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Request kinds (host to device).
+    pub enum Command {
+        /// Negotiate version and sizes.
+        Hello = 0x01 => ("hello", "negotiate version and sizes"),
+        /// Identity, images and update state.
+        Info = 0x02 => ("info", "identity, images and update state"),
+        /// A piece of header ‖ manifest ‖ signature.
+        Begin = 0x03 => ("begin", "a piece of the package's header, manifest and signature"),
+        /// Payload bytes at an offset.
+        Data = 0x04 => ("data", "payload bytes at an offset"),
+        /// The update state.
+        Status = 0x05 => ("status", "the update state"),
+        /// All payload sent: verify and mark pending.
+        Finish = 0x06 => ("finish", "all payload sent: verify and mark pending"),
+        /// Restart (the boot step installs a pending update).
+        Reboot = 0x07 => ("reboot", "restart; the boot step installs a pending update"),
+        /// The running trial image is good.
+        Confirm = 0x08 => ("confirm", "the running trial image is good"),
+        /// Give up the update in progress.
+        Abort = 0x09 => ("abort", "give up the update in progress"),
+        /// Read the chip's unique id.
+        ReadUid = 0x0A => ("read-uid", "read the chip's unique id"),
+        /// Store an activation code.
+        WriteCode = 0x0B => ("write-code", "store an activation code"),
+        /// Read the stored activation code.
+        ReadCode = 0x0C => ("read-code", "read the stored activation code"),
     }
 }
+
+wire_enum! {
+    /// Response kinds (device to host).
+    pub enum ResponseKind {
+        /// HELLO answer.
+        Hello = 0x81 => ("hello", "HELLO answer"),
+        /// INFO answer.
+        Info = 0x82 => ("info", "INFO answer"),
+        /// BEGIN piece taken, more expected.
+        BeginMore = 0x83 => ("begin-more", "BEGIN piece taken, more expected"),
+        /// Package accepted; send the payload from the resume offset.
+        Accepted = 0x84 => ("accepted", "package accepted; send the payload from the resume offset"),
+        /// Cumulative acknowledgement of payload bytes.
+        DataAck = 0x85 => ("data-ack", "cumulative acknowledgement of payload bytes"),
+        /// STATUS answer.
+        Status = 0x86 => ("status", "STATUS answer"),
+        /// Done (FINISH, REBOOT, CONFIRM, ABORT, WRITE_CODE).
+        Done = 0x87 => ("done", "request done"),
+        /// READ_UID / READ_CODE answer.
+        Bytes = 0x88 => ("bytes", "READ_UID or READ_CODE answer"),
+        /// Refusal or failure with a status code.
+        Error = 0xFF => ("error", "refusal or failure with a status code"),
+    }
+}
+
+wire_enum! {
+    /// Status codes of [`Response::Error`] (never renumbered).
+    pub enum Status {
+        /// The request frame is malformed.
+        BadRequest = 1 => ("bad-request", "the request frame is malformed"),
+        /// Unknown request kind.
+        UnknownCommand = 2 => ("unknown-command", "the device does not know this request"),
+        /// Not possible in the current update state (the detail byte holds the phase).
+        Busy = 3 => ("busy", "not possible in the current update state"),
+        /// DATA or FINISH without an accepted BEGIN (e.g. after a device reset): BEGIN again.
+        NoSession = 4 => ("no-session", "no update session (the device was reset)"),
+        /// Data beyond the next expected offset (the value holds it).
+        Gap = 5 => ("gap", "data beyond the next expected offset"),
+        /// More payload than the manifest declares.
+        TooLong = 6 => ("too-long", "more payload than the manifest declares"),
+        /// FINISH before all the payload arrived (the value holds what arrived).
+        Incomplete = 7 => ("incomplete", "FINISH before all the payload arrived"),
+        /// The patched image does not match the manifest's hash; update abandoned.
+        TargetHash = 8 => ("target-hash", "the patched image does not match the package's hash; update abandoned"),
+        /// The payload stream is corrupt.
+        CorruptPayload = 9 => ("corrupt-payload", "the payload stream is corrupt"),
+        /// The device's flash failed.
+        FlashError = 10 => ("flash-error", "the device's flash failed"),
+        /// BEGIN data larger than the device's buffer (the value holds its size).
+        TooLarge = 11 => ("too-large", "the package header is larger than the device's buffer"),
+        /// Protocol version not supported (the detail byte holds the device's).
+        Version = 12 => ("version", "protocol version not supported"),
+        /// No activation code stored.
+        NoCode = 13 => ("no-code", "no activation code stored"),
+        /// An activation code is already stored.
+        AlreadyActivated = 14 => ("already-activated", "an activation code is already stored"),
+        /// The activation code does not verify for this chip.
+        BadCode = 15 => ("bad-code", "the activation code does not verify for this chip"),
+        /// The package was refused; the detail byte holds the [`RefuseReason`].
+        Refused = 16 => ("refused", "the package was refused"),
+    }
+}
+
+wire_enum! {
+    /// Why a device refuses a package (the detail byte of a [`Status::Refused`] error; the
+    /// device SDK's admission result).
+    pub enum RefuseReason {
+        /// The header or manifest is malformed.
+        Malformed = 1 => ("malformed", "the package header or manifest is malformed"),
+        /// Signed by a key this device does not have.
+        UnknownKey = 2 => ("unknown-key", "the package is signed by a key this device does not trust"),
+        /// The signature does not verify.
+        BadSignature = 3 => ("bad-signature", "the package signature does not verify (corrupt or forged)"),
+        /// For another product.
+        WrongProduct = 4 => ("wrong-product", "the package is for another product"),
+        /// For another hardware revision.
+        WrongHardware = 5 => ("wrong-hardware", "the package is for another hardware revision"),
+        /// The new image does not fit the slot.
+        TooLarge = 6 => ("too-large", "the new image does not fit the device's slot"),
+        /// The security counter is lower than the installed one.
+        Rollback = 7 => ("rollback", "the package's security counter is lower than the installed image's (downgrade)"),
+        /// A delta whose base is not the installed image.
+        WrongBase = 8 => ("wrong-base", "the delta was made for another base image than the one installed"),
+        /// A delta for a component that is not installed.
+        NotInstalled = 9 => ("not-installed", "the delta is for a component that is not installed"),
+        /// A dependency is neither installed nor in the package.
+        MissingDependency = 10 => ("missing-dependency", "a dependency is neither installed nor in the package"),
+        /// A dependency is present but older than required.
+        DependencyTooOld = 11 => ("dependency-too-old", "a dependency is older than the package requires"),
+        /// The package's components do not match this device's slots (the updater takes one
+        /// component, named as the device's image).
+        Unsupported = 12 => ("unsupported", "the package's components do not match this device's slots"),
+    }
+}
+
+impl RefuseReason {
+    /// The wire code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+wire_enum! {
+    /// Update phases (on the wire and in the device SDK's journal and status).
+    pub enum Phase {
+        /// Nothing in progress.
+        Idle = 0 => ("idle", "nothing in progress"),
+        /// A full image is being received.
+        Receiving = 1 => ("receiving", "receiving a full image"),
+        /// A delta is being received and applied.
+        Applying = 2 => ("applying", "receiving and applying a delta"),
+        /// Verified; the next boot installs it.
+        Pending = 3 => ("pending", "holding the verified update; it installs at the next reset"),
+        /// The boot step is swapping the new image in.
+        Installing = 4 => ("installing", "swapping the new image in"),
+        /// The new image runs on trial.
+        Testing = 5 => ("testing", "running the new image on trial (it confirms itself, or reverts at the next reset)"),
+        /// The new image confirmed itself.
+        Confirmed = 6 => ("confirmed", "running the new image, confirmed"),
+        /// The boot step is swapping the old image back.
+        Reverting = 7 => ("reverting", "swapping the old image back"),
+        /// The trial image did not confirm; the old one runs again.
+        Reverted = 8 => ("reverted", "the trial image did not confirm; the old one runs again"),
+    }
+}
+
+/// The byte of [`Request::Reboot`] that means "restart whatever the phase".
+pub const REBOOT_ANY_PHASE: u8 = 0xFF;
 
 /// Why a message does not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,11 +296,12 @@ pub enum Request<'a> {
     Status,
     /// No body.
     Finish,
-    /// `if_phase u8`: restart only if the update phase is this one (`0xFF`: always), so a
+    /// `if_phase u8`: restart only if the update phase is this one (`None`, on the wire
+    /// [`REBOOT_ANY_PHASE`]: always), so a
     /// retransmitted REBOOT cannot restart a trial image (which would revert it).
     Reboot {
         /// Required phase, or `0xFF`.
-        if_phase: u8,
+        if_phase: Option<Phase>,
     },
     /// No body.
     Confirm,
@@ -284,26 +320,26 @@ pub enum Request<'a> {
 
 impl<'a> Request<'a> {
     /// The kind byte.
-    pub fn kind(&self) -> u8 {
+    pub fn kind(&self) -> Command {
         match self {
-            Request::Hello { .. } => cmd::HELLO,
-            Request::Info => cmd::INFO,
-            Request::Begin { .. } => cmd::BEGIN,
-            Request::Data { .. } => cmd::DATA,
-            Request::Status => cmd::STATUS,
-            Request::Finish => cmd::FINISH,
-            Request::Reboot { .. } => cmd::REBOOT,
-            Request::Confirm => cmd::CONFIRM,
-            Request::Abort => cmd::ABORT,
-            Request::ReadUid => cmd::READ_UID,
-            Request::WriteCode { .. } => cmd::WRITE_CODE,
-            Request::ReadCode => cmd::READ_CODE,
+            Request::Hello { .. } => Command::Hello,
+            Request::Info => Command::Info,
+            Request::Begin { .. } => Command::Begin,
+            Request::Data { .. } => Command::Data,
+            Request::Status => Command::Status,
+            Request::Finish => Command::Finish,
+            Request::Reboot { .. } => Command::Reboot,
+            Request::Confirm => Command::Confirm,
+            Request::Abort => Command::Abort,
+            Request::ReadUid => Command::ReadUid,
+            Request::WriteCode { .. } => Command::WriteCode,
+            Request::ReadCode => Command::ReadCode,
         }
     }
 
     /// Encode as a complete wire frame into `out`; the length, or `None` if `out` is small.
     pub fn encode(&self, seq: u8, out: &mut [u8]) -> Option<usize> {
-        let mut w = FrameWriter::new(out, self.kind(), seq);
+        let mut w = FrameWriter::new(out, self.kind().into(), seq);
         match self {
             Request::Hello { version, max_frame } => {
                 w.bytes(&[*version]).u16(*max_frame);
@@ -322,7 +358,7 @@ impl<'a> Request<'a> {
                 w.bytes(code);
             }
             Request::Reboot { if_phase } => {
-                w.bytes(&[*if_phase]);
+                w.bytes(&[if_phase.map_or(REBOOT_ANY_PHASE, u8::from)]);
             }
             _ => {}
         }
@@ -334,30 +370,34 @@ impl<'a> Request<'a> {
         let mut b = Body(frame);
         let kind = b.u8()?;
         let seq = b.u8()?;
-        let r = match kind {
-            cmd::HELLO => Request::Hello {
+        let r = match Command::try_from(kind)? {
+            Command::Hello => Request::Hello {
                 version: b.u8()?,
                 max_frame: b.u16()?,
             },
-            cmd::INFO => Request::Info,
-            cmd::BEGIN => Request::Begin {
+            Command::Info => Request::Info,
+            Command::Begin => Request::Begin {
                 total: b.u32()?,
                 offset: b.u32()?,
                 data: b.rest(),
             },
-            cmd::DATA => Request::Data {
+            Command::Data => Request::Data {
                 offset: b.u32()?,
                 data: b.rest(),
             },
-            cmd::STATUS => Request::Status,
-            cmd::FINISH => Request::Finish,
-            cmd::REBOOT => Request::Reboot { if_phase: b.u8()? },
-            cmd::CONFIRM => Request::Confirm,
-            cmd::ABORT => Request::Abort,
-            cmd::READ_UID => Request::ReadUid,
-            cmd::WRITE_CODE => Request::WriteCode { code: b.rest() },
-            cmd::READ_CODE => Request::ReadCode,
-            _ => return Err(BadMessage),
+            Command::Status => Request::Status,
+            Command::Finish => Request::Finish,
+            Command::Reboot => Request::Reboot {
+                if_phase: match b.u8()? {
+                    REBOOT_ANY_PHASE => None,
+                    p => Some(Phase::try_from(p)?),
+                },
+            },
+            Command::Confirm => Request::Confirm,
+            Command::Abort => Request::Abort,
+            Command::ReadUid => Request::ReadUid,
+            Command::WriteCode => Request::WriteCode { code: b.rest() },
+            Command::ReadCode => Request::ReadCode,
         };
         b.end()?;
         Ok((seq, r))
@@ -394,8 +434,8 @@ pub struct Info<'a> {
     pub mode: u8,
     /// Slot that boots.
     pub boot_slot: u8,
-    /// Update phase ([`phase`]).
-    pub phase: u8,
+    /// Update phase.
+    pub phase: Phase,
     /// Progress done.
     pub done: u32,
     /// Progress total.
@@ -447,7 +487,7 @@ pub enum Response<'a> {
     /// `phase u8, done u32, total u32, boot_slot u8`.
     Status {
         /// Phase.
-        phase: u8,
+        phase: Phase,
         /// Progress done.
         done: u32,
         /// Progress total.
@@ -458,7 +498,7 @@ pub enum Response<'a> {
     /// `phase u8`: the request is done; the phase after it.
     Done {
         /// Phase.
-        phase: u8,
+        phase: Phase,
     },
     /// The rest of the body.
     Bytes(&'a [u8]),
@@ -502,23 +542,23 @@ fn put_entry(w: &mut FrameWriter<'_>, e: &ImageEntry<'_>) {
 
 impl<'a> Response<'a> {
     /// The kind byte.
-    pub fn kind(&self) -> u8 {
+    pub fn kind(&self) -> ResponseKind {
         match self {
-            Response::Hello { .. } => resp::HELLO,
-            Response::Info(_) => resp::INFO,
-            Response::BeginMore { .. } => resp::BEGIN_MORE,
-            Response::Accepted { .. } => resp::ACCEPTED,
-            Response::DataAck { .. } => resp::DATA_ACK,
-            Response::Status { .. } => resp::STATUS,
-            Response::Done { .. } => resp::DONE,
-            Response::Bytes(_) => resp::BYTES,
-            Response::Error { .. } => resp::ERROR,
+            Response::Hello { .. } => ResponseKind::Hello,
+            Response::Info(_) => ResponseKind::Info,
+            Response::BeginMore { .. } => ResponseKind::BeginMore,
+            Response::Accepted { .. } => ResponseKind::Accepted,
+            Response::DataAck { .. } => ResponseKind::DataAck,
+            Response::Status { .. } => ResponseKind::Status,
+            Response::Done { .. } => ResponseKind::Done,
+            Response::Bytes(_) => ResponseKind::Bytes,
+            Response::Error { .. } => ResponseKind::Error,
         }
     }
 
     /// Encode as a complete wire frame into `out`.
     pub fn encode(&self, seq: u8, out: &mut [u8]) -> Option<usize> {
-        let mut w = FrameWriter::new(out, self.kind(), seq);
+        let mut w = FrameWriter::new(out, self.kind().into(), seq);
         match self {
             Response::Hello {
                 version,
@@ -537,7 +577,7 @@ impl<'a> Response<'a> {
                 w.short(i.product.as_bytes())
                     .short(i.hardware.as_bytes())
                     .short(i.uid)
-                    .bytes(&[i.mode, i.boot_slot, i.phase])
+                    .bytes(&[i.mode, i.boot_slot, i.phase.into()])
                     .u32(i.done)
                     .u32(i.total);
                 let n = u8::from(i.running.is_some()) + u8::from(i.other.is_some());
@@ -561,13 +601,13 @@ impl<'a> Response<'a> {
                 total,
                 boot_slot,
             } => {
-                w.bytes(&[*phase])
+                w.bytes(&[u8::from(*phase)])
                     .u32(*done)
                     .u32(*total)
                     .bytes(&[*boot_slot]);
             }
             Response::Done { phase } => {
-                w.bytes(&[*phase]);
+                w.bytes(&[u8::from(*phase)]);
             }
             Response::Bytes(b) => {
                 w.bytes(b);
@@ -588,21 +628,21 @@ impl<'a> Response<'a> {
         let mut b = Body(frame);
         let kind = b.u8()?;
         let seq = b.u8()?;
-        let r = match kind {
-            resp::HELLO => Response::Hello {
+        let r = match ResponseKind::try_from(kind)? {
+            ResponseKind::Hello => Response::Hello {
                 version: b.u8()?,
                 max_frame: b.u16()?,
                 window: b.u32()?,
                 codecs: b.u8()?,
                 max_begin: b.u32()?,
             },
-            resp::INFO => {
+            ResponseKind::Info => {
                 let product = b.str()?;
                 let hardware = b.str()?;
                 let uid = b.short()?;
                 let mode = b.u8()?;
                 let boot_slot = b.u8()?;
-                let phase = b.u8()?;
+                let phase = Phase::try_from(b.u8()?)?;
                 let done = b.u32()?;
                 let total = b.u32()?;
                 let n = b.u8()?;
@@ -624,26 +664,27 @@ impl<'a> Response<'a> {
                     other,
                 })
             }
-            resp::BEGIN_MORE => Response::BeginMore { next: b.u32()? },
-            resp::ACCEPTED => Response::Accepted {
+            ResponseKind::BeginMore => Response::BeginMore { next: b.u32()? },
+            ResponseKind::Accepted => Response::Accepted {
                 resume: b.u32()?,
                 payload_len: b.u32()?,
             },
-            resp::DATA_ACK => Response::DataAck { next: b.u32()? },
-            resp::STATUS => Response::Status {
-                phase: b.u8()?,
+            ResponseKind::DataAck => Response::DataAck { next: b.u32()? },
+            ResponseKind::Status => Response::Status {
+                phase: Phase::try_from(b.u8()?)?,
                 done: b.u32()?,
                 total: b.u32()?,
                 boot_slot: b.u8()?,
             },
-            resp::DONE => Response::Done { phase: b.u8()? },
-            resp::BYTES => Response::Bytes(b.rest()),
-            resp::ERROR => Response::Error {
-                status: Status::from_u8(b.u8()?).ok_or(BadMessage)?,
+            ResponseKind::Done => Response::Done {
+                phase: Phase::try_from(b.u8()?)?,
+            },
+            ResponseKind::Bytes => Response::Bytes(b.rest()),
+            ResponseKind::Error => Response::Error {
+                status: Status::try_from(b.u8()?)?,
                 detail: b.u8()?,
                 value: b.u32()?,
             },
-            _ => return Err(BadMessage),
         };
         b.end()?;
         Ok((seq, r))
@@ -683,7 +724,10 @@ mod tests {
             },
             Request::Status,
             Request::Finish,
-            Request::Reboot { if_phase: 3 },
+            Request::Reboot {
+                if_phase: Some(Phase::Pending),
+            },
+            Request::Reboot { if_phase: None },
             Request::Confirm,
             Request::Abort,
             Request::ReadUid,
@@ -718,7 +762,7 @@ mod tests {
                 uid: &[1, 2, 3],
                 mode: 0,
                 boot_slot: 0,
-                phase: phase::TESTING,
+                phase: Phase::Testing,
                 done: 5,
                 total: 9,
                 running: Some(e),
@@ -731,12 +775,14 @@ mod tests {
             },
             Response::DataAck { next: 1234 },
             Response::Status {
-                phase: 2,
+                phase: Phase::Applying,
                 done: 1,
                 total: 2,
                 boot_slot: 1,
             },
-            Response::Done { phase: 3 },
+            Response::Done {
+                phase: Phase::Pending,
+            },
             Response::Bytes(&[0, 0, 1]),
             Response::Error {
                 status: Status::Refused,
@@ -751,13 +797,18 @@ mod tests {
             );
         }
         for s in 1..=16 {
-            assert_eq!(Status::from_u8(s).map(|x| x as u8), Some(s));
+            assert_eq!(Status::try_from(s).map(u8::from), Ok(s));
         }
-        assert_eq!(Status::from_u8(0), None);
+        assert_eq!(Status::try_from(0), Err(BadMessage));
+        for p in Phase::ALL {
+            assert_eq!(Phase::try_from(u8::from(*p)), Ok(*p));
+        }
+        assert!(Phase::try_from(9).is_err());
+        assert!(Request::parse(&[Command::Reboot as u8, 0, 9]).is_err());
         // Truncated or padded bodies are refused.
-        assert!(Request::parse(&[cmd::HELLO, 0, 1]).is_err());
-        assert!(Request::parse(&[cmd::STATUS, 0, 1]).is_err());
+        assert!(Request::parse(&[Command::Hello as u8, 0, 1]).is_err());
+        assert!(Request::parse(&[Command::Status as u8, 0, 1]).is_err());
         assert!(Request::parse(&[0x7E, 0]).is_err());
-        assert!(Response::parse(&[resp::DATA_ACK, 0, 1, 2]).is_err());
+        assert!(Response::parse(&[ResponseKind::DataAck as u8, 0, 1, 2]).is_err());
     }
 }

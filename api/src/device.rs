@@ -1,0 +1,308 @@
+//! Device jobs over a transport: list, info, push, confirm, revert, reboot.
+
+use std::time::Duration;
+
+use bluesphere_core::proto::{Phase, PushConfig, Request, Response, PROTO_VERSION};
+use bluesphere_host::driver::{self, DeviceSummary, PushOptions};
+use bluesphere_host::serial::SerialConnector;
+use bluesphere_host::{Address, Connector, DeviceEntry, WallClock};
+use serde::{Deserialize, Serialize};
+
+use crate::package::load_package;
+use crate::progress::{Cancel, Event, Progress};
+use crate::{Error, ErrorKind};
+
+/// How to reach a device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Target {
+    /// Where.
+    pub address: Address,
+    /// Serial baud rate.
+    pub baud: u32,
+}
+
+/// Every device a connector sees (serial ports with their USB ids now; BLE next).
+pub fn devices() -> Result<Vec<DeviceEntry>, Error> {
+    Ok(SerialConnector { baud: 115_200 }.list()?)
+}
+
+/// One image as a device reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// Slot.
+    pub slot: u8,
+    /// It boots.
+    pub running: bool,
+    /// Component.
+    pub component: String,
+    /// Version.
+    pub version: String,
+    /// Size.
+    pub size: u32,
+    /// Security counter.
+    pub security_counter: u32,
+    /// SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// Progress of the device's update.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceProgress {
+    /// Done.
+    pub done: u32,
+    /// Total.
+    pub total: u32,
+}
+
+/// Who a device is and what it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InfoReport {
+    /// Product.
+    pub product: String,
+    /// Hardware.
+    pub hardware: String,
+    /// Chip UID (hex).
+    pub uid: String,
+    /// `swap` or `ab`.
+    pub mode: String,
+    /// Update phase.
+    pub phase: String,
+    /// Update progress.
+    pub progress: DeviceProgress,
+    /// The slot that boots.
+    pub boot_slot: u8,
+    /// Images.
+    pub images: Vec<ImageReport>,
+}
+
+impl From<DeviceSummary> for InfoReport {
+    fn from(d: DeviceSummary) -> Self {
+        InfoReport {
+            product: d.product,
+            hardware: d.hardware,
+            uid: hex::encode(&d.uid),
+            mode: d.mode.into(),
+            phase: d.phase.name().into(),
+            progress: DeviceProgress {
+                done: d.done,
+                total: d.total,
+            },
+            boot_slot: d.boot_slot,
+            images: d
+                .images
+                .into_iter()
+                .map(|i| ImageReport {
+                    slot: i.slot,
+                    running: i.slot == d.boot_slot,
+                    component: i.component,
+                    version: i.version,
+                    size: i.size,
+                    security_counter: i.security_counter,
+                    sha256: hex::encode(i.sha256),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Ask a device who it is and what it runs.
+pub fn info(target: &Target) -> Result<InfoReport, Error> {
+    let mut link = SerialConnector { baud: target.baud }.open(&target.address)?;
+    Ok(driver::info(&mut link, &WallClock::new())?.into())
+}
+
+/// `push`: send a package to a device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// Package file.
+    pub package: std::path::PathBuf,
+    /// The device.
+    pub target: Target,
+    /// Restart the device after the transfer (installs the update).
+    pub reboot: bool,
+    /// Confirm the new image after the restart.
+    pub confirm: bool,
+    /// Seconds to keep trying to reopen a lost link.
+    pub reconnect_seconds: u64,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushReport {
+    /// Always true.
+    pub ok: bool,
+    /// Payload length.
+    pub payload_len: u32,
+    /// Where the transfer resumed (0: from the start).
+    pub resumed_from: u32,
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+    /// Payload bytes sent again.
+    pub bytes_resent: u64,
+    /// Restarts at HELLO.
+    pub restarts: u32,
+    /// Largest resume offset.
+    pub max_resume: u32,
+    /// Reconnections.
+    pub reconnects: u32,
+    /// Seconds.
+    pub seconds: f64,
+    /// The device's phase at the end.
+    pub phase: String,
+    /// What the phase means for the user.
+    pub meaning: String,
+}
+
+/// Longest wait for a lost link.
+const MAX_RECONNECT_SECONDS: u64 = 24 * 3600;
+
+/// Push a package: progress and speed as events, cancellable, resumes after drops.
+pub fn push(
+    req: &PushRequest,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<PushReport, Error> {
+    if req.reconnect_seconds > MAX_RECONNECT_SECONDS {
+        return Err(Error::usage(format!(
+            "reconnect time {} s: at most {MAX_RECONNECT_SECONDS} s (one day)",
+            req.reconnect_seconds
+        )));
+    }
+    let pkg = load_package(&req.package)?;
+    // Refuse a package that is already damaged before the device spends time on it.
+    bluesphere_core::ops::check(&pkg, &bluesphere_core::ops::Checks::default())
+        .map_err(|e| Error::from(e).context(req.package.display()))?;
+    let opts = PushOptions {
+        config: PushConfig {
+            reboot: req.reboot,
+            confirm: req.confirm,
+            ..PushConfig::default()
+        },
+        reconnect_for: Duration::from_secs(req.reconnect_seconds),
+    };
+    let connector = SerialConnector {
+        baud: req.target.baud,
+    };
+    let clock = WallClock::new();
+    let mut reconnects = 0u32;
+    let started = std::time::Instant::now();
+    let o = driver::push(
+        &pkg,
+        &opts,
+        &connector,
+        &req.target.address,
+        &clock,
+        &mut |e| {
+            if let driver::Event::Reconnecting { attempt: 1 } = e {
+                reconnects += 1;
+            }
+            progress.event(host_event(e));
+        },
+        cancel.flag(),
+    )?;
+    Ok(PushReport {
+        ok: true,
+        payload_len: o.payload_len,
+        resumed_from: o.resumed_from,
+        bytes_sent: o.sent,
+        bytes_resent: o.resent,
+        restarts: o.restarts,
+        max_resume: o.max_resume,
+        reconnects,
+        seconds: started.elapsed().as_secs_f64(),
+        phase: o.phase.name().into(),
+        meaning: o.phase.text().into(),
+    })
+}
+
+fn host_event(e: driver::Event) -> Event {
+    match e {
+        driver::Event::Connected { product, version } => Event::Connected { product, version },
+        driver::Event::Progress {
+            stage,
+            acked,
+            total,
+            bytes_per_sec,
+        } => Event::Push {
+            stage: format!("{stage:?}").to_lowercase(),
+            acked: u64::from(acked),
+            total: u64::from(total),
+            bytes_per_sec,
+        },
+        driver::Event::Reconnecting { attempt } => Event::Reconnecting { attempt },
+        driver::Event::Reconnected => Event::Reconnected,
+    }
+}
+
+/// A one-request action on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The trial image is good: keep it.
+    Confirm,
+    /// Restart; a trial image that did not confirm reverts.
+    Revert,
+    /// Restart (installs a pending update).
+    Reboot,
+}
+
+/// What an action did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionReport {
+    /// Always true.
+    pub ok: bool,
+    /// The action.
+    pub action: Action,
+    /// The device's phase after it.
+    pub phase: String,
+}
+
+/// Confirm, revert or reboot a device.
+pub fn act(target: &Target, action: Action) -> Result<ActionReport, Error> {
+    let mut link = SerialConnector { baud: target.baud }.open(&target.address)?;
+    let clock = WallClock::new();
+    let t = Duration::from_millis(500);
+    driver::transact(
+        &mut link,
+        &clock,
+        1,
+        &Request::Hello {
+            version: PROTO_VERSION,
+            max_frame: 1024,
+        },
+        t,
+        |r| matches!(r, Response::Hello { .. }).then_some(()),
+    )?;
+    let req = match action {
+        Action::Confirm => Request::Confirm,
+        Action::Revert => Request::Reboot {
+            if_phase: Some(Phase::Testing),
+        },
+        Action::Reboot => Request::Reboot { if_phase: None },
+    };
+    let phase = driver::transact(&mut link, &clock, 2, &req, t, |r| match r {
+        Response::Done { phase } => Some(phase),
+        _ => None,
+    })
+    .map_err(|e| match e {
+        bluesphere_host::HostError::Status { status, detail } => Error::new(
+            ErrorKind::DeviceBusy,
+            format!(
+                "the device cannot {} now: {} ({})",
+                match action {
+                    Action::Confirm => "confirm",
+                    Action::Revert => "revert",
+                    Action::Reboot => "reboot",
+                },
+                status.text(),
+                Phase::try_from(detail).map_or("unknown phase", Phase::name)
+            ),
+        ),
+        other => other.into(),
+    })?;
+    Ok(ActionReport {
+        ok: true,
+        action,
+        phase: phase.name().into(),
+    })
+}
