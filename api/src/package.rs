@@ -1,14 +1,15 @@
 //! Package jobs: keygen, pack, inspect, verify, apply.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bluesphere_core::delta::Params;
 use bluesphere_core::image::{self, Image, ImageFormat};
 use bluesphere_core::keys::{self, KeyError};
 use bluesphere_core::ops::{self, Checks, PackageInfo};
-use bluesphere_core::package::build::{build_package, BuildError, ComponentSpec, PackageSpec};
+use bluesphere_core::package::build::{
+    build_package_until, BuildError, ComponentSpec, PackageSpec,
+};
 use bluesphere_core::package::key_id;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -303,7 +304,8 @@ fn params(profile: Profile, block_kib: Option<u32>) -> Result<Params, Error> {
 }
 
 /// Make and sign a package; nothing is written unless it all succeeded. Cancellable: the
-/// job returns [`ErrorKind::Cancelled`] within a poll interval and writes nothing.
+/// job returns [`ErrorKind::Cancelled`] soon after `cancel` is set (between 512 KiB chunks
+/// of the match search and between coded blocks) and writes nothing.
 pub fn pack(
     req: &PackRequest,
     secrets: &dyn Secrets,
@@ -350,7 +352,13 @@ pub fn pack(
         }],
     };
     let t = Instant::now();
-    let pkg = build_cancellable(spec, signing, progress, cancel)?;
+    let pkg = build_package_until(
+        &spec,
+        &signing,
+        &mut |e| progress.event(core_event(e)),
+        cancel.flag(),
+    )
+    .map_err(build_error)?;
     let core_s = t.elapsed().as_secs_f64();
     cancel.check()?;
     progress.event(Event::Stage {
@@ -373,48 +381,10 @@ pub fn pack(
     })
 }
 
-/// Build on a worker thread and wait for it or for `cancel`. A cancelled build is left to
-/// finish on its own and its result is dropped (the core's diff has no stop points yet).
-fn build_cancellable(
-    spec: PackageSpec,
-    key: SigningKey,
-    progress: &dyn Progress,
-    cancel: &Cancel,
-) -> Result<Vec<u8>, Error> {
-    let (tx, rx) = mpsc::channel();
-    let (ev_tx, ev_rx) = mpsc::channel::<bluesphere_core::Progress>();
-    std::thread::Builder::new()
-        .name("bluesphere-pack".into())
-        .spawn(move || {
-            let r = build_package(&spec, &key, &mut |e| {
-                let _ = ev_tx.send(e);
-            });
-            let _ = tx.send(r);
-        })
-        .map_err(Error::internal)?;
-    loop {
-        while let Ok(e) = ev_rx.try_recv() {
-            progress.event(core_event(e));
-        }
-        cancel.check()?;
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(r) => {
-                while let Ok(e) = ev_rx.try_recv() {
-                    progress.event(core_event(e));
-                }
-                return r.map_err(build_error);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::internal("the pack worker stopped"))
-            }
-        }
-    }
-}
-
 fn build_error(e: BuildError) -> Error {
     match e {
         BuildError::Invalid(m) => Error::usage(m),
+        BuildError::Cancelled => Error::cancelled(),
         other => Error::internal(crate::error::chain(&other)),
     }
 }

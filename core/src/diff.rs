@@ -1,7 +1,12 @@
 //! Match finding (host side). qbsdiff's suffix-array bsdiff search (`crate::sadiff`) finds
 //! the matches; we turn its control steps into [`Segment`]s for our own encoder.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use crate::delta::{self, EncodeError, Params, Segment};
+
+/// A stop flag that is never set (the jobs that cannot be cancelled).
+pub(crate) static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// Why a delta could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +17,9 @@ pub enum DiffError {
     /// Encoding failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The caller's stop flag was set.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Largest source the matcher accepts (the format's limit is 4 GiB - 1).
@@ -36,6 +44,15 @@ pub fn find_segments_indexed(
     index: &delta::SourceIndex<'_>,
     new: &[u8],
 ) -> Result<Vec<Segment>, DiffError> {
+    find_segments_until(index, new, &NEVER)
+}
+
+/// [`find_segments_indexed`] that ends with [`DiffError::Cancelled`] once `stop` is set.
+fn find_segments_until(
+    index: &delta::SourceIndex<'_>,
+    new: &[u8],
+    stop: &AtomicBool,
+) -> Result<Vec<Segment>, DiffError> {
     let old = index.source();
     if old.is_empty() || new.is_empty() {
         return Ok(vec![Segment::Lit {
@@ -44,7 +61,10 @@ pub fn find_segments_indexed(
     }
     // Keep every match (small_match 0): our coder makes short matches cheap. Targets over
     // 8 MiB are searched in parallel chunks.
-    let ctrl = crate::sadiff::controls(index.suffixes(), new, 0, 8 << 20);
+    let ctrl = crate::sadiff::controls(index.suffixes(), new, 0, 8 << 20, stop);
+    if stop.load(Ordering::Relaxed) {
+        return Err(DiffError::Cancelled);
+    }
     SegmentStream::new(old, new, ctrl.into_iter()).collect()
 }
 
@@ -236,6 +256,18 @@ fn differing(a: &[u8], b: &[u8]) -> Vec<usize> {
 
 /// Make a BSD2 delta stream of `new` against `old`.
 pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, DiffError> {
+    make_delta_until(old, new, params, &NEVER)
+}
+
+/// [`make_delta`] that stops with [`DiffError::Cancelled`] soon after `stop` is set (between
+/// 512 KiB chunks of the match search and between coded blocks; the source's suffix sort
+/// runs to its end).
+pub fn make_delta_until(
+    old: &[u8],
+    new: &[u8],
+    params: Params,
+    stop: &AtomicBool,
+) -> Result<Vec<u8>, DiffError> {
     if old.len() as u64 > MAX_IMAGE || new.len() as u64 > MAX_IMAGE {
         return Err(EncodeError::TooLarge(old.len().max(new.len()) as u64).into());
     }
@@ -248,8 +280,14 @@ pub fn make_delta(old: &[u8], new: &[u8], params: Params) -> Result<Vec<u8>, Dif
         let segs = SegmentStream::new(old, new, ctrl);
         return delta::encode_streamed(old, new, params, &index, segs);
     }
-    let segs = find_segments_indexed(&index, new)?;
-    Ok(delta::encode_indexed(old, new, &segs, params, &index)?)
+    if stop.load(Ordering::Relaxed) {
+        return Err(DiffError::Cancelled);
+    }
+    let segs = find_segments_until(&index, new, stop)?;
+    match delta::encode_indexed_until(old, new, &segs, params, &index, stop) {
+        Err(EncodeError::Cancelled) => Err(DiffError::Cancelled),
+        r => Ok(r?),
+    }
 }
 
 #[cfg(test)]

@@ -47,22 +47,27 @@ pub(crate) fn control_iter<'s, 't>(
 /// All control steps describing `t` against the indexed source (`small_match`: exact
 /// matches this short are not started on). Targets over `parallel_above` bytes are searched
 /// in 512 KiB chunks on all cores; each chunk ends with a seek back to source offset 0.
+/// When `stop` is set the search ends early with an incomplete list (the caller checks).
 pub(crate) fn controls(
     sa: &Index<'_>,
     t: &[u8],
     small_match: usize,
     parallel_above: usize,
+    stop: &core::sync::atomic::AtomicBool,
 ) -> Vec<Control> {
+    use core::sync::atomic::Ordering::Relaxed;
     let s = sa.s;
     if t.len() <= parallel_above {
-        return SaDiff::new(s, t, sa, small_match).collect();
+        return SaDiff::new(s, t, sa, small_match)
+            .take_while(|_| !stop.load(Relaxed))
+            .collect();
     }
     let jobs: Vec<Vec<Control>> = t
         .par_chunks(CHUNK)
         .map(|ti| {
             let mut pos = 0u64;
             let mut ctrls = Vec::new();
-            for ctl in SaDiff::new(s, ti, sa, small_match) {
+            for ctl in SaDiff::new(s, ti, sa, small_match).take_while(|_| !stop.load(Relaxed)) {
                 pos += ctl.add;
                 pos = pos.wrapping_add(ctl.seek as u64);
                 ctrls.push(ctl);

@@ -53,6 +53,9 @@ pub enum EncodeError {
     /// The segments do not describe the target.
     #[error("internal error: {0}")]
     BadSegments(&'static str),
+    /// The caller's stop flag was set.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Hash-table size for an input of `len` bytes: about one bucket per 8 bytes, 2^16 .. 2^22
@@ -542,7 +545,16 @@ pub fn encode(
     segments: &[Segment],
     params: Params,
 ) -> Result<Vec<u8>, EncodeError> {
-    encode_inner(old, new, segments, params, None, None, threads())
+    encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        None,
+        None,
+        threads(),
+        &crate::diff::NEVER,
+    )
 }
 
 /// [`encode`] with a source index built beforehand (it must index `old`).
@@ -553,8 +565,30 @@ pub fn encode_indexed(
     params: Params,
     index: &SourceIndex<'_>,
 ) -> Result<Vec<u8>, EncodeError> {
+    encode_indexed_until(old, new, segments, params, index, &crate::diff::NEVER)
+}
+
+/// [`encode_indexed`] that ends with [`EncodeError::Cancelled`] at the next block once
+/// `stop` is set.
+pub fn encode_indexed_until(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    index: &SourceIndex<'_>,
+    stop: &core::sync::atomic::AtomicBool,
+) -> Result<Vec<u8>, EncodeError> {
     index.check_source(old)?;
-    encode_inner(old, new, segments, params, None, Some(index), threads())
+    encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        None,
+        Some(index),
+        threads(),
+        stop,
+    )
 }
 
 /// [`encode`], also returning the coded bits spent on controls, difference flags,
@@ -566,7 +600,16 @@ pub fn encode_with_stats(
     params: Params,
 ) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
     let mut st = [0.0; 4];
-    let out = encode_inner(old, new, segments, params, Some(&mut st), None, threads())?;
+    let out = encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        Some(&mut st),
+        None,
+        threads(),
+        &crate::diff::NEVER,
+    )?;
     Ok((out, st))
 }
 
@@ -587,6 +630,7 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn encode_inner(
     old: &[u8],
     new: &[u8],
@@ -595,6 +639,7 @@ fn encode_inner(
     mut stats: Option<&mut [f64; 4]>,
     index: Option<&SourceIndex<'_>>,
     threads: usize,
+    stop: &core::sync::atomic::AtomicBool,
 ) -> Result<Vec<u8>, EncodeError> {
     let header = stream_header(old, new, params)?;
     let total = segments
@@ -624,12 +669,14 @@ fn encode_inner(
     let per = blocks.len().div_ceil(threads);
     let want_stats = stats.is_some();
     let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
-        vec![encode_group(old, new, params, src, &blocks, want_stats)]
+        vec![encode_group(
+            old, new, params, src, &blocks, want_stats, stop,
+        )]
     } else {
         std::thread::scope(|sc| {
             let hs: Vec<_> = blocks
                 .chunks(per)
-                .map(|g| sc.spawn(move || encode_group(old, new, params, src, g, want_stats)))
+                .map(|g| sc.spawn(move || encode_group(old, new, params, src, g, want_stats, stop)))
                 .collect();
             hs.into_iter()
                 .map(|h| {
@@ -697,6 +744,7 @@ fn encode_group(
     src: &SourceIndex<'_>,
     blocks: &[Block],
     want_stats: bool,
+    stop: &core::sync::atomic::AtomicBool,
 ) -> Result<Coded, EncodeError> {
     let mut lz = Lz::new(new);
     if let Some(b) = blocks.first() {
@@ -707,6 +755,9 @@ fn encode_group(
     let mut st = [0.0; 4];
     let mut out = Vec::new();
     for b in blocks {
+        if stop.load(core::sync::atomic::Ordering::Relaxed) {
+            return Err(EncodeError::Cancelled);
+        }
         let ctrls = &b.ctrls;
         let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
         planner.begin();
@@ -1290,11 +1341,31 @@ mod tests {
             ..Params::BEST
         };
         let mut st1 = [0.0; 4];
-        let one = encode_inner(&old, &new, &segs, params, Some(&mut st1), None, 1).unwrap();
+        let one = encode_inner(
+            &old,
+            &new,
+            &segs,
+            params,
+            Some(&mut st1),
+            None,
+            1,
+            &crate::diff::NEVER,
+        )
+        .unwrap();
         assert!(one.len() > 1000);
         for t in [2, 3, 8, 64] {
             let mut st = [0.0; 4];
-            let many = encode_inner(&old, &new, &segs, params, Some(&mut st), None, t).unwrap();
+            let many = encode_inner(
+                &old,
+                &new,
+                &segs,
+                params,
+                Some(&mut st),
+                None,
+                t,
+                &crate::diff::NEVER,
+            )
+            .unwrap();
             assert!(one == many, "{t} threads");
             for (a, b) in st1.iter().zip(st) {
                 assert!((a - b).abs() < 1e-6 * a.max(1.0));

@@ -34,7 +34,10 @@ pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
 #[cfg(feature = "std")]
 pub(crate) use encode::encode_streamed;
 #[cfg(feature = "std")]
-pub use encode::{encode, encode_indexed, encode_with_stats, EncodeError, Segment, SourceIndex};
+pub use encode::{
+    encode, encode_indexed, encode_indexed_until, encode_with_stats, EncodeError, Segment,
+    SourceIndex,
+};
 
 /// Stream magic.
 pub const MAGIC: [u8; 2] = *b"B3";

@@ -5,11 +5,12 @@ use super::{
     SIGNATURE_LEN, SIG_ECDSA_P256_SHA256, SOURCE_HASH_LEN,
 };
 use crate::delta::Params;
-use crate::diff::{make_delta, DiffError};
+use crate::diff::{make_delta_until, DiffError};
 use crate::package::manifest::{MAX_ID_LEN, MAX_NAME_LEN};
 use crate::package::{key_id, sha2_digest, Codec, PayloadKind};
 use crate::version::Version;
 use crate::Progress;
+use core::sync::atomic::{AtomicBool, Ordering};
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 
 /// What to put in one component.
@@ -57,6 +58,9 @@ pub enum BuildError {
     /// Diffing failed.
     #[error(transparent)]
     Diff(#[from] DiffError),
+    /// The caller's stop flag was set.
+    #[error("cancelled")]
+    Cancelled,
     /// Self-check failed (a bug).
     #[error("internal error: the built package does not parse: {0}")]
     SelfCheck(#[from] PackageError),
@@ -108,6 +112,16 @@ pub fn build_package(
     key: &SigningKey,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<u8>, BuildError> {
+    build_package_until(spec, key, progress, &crate::diff::NEVER)
+}
+
+/// [`build_package`] that ends with [`BuildError::Cancelled`] soon after `stop` is set.
+pub fn build_package_until(
+    spec: &PackageSpec,
+    key: &SigningKey,
+    progress: &mut dyn FnMut(Progress),
+    stop: &AtomicBool,
+) -> Result<Vec<u8>, BuildError> {
     if spec.components.is_empty() || spec.components.len() > MAX_COMPONENTS as usize {
         return Err(BuildError::Invalid(
             "a package holds 1 to 16 components".into(),
@@ -151,7 +165,7 @@ pub fn build_package(
         // sorting runs on one core).
         let (delta, hashes) = std::thread::scope(|sc| {
             let h = sc.spawn(|| (c.old.as_deref().map(sha2_digest), sha2_digest(&c.new)));
-            let d = make_delta(c.old.as_deref().unwrap_or(&[]), &c.new, c.params);
+            let d = make_delta_until(c.old.as_deref().unwrap_or(&[]), &c.new, c.params, stop);
             (d, h.join())
         });
         let (old_hash, new_hash) =
@@ -161,7 +175,13 @@ pub fn build_package(
         } else {
             PayloadKind::Full
         };
-        let payload = delta?;
+        let payload = match delta {
+            Err(DiffError::Cancelled) => return Err(BuildError::Cancelled),
+            d => d?,
+        };
+        if stop.load(Ordering::Relaxed) {
+            return Err(BuildError::Cancelled);
+        }
         if c.dependencies.len() > MAX_DEPS as usize {
             return Err(BuildError::Invalid(
                 "at most 8 dependencies per component".into(),
