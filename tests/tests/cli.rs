@@ -590,3 +590,86 @@ fn elf_firmware_is_packed_as_is() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(p.join("out.elf")).unwrap(), new);
 }
+
+fn snapshot(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Outputs that would replace an input, outputs that are devices, inputs that are devices,
+/// and argument errors in `--json` mode: the documented exit code and kind, and no file
+/// changed.
+#[test]
+fn outputs_never_replace_inputs_and_devices_are_refused() {
+    let f = fixture();
+    let p = f.p();
+    f.pack(&[]);
+    let before = snapshot(p);
+    let check = |args: &[&str], code: i32, kind: &str, needle: &str| {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let r = bluesphere(p, &a);
+        assert_eq!(r.code, code, "{args:?}: {r:?}");
+        assert_eq!(err_kind(&r), kind, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(snapshot(p), before, "{args:?} changed a file");
+    };
+    let pack = |out: &'static str| {
+        vec![
+            "pack", "--old", "old.bin", "--new", "new.bin", "--key", "k.pem", "-o", out,
+        ]
+    };
+    for out in ["old.bin", "new.bin", "k.pem", "./old.bin"] {
+        check(&pack(out), 2, "output-conflict", "is the input");
+    }
+    check(
+        &pack("/dev/null"),
+        2,
+        "output-conflict",
+        "not a regular file",
+    );
+    check(
+        &["apply", "p.bsp", "--old", "old.bin", "-o", "p.bsp"],
+        2,
+        "output-conflict",
+        "is the input",
+    );
+    check(
+        &["inspect", "/dev/zero"],
+        3,
+        "invalid-input",
+        "not a regular file",
+    );
+    check(&["pack", "--nope"], 2, "usage", "unexpected argument");
+    check(
+        &[
+            "pack",
+            "--new",
+            "new.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "x.bsp",
+            "--block-kib",
+            "3",
+        ],
+        2,
+        "usage",
+        "power of two",
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}

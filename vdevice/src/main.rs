@@ -334,20 +334,6 @@ fn say(cli: &Cli, s: &str) {
     }
 }
 
-fn phase_name(p: UpdatePhase) -> &'static str {
-    match p {
-        UpdatePhase::Idle => "idle",
-        UpdatePhase::Receiving => "receiving",
-        UpdatePhase::Applying => "applying",
-        UpdatePhase::Pending => "pending",
-        UpdatePhase::Installing => "installing",
-        UpdatePhase::Testing => "testing",
-        UpdatePhase::Confirmed => "confirmed",
-        UpdatePhase::Reverting => "reverting",
-        UpdatePhase::Reverted => "reverted",
-    }
-}
-
 fn run(cli: &Cli) -> Result<Value, Failure> {
     let delay = cli.op_delay_us.map(Duration::from_micros);
     if let Cmd::Init { .. } = &cli.cmd {
@@ -555,8 +541,8 @@ fn serve(
         up.boot().map_err(update_failure)?;
         eprintln!(
             "bluesphere-device: boot: {} -> {}",
-            phase_name(before),
-            phase_name(up.status().phase)
+            before.name(),
+            up.status().phase.name()
         );
         if auto_confirm && up.status().phase == UpdatePhase::Testing {
             up.confirm().map_err(update_failure)?;
@@ -639,7 +625,7 @@ fn status(up: &mut Up<'_>, dev: &Device) -> Result<Value, Failure> {
         "uid": dev.file.uid,
         "activation": {"stored": code.is_some(), "valid": valid},
         "mode": dev.file.mode,
-        "phase": phase_name(st.phase),
+        "phase": st.phase.name(),
         "progress": {"done": st.done, "total": st.total},
         "boot_slot": st.boot_slot,
         "tag": st.tag.map(hex::encode),
@@ -697,7 +683,7 @@ fn install(cli: &Cli, up: &mut Up<'_>, path: &Path, chunk: usize) -> Result<Valu
         "installed": true,
         "resumed_from": begun.resume_offset,
         "payload_len": begun.payload_len,
-        "phase": phase_name(up.status().phase),
+        "phase": up.status().phase.name(),
     }))
 }
 
