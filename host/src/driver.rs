@@ -68,10 +68,16 @@ impl Default for Session {
 }
 
 impl Session {
-    /// Fresh buffers.
+    /// Fresh buffers for DATA frames of up to 4 KiB.
     pub fn new() -> Self {
+        Self::for_chunk(4096)
+    }
+
+    /// Fresh buffers for DATA frames of up to `chunk` payload bytes (the push's
+    /// [`PushConfig::chunk`]).
+    pub fn for_chunk(chunk: usize) -> Self {
         Self {
-            tx: vec![0; encoded_max(4096 + 64)],
+            tx: vec![0; encoded_max(chunk.max(4096) + 64)],
             rx: vec![0; 4096],
             announced: false,
             last_event: None,
@@ -254,7 +260,7 @@ pub fn push<K: Connector, C: Clock>(
         .unwrap_or_default();
     let mut engine = Push::new(pkg, opts.config).map_err(|_| HostError::BadPackage)?;
     let mut link = connector.open(address)?;
-    let mut session = Session::new();
+    let mut session = Session::for_chunk(opts.config.chunk);
     loop {
         match session.run_until(&mut engine, &mut link, clock, u64::MAX, events, cancel) {
             Ok(_) if cancel.load(Ordering::Relaxed) => return Err(HostError::Cancelled),
