@@ -18,5 +18,5 @@ extra=()
 [ "$SETS" = large ] && extra=(--timeout 240 --exclude 'detools-inplace-*,detools-seq-crle,detools-seq-none,detools-seq-heatshrink,qbsdiff-s8')
 BENCH_CORPUS_LIST_DIR="$PWD/bench-corpus" BENCH_RESULTS_DIR="$PWD/bench-results" \
 python3 "$BENCH/run_bench.py" --sets "$SETS" "${extra[@]}" --ours-name bluesphere \
-  --ours-create "exec $B pack --old {old} --new {new} -o {patch} --key $KEY --json" \
-  --ours-apply "exec $B apply {patch} --old {old} -o {out}"
+  --ours-create "exec $B pack --format bin --old {old} --new {new} -o {patch} --key $KEY --json" \
+  --ours-apply "exec $B apply --format bin --unverified {patch} --old {old} -o {out}"

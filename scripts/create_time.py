@@ -39,7 +39,7 @@ def main():
     rows = []
     for line in open(lst):
         fam, old, new = line.rstrip("\n").split("\t")
-        cmds = [[b, "pack", "--old", old, "--new", new, "-o", f"{out}/p.bsp", "--key", key, "--json"]
+        cmds = [[b, "pack", "--format", "bin", "--old", old, "--new", new, "-o", f"{out}/p.bsp", "--key", key, "--json"]
                 for b in bins]
         cmds.append([hdiffz, "-SD", "-c-lzma2", "-f", old, new, f"{out}/p.hd"])
         best = [float("inf")] * len(cmds)

@@ -23,7 +23,7 @@ step cmp "$work/installed.bin" assets/sample-v1.1.0.bin
 echo "demo: the applied image is byte-identical to version 1.1.0"
 echo
 echo "and a wrong base image is refused with what the package expects:"
-"$B" apply "$work/update.bsp" --old assets/sample-v1.1.0.bin -o "$work/x.bin" || echo "(exit code $?)"
+"$B" apply "$work/update.bsp" --old assets/sample-v1.1.0.bin -o "$work/x.bin" --pub "$work/key.pub.pem" || echo "(exit code $?)"
 
 echo
 echo "a virtual device (the device SDK over file-backed flash) installs the same package:"

@@ -8,190 +8,120 @@ use bluesphere_host::registry::RegistryError;
 use bluesphere_host::HostError;
 use serde::{Deserialize, Serialize};
 
-/// What kind of failure, for scripts, exit codes and the Studio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ErrorKind {
-    /// A file could not be read or written.
-    Io,
-    /// A bug.
-    Internal,
-    /// An output exists and may not be replaced.
-    Exists,
-    /// The request is inconsistent.
-    Usage,
-    /// An output would replace an input, or is not a regular file.
-    OutputConflict,
-    /// A package or stream is corrupt.
-    Corrupt,
-    /// A package or stream ends early.
-    Truncated,
-    /// Not a BlueSphere package.
-    NotAPackage,
-    /// A newer package format.
-    UnsupportedVersion,
-    /// An input is not what it should be (not an image, bad Intel HEX, too large, not a file).
-    InvalidInput,
-    /// The signature does not verify.
-    BadSignature,
-    /// Signed by a key that is not trusted.
-    UnknownKey,
-    /// An activation code does not verify.
-    InvalidCode,
-    /// The delta was made from another base image.
-    WrongBase,
-    /// A delta needs its base image.
-    NeedBase,
-    /// For other hardware.
-    WrongHardware,
-    /// For another product.
-    WrongProduct,
-    /// No such component (or several and none chosen).
-    NoComponent,
-    /// A key cannot be used (unreadable, wrong or missing passphrase).
-    Key,
-    /// The activation registry failed.
-    Registry,
-    /// The UID already has a code.
-    AlreadyIssued,
-    /// The UID has no code to re-issue.
-    NotIssued,
-    /// A production order problem.
-    Order,
-    /// A production order is used up.
-    OrderLimit,
-    /// No such port or device.
-    NoPort,
-    /// Not allowed to open the port.
-    PermissionDenied,
-    /// Another program has the port.
-    PortBusy,
-    /// Any other port problem.
-    Port,
-    /// The package cannot be pushed.
-    BadPackage,
-    /// The device refused the package: it does not fit.
-    TooLarge,
-    /// The device refused the package: downgrade.
-    Rollback,
-    /// The device refused the package.
-    Refused,
-    /// The device is in a state that does not allow this.
-    DeviceBusy,
-    /// The device speaks another protocol version.
-    ProtocolVersion,
-    /// The device reported a failure.
-    DeviceError,
-    /// No answer in time.
-    Timeout,
-    /// Some devices of a station run failed.
-    StationFailures,
-    /// Cancelled by the user.
-    Cancelled,
+/// Declares [`ErrorKind`] with its one table of JSON names.
+macro_rules! error_kinds {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// What kind of failure, for scripts, exit codes and the Studio.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorKind {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant),*];
+
+            /// The kebab-case name (as in JSON).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$variant => $name,)*
+                }
+            }
+
+            /// From a kebab-case name (the host's and the core's kind strings).
+            pub fn from_name(name: &str) -> ErrorKind {
+                match name {
+                    $($name => ErrorKind::$variant,)*
+                    _ => ErrorKind::Internal,
+                }
+            }
+        }
+    };
 }
 
-impl ErrorKind {
-    /// The kebab-case name (as in JSON).
-    pub fn as_str(self) -> &'static str {
-        ErrorKind::ALL
-            .iter()
-            .position(|k| *k == self)
-            .and_then(|i| ErrorKind::NAMES.get(i))
-            .copied()
-            .unwrap_or("internal")
-    }
-
-    /// Every kind.
-    pub const ALL: &'static [ErrorKind] = &[
-        ErrorKind::Io,
-        ErrorKind::Internal,
-        ErrorKind::Exists,
-        ErrorKind::Usage,
-        ErrorKind::OutputConflict,
-        ErrorKind::Corrupt,
-        ErrorKind::Truncated,
-        ErrorKind::NotAPackage,
-        ErrorKind::UnsupportedVersion,
-        ErrorKind::InvalidInput,
-        ErrorKind::BadSignature,
-        ErrorKind::UnknownKey,
-        ErrorKind::InvalidCode,
-        ErrorKind::WrongBase,
-        ErrorKind::NeedBase,
-        ErrorKind::WrongHardware,
-        ErrorKind::WrongProduct,
-        ErrorKind::NoComponent,
-        ErrorKind::Key,
-        ErrorKind::Registry,
-        ErrorKind::AlreadyIssued,
-        ErrorKind::NotIssued,
-        ErrorKind::Order,
-        ErrorKind::OrderLimit,
-        ErrorKind::NoPort,
-        ErrorKind::PermissionDenied,
-        ErrorKind::PortBusy,
-        ErrorKind::Port,
-        ErrorKind::BadPackage,
-        ErrorKind::TooLarge,
-        ErrorKind::Rollback,
-        ErrorKind::Refused,
-        ErrorKind::DeviceBusy,
-        ErrorKind::ProtocolVersion,
-        ErrorKind::DeviceError,
-        ErrorKind::Timeout,
-        ErrorKind::StationFailures,
-        ErrorKind::Cancelled,
-    ];
-
-    const NAMES: &'static [&'static str] = &[
-        "io",
-        "internal",
-        "exists",
-        "usage",
-        "output-conflict",
-        "corrupt",
-        "truncated",
-        "not-a-package",
-        "unsupported-version",
-        "invalid-input",
-        "bad-signature",
-        "unknown-key",
-        "invalid-code",
-        "wrong-base",
-        "need-base",
-        "wrong-hardware",
-        "wrong-product",
-        "no-component",
-        "key",
-        "registry",
-        "already-issued",
-        "not-issued",
-        "order",
-        "order-limit",
-        "no-port",
-        "permission-denied",
-        "port-busy",
-        "port",
-        "bad-package",
-        "too-large",
-        "rollback",
-        "refused",
-        "device-busy",
-        "protocol-version",
-        "device-error",
-        "timeout",
-        "station-failures",
-        "cancelled",
-    ];
-
-    /// From a kebab-case name (the host's and the core's kind strings).
-    pub fn from_name(name: &str) -> ErrorKind {
-        ErrorKind::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .and_then(|i| ErrorKind::ALL.get(i).copied())
-            .unwrap_or(ErrorKind::Internal)
-    }
+error_kinds! {
+    /// A file could not be read or written.
+    Io = "io",
+    /// A bug.
+    Internal = "internal",
+    /// An output exists and may not be replaced.
+    Exists = "exists",
+    /// The request is inconsistent.
+    Usage = "usage",
+    /// An output would replace an input, or is not a regular file.
+    OutputConflict = "output-conflict",
+    /// A package or stream is corrupt.
+    Corrupt = "corrupt",
+    /// A package or stream ends early.
+    Truncated = "truncated",
+    /// Not a BlueSphere package.
+    NotAPackage = "not-a-package",
+    /// A newer package format.
+    UnsupportedVersion = "unsupported-version",
+    /// An input is not what it should be (not an image, bad Intel HEX, too large, not a file).
+    InvalidInput = "invalid-input",
+    /// The segments of an image lie far apart; choose an address range or one component per segment.
+    Segments = "segments",
+    /// The signature does not verify.
+    BadSignature = "bad-signature",
+    /// Signed by a key that is not trusted.
+    UnknownKey = "unknown-key",
+    /// An activation code does not verify.
+    InvalidCode = "invalid-code",
+    /// An activation code has expired.
+    Expired = "expired",
+    /// A signature check needs a public key (or an explicit choice not to check).
+    NeedKey = "need-key",
+    /// The delta was made from another base image.
+    WrongBase = "wrong-base",
+    /// A delta needs its base image.
+    NeedBase = "need-base",
+    /// For other hardware.
+    WrongHardware = "wrong-hardware",
+    /// For another product.
+    WrongProduct = "wrong-product",
+    /// No such component (or several and none chosen).
+    NoComponent = "no-component",
+    /// A key cannot be used (unreadable, wrong or missing passphrase).
+    Key = "key",
+    /// The activation registry failed.
+    Registry = "registry",
+    /// The UID already has a code.
+    AlreadyIssued = "already-issued",
+    /// The UID has no code to re-issue.
+    NotIssued = "not-issued",
+    /// A production order problem.
+    Order = "order",
+    /// A production order is used up.
+    OrderLimit = "order-limit",
+    /// No such port or device.
+    NoPort = "no-port",
+    /// Not allowed to open the port.
+    PermissionDenied = "permission-denied",
+    /// Another program has the port.
+    PortBusy = "port-busy",
+    /// Any other port problem.
+    Port = "port",
+    /// The package cannot be pushed.
+    BadPackage = "bad-package",
+    /// The device refused the package: it does not fit.
+    TooLarge = "too-large",
+    /// The device refused the package: downgrade.
+    Rollback = "rollback",
+    /// The device refused the package.
+    Refused = "refused",
+    /// The device is in a state that does not allow this.
+    DeviceBusy = "device-busy",
+    /// The device speaks another protocol version.
+    ProtocolVersion = "protocol-version",
+    /// The device reported a failure.
+    DeviceError = "device-error",
+    /// No answer in time.
+    Timeout = "timeout",
+    /// Some devices of a station run failed.
+    StationFailures = "station-failures",
+    /// Cancelled by the user.
+    Cancelled = "cancelled",
 }
 
 impl fmt::Display for ErrorKind {
@@ -313,7 +243,15 @@ impl From<RegistryError> for Error {
 
 impl From<bluesphere_core::image::ImageError> for Error {
     fn from(e: bluesphere_core::image::ImageError) -> Self {
-        Error::new(ErrorKind::InvalidInput, chain(&e))
+        use bluesphere_core::image::ImageError as E;
+        let hint = match &e {
+            E::FarApart { .. } | E::EmptyRange { .. } => {
+                "choose the address range to pack, or pack one component per segment"
+            }
+            E::HexNoEof { .. } => "export the HEX file again; its end is missing",
+            _ => "",
+        };
+        Error::new(ErrorKind::from_name(e.kind()), chain(&e)).hint(hint)
     }
 }
 
@@ -323,14 +261,14 @@ mod tests {
 
     #[test]
     fn every_kind_has_its_json_name() {
-        assert_eq!(ErrorKind::ALL.len(), ErrorKind::NAMES.len());
-        for (k, n) in ErrorKind::ALL.iter().zip(ErrorKind::NAMES) {
+        for k in ErrorKind::ALL {
+            let n = k.as_str();
             assert_eq!(
                 serde_json::to_value(k).ok(),
-                Some(serde_json::Value::String((*n).into()))
+                Some(serde_json::Value::String(n.into()))
             );
-            assert_eq!(k.as_str(), *n);
             assert_eq!(ErrorKind::from_name(n), *k);
+            assert_eq!(n.to_ascii_lowercase(), n);
         }
         assert_eq!(ErrorKind::from_name("no-such-kind"), ErrorKind::Internal);
     }

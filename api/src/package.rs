@@ -30,6 +30,50 @@ pub enum InputFormat {
     Bin,
     /// Intel HEX.
     Hex,
+    /// ELF executable (its loadable segments).
+    Elf,
+}
+
+/// Addresses `start..end` (end exclusive) of a HEX or ELF file to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRange {
+    /// First address kept.
+    pub start: u64,
+    /// First address after the range.
+    pub end: u64,
+}
+
+impl std::str::FromStr for AddressRange {
+    type Err = Error;
+
+    /// `START..END` or `START+LENGTH`, decimal or `0x` hex.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let num = |t: &str| {
+            let t = t.trim();
+            let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+                None => t.replace('_', "").parse(),
+            };
+            r.map_err(|_| Error::usage(format!("address range {s:?}: {t:?} is not a number")))
+        };
+        let (start, end) = if let Some((a, b)) = s.split_once("..") {
+            (num(a)?, num(b)?)
+        } else if let Some((a, n)) = s.split_once('+') {
+            let a = num(a)?;
+            let end = a.checked_add(num(n)?).ok_or_else(|| {
+                Error::usage(format!("address range {s:?} runs past the end of memory"))
+            })?;
+            (a, end)
+        } else {
+            return Err(Error::usage(format!(
+                "address range {s:?}: write START..END or START+LENGTH (e.g. 0x08000000..0x08100000)"
+            )));
+        };
+        if start >= end {
+            return Err(Error::usage(format!("address range {s:?} is empty")));
+        }
+        Ok(Self { start, end })
+    }
 }
 
 /// Coding profile of a delta.
@@ -43,15 +87,23 @@ pub enum Profile {
     Small,
 }
 
-/// Load an image file (BIN or Intel HEX).
-pub fn load_image(path: &Path, format: InputFormat) -> Result<Image, Error> {
+/// Load an image file (BIN, Intel HEX or ELF), keeping `range` of a HEX or ELF file.
+pub fn load_image(
+    path: &Path,
+    format: InputFormat,
+    range: Option<AddressRange>,
+) -> Result<Image, Error> {
     let bytes = files::read_input(path, "image", MAX_IMAGE)?;
-    let force = match format {
-        InputFormat::Auto => None,
-        InputFormat::Bin => Some(ImageFormat::Bin),
-        InputFormat::Hex => Some(ImageFormat::Hex),
+    let opts = image::LoadOptions {
+        format: match format {
+            InputFormat::Auto => None,
+            InputFormat::Bin => Some(ImageFormat::Bin),
+            InputFormat::Hex => Some(ImageFormat::Hex),
+            InputFormat::Elf => Some(ImageFormat::Elf),
+        },
+        range: range.map(|r| r.start..r.end),
     };
-    image::load(&bytes, force).map_err(|e| Error::from(e).context(path.display()))
+    image::load_with(&bytes, &opts).map_err(|e| Error::from(e).context(path.display()))
 }
 
 /// Load a package file.
@@ -230,6 +282,8 @@ pub struct PackRequest {
     pub block_kib: Option<u32>,
     /// Input format of both images.
     pub format: InputFormat,
+    /// Addresses of HEX or ELF images to keep (all when `None`).
+    pub range: Option<AddressRange>,
 }
 
 impl Default for PackRequest {
@@ -250,6 +304,7 @@ impl Default for PackRequest {
             profile: Profile::Best,
             block_kib: None,
             format: InputFormat::Auto,
+            range: None,
         }
     }
 }
@@ -325,11 +380,11 @@ pub fn pack(
         component: 0,
         of: 1,
     });
-    let new_img = load_image(&req.new, req.format)?;
+    let new_img = load_image(&req.new, req.format, req.range)?;
     let old_img = req
         .old
         .as_ref()
-        .map(|o| load_image(o, req.format))
+        .map(|o| load_image(o, req.format, req.range))
         .transpose()?;
     cancel.check()?;
     let spec = PackageSpec {
@@ -404,17 +459,56 @@ pub(crate) fn core_event(e: bluesphere_core::Progress) -> Event {
     }
 }
 
-/// `inspect`: what a package says (structure checked, signature not).
+/// `inspect`: what a package says (structure checked; the signature only with a key).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InspectRequest {
     /// Package file.
     pub package: PathBuf,
+    /// Public keys to check the signature with (none: the signature is not checked).
+    #[serde(default)]
+    pub public: Vec<PathBuf>,
 }
 
-/// Describe a package.
-pub fn inspect(req: &InspectRequest) -> Result<PackageInfo, Error> {
+/// Whether a package's signature was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureCheck {
+    /// No key was given: the key id is what the package claims, nothing more.
+    NotChecked,
+    /// The signature verifies with one of the given keys.
+    Valid,
+}
+
+/// What `inspect` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    /// What the package says.
+    #[serde(flatten)]
+    pub info: PackageInfo,
+    /// Whether the signature (and the key id) was checked.
+    pub signature: SignatureCheck,
+}
+
+/// Describe a package; with keys, check its signature first.
+pub fn inspect(req: &InspectRequest) -> Result<InspectReport, Error> {
     let bytes = load_package(&req.package)?;
-    Ok(ops::inspect(&bytes)?)
+    let signature = if req.public.is_empty() {
+        SignatureCheck::NotChecked
+    } else {
+        let pubs = load_publics(&req.public)?;
+        ops::check(
+            &bytes,
+            &Checks {
+                keys: Some(&pubs),
+                ..Checks::default()
+            },
+        )?;
+        SignatureCheck::Valid
+    };
+    Ok(InspectReport {
+        info: ops::inspect(&bytes)?,
+        signature,
+    })
 }
 
 /// `verify`: signature, payload checksums, and optionally the base image and ids.
@@ -434,6 +528,8 @@ pub struct VerifyRequest {
     pub product: Option<String>,
     /// Input format of `old`.
     pub format: InputFormat,
+    /// Addresses of a HEX or ELF `old` to keep.
+    pub range: Option<AddressRange>,
 }
 
 /// The base image check of `verify`.
@@ -479,7 +575,7 @@ pub fn verify(req: &VerifyRequest) -> Result<VerifyReport, Error> {
     let p = ops::check(&bytes, &checks)?;
     let base = match &req.old {
         Some(old) => {
-            let img = load_image(old, req.format)?;
+            let img = load_image(old, req.format, req.range)?;
             let c = ops::select(&p, req.component.as_deref())?;
             ops::check_base(&c, Some(&img.data))?;
             Some(BaseMatch {
@@ -517,6 +613,10 @@ pub struct ApplyRequest {
     pub hardware: Option<String>,
     /// Input format of `old`.
     pub format: InputFormat,
+    /// Addresses of a HEX or ELF `old` to keep.
+    pub range: Option<AddressRange>,
+    /// Write the image without checking the signature (only when `public` is empty).
+    pub unverified: bool,
 }
 
 /// What `apply` wrote.
@@ -550,6 +650,13 @@ pub fn apply(
     }
     inputs.extend(req.public.iter().map(PathBuf::as_path));
     files::check_output(&req.out, &inputs)?;
+    if req.public.is_empty() && !req.unverified {
+        return Err(Error::new(
+            ErrorKind::NeedKey,
+            "the package's signature cannot be checked without a public key; nothing was written",
+        )
+        .hint("give the public key of the key that signed the package, or choose on purpose to write the image unverified"));
+    }
     let bytes = load_package(&req.package)?;
     let pubs = load_publics(&req.public)?;
     let checks = Checks {
@@ -571,7 +678,7 @@ pub fn apply(
     let old_img = req
         .old
         .as_ref()
-        .map(|o| load_image(o, req.format))
+        .map(|o| load_image(o, req.format, req.range))
         .transpose()?;
     progress.event(Event::Stage {
         name: "apply".into(),

@@ -54,6 +54,20 @@ enum InFormat {
     Bin,
     /// Intel HEX.
     Hex,
+    /// ELF executable (its loadable segments).
+    Elf,
+}
+
+/// How image files are read.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct ImageArgs {
+    /// Input format of the image files.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: InFormat,
+    /// Keep only these addresses of a HEX or ELF file: START..END or START+LENGTH
+    /// (e.g. 0x08000000..0x08100000), when its segments lie far apart.
+    #[arg(long, value_name = "START..END")]
+    range: Option<jobs::AddressRange>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,14 +147,17 @@ enum Cmd {
         /// blocks resume closer but cost some size. Default: the profile's (best 1024, small 64).
         #[arg(long, value_name = "KIB")]
         block_kib: Option<u32>,
-        /// Input format.
-        #[arg(long, value_enum, default_value = "auto")]
-        format: InFormat,
+        #[command(flatten)]
+        image: ImageArgs,
     },
     /// Show what a package contains.
     Inspect {
         /// Package file.
         package: PathBuf,
+        /// Check the signature with this public key (repeatable); without it the signer is
+        /// only what the package claims.
+        #[arg(long = "pub")]
+        public: Vec<PathBuf>,
     },
     /// Check a package's signature and hashes (and the base image with --old).
     Verify {
@@ -161,9 +178,8 @@ enum Cmd {
         /// Require this product id.
         #[arg(long)]
         product: Option<String>,
-        /// Input format of --old.
-        #[arg(long, value_enum, default_value = "auto")]
-        format: InFormat,
+        #[command(flatten)]
+        image: ImageArgs,
     },
     /// Apply a package to the installed image and write the new image.
     Apply {
@@ -176,17 +192,19 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
         /// Verify the signature with this public key first (repeatable).
-        #[arg(long = "pub")]
+        #[arg(long = "pub", required_unless_present = "unverified")]
         public: Vec<PathBuf>,
+        /// Write the image without checking its signature (when you have no public key).
+        #[arg(long, conflicts_with = "public")]
+        unverified: bool,
         /// Component to apply (needed when the package has several).
         #[arg(long)]
         component: Option<String>,
         /// Require this hardware id.
         #[arg(long)]
         hardware: Option<String>,
-        /// Input format of --old.
-        #[arg(long, value_enum, default_value = "auto")]
-        format: InFormat,
+        #[command(flatten)]
+        image: ImageArgs,
     },
     /// Activation codes: generate, verify, production orders, audit log.
     #[command(subcommand)]
@@ -268,6 +286,7 @@ impl From<InFormat> for InputFormat {
             InFormat::Auto => InputFormat::Auto,
             InFormat::Bin => InputFormat::Bin,
             InFormat::Hex => InputFormat::Hex,
+            InFormat::Elf => InputFormat::Elf,
         }
     }
 }
@@ -371,7 +390,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             depends,
             profile,
             block_kib,
-            format,
+            image,
         } => {
             let req = jobs::PackRequest {
                 new: new.clone(),
@@ -388,7 +407,8 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
                 depends: depends.clone(),
                 profile: (*profile).into(),
                 block_kib: *block_kib,
-                format: (*format).into(),
+                format: image.format.into(),
+                range: image.range,
             };
             let bar = out.bar("packing");
             let r = jobs::pack(&req, &CliSecrets(pass), &bar, &cancel);
@@ -405,9 +425,10 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             ));
             to_json(&r)
         }
-        Cmd::Inspect { package } => {
+        Cmd::Inspect { package, public } => {
             let info = jobs::inspect(&jobs::InspectRequest {
                 package: package.clone(),
+                public: public.clone(),
             })?;
             out.text(&output::describe(&info));
             to_json(&info)
@@ -419,7 +440,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             component,
             hardware,
             product,
-            format,
+            image,
         } => {
             let r = jobs::verify(&jobs::VerifyRequest {
                 package: package.clone(),
@@ -428,7 +449,8 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
                 component: component.clone(),
                 hardware: hardware.clone(),
                 product: product.clone(),
-                format: (*format).into(),
+                format: image.format.into(),
+                range: image.range,
             })?;
             out.text(&format!(
                 "OK: signature valid (key {}), {} component(s), payload checksums match{}",
@@ -449,7 +471,8 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             public,
             component,
             hardware,
-            format,
+            image,
+            unverified,
         } => {
             let bar = out.bar("apply");
             let r = jobs::apply(
@@ -460,7 +483,9 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
                     public: public.clone(),
                     component: component.clone(),
                     hardware: hardware.clone(),
-                    format: (*format).into(),
+                    format: image.format.into(),
+                    range: image.range,
+                    unverified: *unverified,
                 },
                 &bar,
                 &cancel,

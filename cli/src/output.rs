@@ -13,8 +13,9 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
     match kind {
         Io | Internal | Exists | Registry => 1,
         Usage | OutputConflict => 2,
-        Corrupt | Truncated | NotAPackage | UnsupportedVersion | InvalidInput | BadPackage => 3,
-        BadSignature | UnknownKey | InvalidCode => 4,
+        Corrupt | Truncated | NotAPackage | UnsupportedVersion | InvalidInput | Segments
+        | BadPackage => 3,
+        BadSignature | UnknownKey | InvalidCode | Expired | NeedKey => 4,
         WrongBase | NeedBase | WrongHardware | WrongProduct | NoComponent | TooLarge | Rollback
         | Refused | AlreadyIssued | NotIssued | Order | OrderLimit => 5,
         Key => 6,
@@ -35,9 +36,15 @@ fn cli_hint(e: &Error) -> String {
             "use --passphrase-env VAR or --passphrase-file FILE (or run on a terminal to be asked)"
         }
         ErrorKind::AlreadyIssued => "use --reissue to issue again on purpose",
-        ErrorKind::InvalidInput if m.contains("looks like a text file") => {
-            "use --format bin if it really is the image"
+        ErrorKind::InvalidInput
+            if m.contains("looks like a text file") || m.contains("no loadable segments") =>
+        {
+            "use --format bin if the file's bytes really are the image"
         }
+        ErrorKind::Segments => {
+            "choose the addresses with --range START..END (e.g. --range 0x00000000..0x00100000), or pack one component per segment"
+        }
+        ErrorKind::NeedKey => "give the signer's public key with --pub, or --unverified to write it anyway",
         ErrorKind::Usage if m.contains("from version") => "give it with --from-version",
         ErrorKind::NoPort => "check the cable and `bluesphere ports`",
         _ => return e.hint.clone(),
@@ -165,10 +172,19 @@ impl Progress for Bar {
 }
 
 /// Human description of a package.
-pub fn describe(info: &bluesphere_core::ops::PackageInfo) -> String {
+pub fn describe(report: &bluesphere_api::package::InspectReport) -> String {
+    use bluesphere_api::package::SignatureCheck;
+    let info = &report.info;
+    let signer = match report.signature {
+        SignatureCheck::Valid => format!("signed by key {} (signature valid)", info.key_id),
+        SignatureCheck::NotChecked => format!(
+            "claims key {} (signature not checked: give --pub to check it)",
+            info.key_id
+        ),
+    };
     let mut s = format!(
-        "BlueSphere package v{} ({} bytes)\n  product   {}\n  hardware  {}\n  created   {} (unix)\n  signed by key {}\n",
-        info.format_version, info.package_size, info.product_id, info.hardware_id, info.created, info.key_id
+        "BlueSphere package v{} ({} bytes)\n  product   {}\n  hardware  {}\n  created   {} (unix)\n  {signer}\n",
+        info.format_version, info.package_size, info.product_id, info.hardware_id, info.created
     );
     for c in &info.components {
         let r = &c.record;

@@ -172,7 +172,15 @@ fn intel_hex_input_keeps_the_base_address() {
     // The HEX and the BIN of the same image are the same base.
     let r = bluesphere(
         f.p(),
-        &["apply", "h.bsp", "--old", "old.bin", "-o", "out.bin"],
+        &[
+            "apply",
+            "h.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--unverified",
+        ],
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(f.p().join("out.bin")).unwrap(), f.new);
@@ -352,7 +360,15 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
 
     fs::write(p.join("trunc.bsp"), &pkg[..pkg.len() / 2]).unwrap();
     check(
-        &["apply", "trunc.bsp", "--old", "old.bin", "-o", "out.bin"],
+        &[
+            "apply",
+            "trunc.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--unverified",
+        ],
         3,
         "truncated",
         "truncated",
@@ -382,7 +398,15 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     pflip[n - 10] ^= 4;
     fs::write(p.join("pflip.bsp"), &pflip).unwrap();
     check(
-        &["apply", "pflip.bsp", "--old", "old.bin", "-o", "out.bin"],
+        &[
+            "apply",
+            "pflip.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "out.bin",
+            "--unverified",
+        ],
         3,
         "corrupt",
         "CRC-32 mismatch",
@@ -410,13 +434,21 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     );
 
     check(
-        &["apply", "p.bsp", "--old", "new.bin", "-o", "out.bin"],
+        &[
+            "apply",
+            "p.bsp",
+            "--old",
+            "new.bin",
+            "-o",
+            "out.bin",
+            "--unverified",
+        ],
         5,
         "wrong-base",
         "expects version 1.0.0",
     );
     check(
-        &["apply", "p.bsp", "-o", "out.bin"],
+        &["apply", "p.bsp", "-o", "out.bin", "--unverified"],
         5,
         "need-base",
         "--old",
@@ -431,6 +463,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             "out.bin",
             "--hardware",
             "revC",
+            "--unverified",
         ],
         5,
         "wrong-hardware",
@@ -558,7 +591,18 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
 
     // A failed apply leaves an existing output untouched.
     fs::write(p.join("keep.bin"), b"precious").unwrap();
-    let r = bluesphere(p, &["apply", "p.bsp", "--old", "new.bin", "-o", "keep.bin"]);
+    let r = bluesphere(
+        p,
+        &[
+            "apply",
+            "p.bsp",
+            "--old",
+            "new.bin",
+            "-o",
+            "keep.bin",
+            "--unverified",
+        ],
+    );
     assert_eq!(r.code, 5);
     assert_eq!(fs::read(p.join("keep.bin")).unwrap(), b"precious");
     // keygen never overwrites a key by accident.
@@ -568,9 +612,10 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     f.no_stray_files();
 }
 
-/// Firmware stored as ELF (kernel modules, GPU firmware) is packed as the bytes it is.
+/// An ELF with nothing to flash (kernel modules, GPU firmware files) is refused as an image;
+/// `--format bin` packs the file's bytes as they are.
 #[test]
-fn elf_firmware_is_packed_as_is() {
+fn elf_without_loadable_segments_needs_format_bin() {
     let f = fixture();
     let p = f.p();
     let mut old = b"\x7FELF\x02\x01\x01\x00".to_vec();
@@ -582,11 +627,43 @@ fn elf_firmware_is_packed_as_is() {
     let r = bluesphere(
         p,
         &[
+            "--json", "pack", "--old", "old.elf", "--new", "new.elf", "--key", "k.pem", "-o",
+            "e.bsp",
+        ],
+    );
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(r.json()["error"]["kind"], "invalid-input");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ELF"),
+        "{r:?}"
+    );
+    assert!(!p.join("e.bsp").exists());
+    let r = bluesphere(
+        p,
+        &[
             "pack", "--old", "old.elf", "--new", "new.elf", "--key", "k.pem", "-o", "e.bsp",
+            "--format", "bin",
         ],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let r = bluesphere(p, &["apply", "e.bsp", "--old", "old.elf", "-o", "out.elf"]);
+    let r = bluesphere(
+        p,
+        &[
+            "apply",
+            "e.bsp",
+            "--old",
+            "old.elf",
+            "-o",
+            "out.elf",
+            "--format",
+            "bin",
+            "--pub",
+            "k.pub.pem",
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(p.join("out.elf")).unwrap(), new);
 }
@@ -639,7 +716,15 @@ fn outputs_never_replace_inputs_and_devices_are_refused() {
         "not a regular file",
     );
     check(
-        &["apply", "p.bsp", "--old", "old.bin", "-o", "p.bsp"],
+        &[
+            "apply",
+            "p.bsp",
+            "--old",
+            "old.bin",
+            "-o",
+            "p.bsp",
+            "--unverified",
+        ],
         2,
         "output-conflict",
         "is the input",
