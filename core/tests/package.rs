@@ -429,3 +429,44 @@ fn component_flags_are_checked() {
         assert!(e.contains(why), "{flags:#04x}: {e}");
     }
 }
+
+/// `docs/FORMAT.md`: names are unique in a package and every image has at least one byte; the
+/// parser (the host's and the device's admission both use it) refuses either, signed or not.
+#[test]
+fn duplicate_names_and_empty_images_are_refused_by_the_parser() {
+    use sha2::Digest;
+    let a = firmware(2, 40);
+    let pkg = build_package(
+        &spec(vec![
+            component("aa", None, a.clone()),
+            component("ab", None, a.clone()),
+        ]),
+        &key(1),
+        &mut |_| {},
+    )
+    .unwrap();
+    let h = Header::parse(&pkg).unwrap();
+    let m = pkg[HEADER_LEN..HEADER_LEN + h.manifest_len as usize].to_vec();
+    let at = m.windows(3).position(|w| w == b"\x02ab").unwrap();
+    let mut dup = m.clone();
+    dup[at + 2] = b'a';
+    let e = Manifest::parse(&dup, &h).unwrap_err().to_string();
+    assert!(e.contains("same name"), "{e}");
+    let mut whole = pkg.clone();
+    whole[HEADER_LEN..HEADER_LEN + m.len()].copy_from_slice(&dup);
+    assert!(Package::parse(&whole).is_err());
+
+    // Target size 0: the byte before the image's SHA-256 is its (one-byte) size.
+    let digest = sha2::Sha256::digest(&a);
+    let at = m.windows(32).position(|w| w == &digest[..]).unwrap();
+    assert_eq!(usize::from(m[at - 1]), a.len());
+    let mut empty = m.clone();
+    empty[at - 1] = 0;
+    let e = Manifest::parse(&empty, &h).unwrap_err().to_string();
+    assert!(e.contains("empty image"), "{e}");
+
+    let e = build_package(&spec(vec![component("main", None, vec![])]), &key(1), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty"), "{e}");
+}

@@ -140,6 +140,12 @@ pub fn build_package_until(
                 c.name
             )));
         }
+        if c.new.is_empty() {
+            return Err(BuildError::Invalid(format!(
+                "component {:?} has an empty image",
+                c.name
+            )));
+        }
         progress(Progress::Stage {
             name: "diff",
             component: i,

@@ -239,6 +239,9 @@ impl<'a> Component<'a> {
             PayloadKind::Full => (0, [0; SOURCE_HASH_LEN]),
         };
         let target_size = r.varint(u64::from(u32::MAX))?;
+        if target_size == 0 {
+            return Err(r.err("component with an empty image (target size 0)"));
+        }
         let target_sha256 = r.hash()?;
         let payload_size = r.varint(u64::from(u32::MAX))?;
         let payload_crc32 = r.u32()?;
@@ -349,8 +352,13 @@ impl<'a> Manifest<'a> {
         }
         let start = r;
         let mut offset = 0u64;
-        for _ in 0..component_count {
+        let mut names = [""; MAX_COMPONENTS as usize];
+        for i in 0..usize::from(component_count) {
             let c = Component::parse(&mut r, offset, h.payload_len)?;
+            if names[..i].contains(&c.name) {
+                return Err(r.err("two components have the same name"));
+            }
+            names[i] = c.name;
             offset += c.payload_size;
         }
         if !r.at_end() {
