@@ -13,7 +13,7 @@ head -c $((N * 12)) /dev/urandom | od -An -tx1 -v -w12 | tr -d ' ' > "$w/uids.tx
 "$B" keygen -o "$w/k.pem" >/dev/null
 start=$(date +%s.%N)
 out=$("$B" --json --quiet codes gen --key "$w/k.pem" --product bench --uids "$w/uids.txt" \
-  -o "$w/codes.csv" --registry "$w/reg.sqlite")
+  -o "$w/codes.csv" --registry "$w/reg.sqlite" --new-registry)
 end=$(date +%s.%N)
 echo "$out" | python3 -c '
 import json, sys

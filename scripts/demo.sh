@@ -38,6 +38,6 @@ echo
 echo "activation codes for three chips (STM32 96-bit, nRF 64-bit, ESP32 MAC):"
 printf '0123456789abcdef01234567\nfedcba9876543210\n24:6f:28:aa:bb:cc\n' > "$work/uids.txt"
 step "$B" codes gen --key "$work/key.pem" --product demo-thermostat --uids "$work/uids.txt" \
-  -o "$work/codes.csv" --registry "$work/registry.sqlite"
+  -o "$work/codes.csv" --registry "$work/registry.sqlite" --new-registry
 step cat "$work/codes.csv"
 step "$B" codes verify --pub "$work/key.pub.pem" --product demo-thermostat "$work/codes.csv"

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bluesphere_core::activation::{self, Terms};
 use bluesphere_core::package::key_id;
-use bluesphere_host::codes::{generate, parse_uids, verify_csv, LineError};
+use bluesphere_host::codes::{date_of_days, generate, parse_uids, verify_csv, LineError};
 use bluesphere_host::registry::{self, IssueMeta, Registry};
 use bluesphere_host::serial::SerialConnector;
 use bluesphere_host::station::{self, StationConfig};
@@ -23,8 +23,11 @@ use crate::{Error, ErrorKind};
 pub struct TermsRequest {
     /// Feature bits.
     pub features: u32,
-    /// Expiry date `YYYY-MM-DD`, or none.
+    /// Expiry date `YYYY-MM-DD` (the first day the code is no longer valid), or none.
     pub expires: Option<String>,
+    /// Accept an expiry date that is today or past (codes that are expired when issued).
+    #[serde(default)]
+    pub allow_past: bool,
 }
 
 /// Who issues, for the audit log.
@@ -38,23 +41,59 @@ pub struct Who {
     pub operator: Option<String>,
     /// Production order.
     pub order: Option<String>,
+    /// Create `registry` if it does not exist (a named registry must exist otherwise, so that a
+    /// mistyped path cannot start an empty one and issue a second code for a UID).
+    #[serde(default)]
+    pub create_registry: bool,
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (after 1970-01-01).
+pub fn date_days(d: &str, what: &str) -> Result<u32, Error> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(d, &fmt)
+        .map_err(|e| Error::usage(format!("{what} {d:?}: {e}")).hint("use YYYY-MM-DD"))?;
+    let days = (date - time::OffsetDateTime::UNIX_EPOCH.date()).whole_days();
+    u32::try_from(days)
+        .ok()
+        .filter(|d| *d > 0)
+        .ok_or_else(|| Error::usage(format!("{what} {d}: must be after 1970-01-01")))
+}
+
+/// Today (UTC) in days since 1970-01-01.
+pub fn today_days() -> u32 {
+    let now = time::OffsetDateTime::now_utc().date();
+    u32::try_from((now - time::OffsetDateTime::UNIX_EPOCH.date()).whole_days()).unwrap_or(0)
+}
+
+/// The registry a request names: the default one is created on first use, a named one must
+/// exist unless `create`.
+fn registry_at(named: Option<&Path>, create: bool) -> Result<PathBuf, Error> {
+    match named {
+        None => Ok(registry::default_path()),
+        Some(p) if create || p.exists() => Ok(p.to_path_buf()),
+        Some(p) => Err(Error::new(
+            ErrorKind::Registry,
+            format!(
+                "no activation registry at {}; nothing was issued (a new registry would not know the codes issued before)",
+                p.display()
+            ),
+        )
+        .hint("check the registry path, or create a new registry on purpose")),
+    }
 }
 
 fn terms(t: &TermsRequest) -> Result<Terms, Error> {
     let expiry_days = match &t.expires {
         None => 0,
         Some(d) => {
-            let fmt = time::macros::format_description!("[year]-[month]-[day]");
-            let date = time::Date::parse(d, &fmt).map_err(|e| {
-                Error::usage(format!("expiry date {d:?}: {e}")).hint("use YYYY-MM-DD")
-            })?;
-            let epoch = time::Date::from_calendar_date(1970, time::Month::January, 1)
-                .map_err(Error::internal)?;
-            let days = (date - epoch).whole_days();
-            u32::try_from(days)
-                .ok()
-                .filter(|d| *d > 0)
-                .ok_or_else(|| Error::usage(format!("expiry date {d}: must be after 1970-01-01")))?
+            let days = date_days(d, "expiry date")?;
+            if days <= today_days() && !t.allow_past {
+                return Err(Error::usage(format!(
+                    "expiry date {d} is not in the future: the codes would be expired when issued; nothing was issued"
+                ))
+                .hint("give a later date, or allow a past expiry date on purpose"));
+            }
+            days
         }
     };
     Ok(Terms {
@@ -82,8 +121,8 @@ fn meta(who: &Who, product: &str, kid: &str, reissue: bool) -> IssueMeta {
     }
 }
 
-fn registry_path(who: &Who) -> PathBuf {
-    who.registry.clone().unwrap_or_else(registry::default_path)
+fn registry_path(who: &Who) -> Result<PathBuf, Error> {
+    registry_at(who.registry.as_deref(), who.create_registry)
 }
 
 fn line_errors(what: &str, errors: &[LineError]) -> String {
@@ -160,7 +199,8 @@ pub fn codes_gen(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<CodesGenReport, Error> {
-    let mut inputs: Vec<&Path> = vec![&req.key];
+    let path = registry_path(&req.who)?;
+    let mut inputs: Vec<&Path> = vec![&req.key, &path];
     if let UidSource::File(f) = &req.uids {
         inputs.push(f);
     }
@@ -211,17 +251,34 @@ pub fn codes_gen(
         csv.push('\n');
         rows.push((h, t));
     }
-    // Record first (all or nothing), then write the files.
-    let path = registry_path(&req.who);
+    // Prepare every output in full, then record the codes (all or nothing), then make the
+    // outputs visible: a failure before the record leaves the registry as it was, and the
+    // renames after it cannot fail for want of space or permission.
+    let mut staged = vec![files::stage(&req.out, csv.as_bytes(), 0o644)?];
+    if let Some(dir) = &req.bin_dir {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::new(
+                ErrorKind::OutputConflict,
+                format!("{} is not a folder; nothing was issued", dir.display()),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("{}: {e}; nothing was issued", dir.display()),
+            )
+        })?;
+        for ((h, _), c) in rows.iter().zip(&codes) {
+            let dest = dir.join(format!("{h}.bin"));
+            files::check_output(&dest, &inputs)?;
+            staged.push(files::stage(&dest, &c.to_bytes(), 0o644)?);
+        }
+    }
+    cancel.check()?;
     let mut reg = Registry::open(&path)?;
     reg.issue(&rows, &meta(&req.who, &req.product, &kid, req.reissue))?;
-    files::write_atomic(&req.out, csv.as_bytes(), 0o644)?;
-    if let Some(dir) = &req.bin_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.display())))?;
-        for ((h, _), c) in rows.iter().zip(&codes) {
-            files::write_atomic(&dir.join(format!("{h}.bin")), &c.to_bytes(), 0o644)?;
-        }
+    for s in staged {
+        s.commit()?;
     }
     let total_s = t0.elapsed().as_secs_f64();
     Ok(CodesGenReport {
@@ -246,6 +303,9 @@ pub struct CodesVerifyRequest {
     pub product: String,
     /// The CSV.
     pub codes: PathBuf,
+    /// Check expiry against this date `YYYY-MM-DD` (default: today, UTC).
+    #[serde(default)]
+    pub at: Option<String>,
 }
 
 /// What `codes verify` found.
@@ -257,22 +317,42 @@ pub struct CodesVerifyReport {
     pub valid: usize,
     /// Invalid codes.
     pub invalid: usize,
+    /// Genuine codes that are expired on the date checked against.
+    pub expired: usize,
+    /// The date checked against.
+    pub at: String,
 }
 
 /// Check every code of a CSV.
 pub fn codes_verify(req: &CodesVerifyRequest) -> Result<CodesVerifyReport, Error> {
     let keys = load_publics(&req.public)?;
     let text = files::read_text(&req.codes, "code list", MAX_TEXT)?;
-    match verify_csv(&text, &req.product, &keys) {
+    let at = match &req.at {
+        Some(d) => date_days(d, "date")?,
+        None => today_days(),
+    };
+    match verify_csv(&text, &req.product, &keys, at) {
         Ok(n) => Ok(CodesVerifyReport {
             ok: true,
             valid: n,
             invalid: 0,
+            expired: 0,
+            at: date_of_days(at),
         }),
-        Err((n, errors)) => Err(Error::new(
-            ErrorKind::InvalidCode,
-            line_errors(&format!("{} ({n} rows)", req.codes.display()), &errors),
-        )),
+        Err((n, errors)) => {
+            let expired = errors.iter().filter(|e| e.expired).count();
+            let kind = if expired == errors.len() {
+                ErrorKind::Expired
+            } else {
+                ErrorKind::InvalidCode
+            };
+            let what = format!(
+                "{} ({n} rows, checked on {})",
+                req.codes.display(),
+                date_of_days(at)
+            );
+            Err(Error::new(kind, line_errors(&what, &errors)))
+        }
     }
 }
 
@@ -289,6 +369,9 @@ pub struct OrderRequest {
     pub limit: u64,
     /// Registry file.
     pub registry: Option<PathBuf>,
+    /// Create `registry` if it does not exist.
+    #[serde(default)]
+    pub create_registry: bool,
 }
 
 /// The order made.
@@ -311,7 +394,7 @@ pub fn codes_order(req: &OrderRequest) -> Result<OrderReport, Error> {
         .next()
         .ok_or_else(|| Error::internal("no key loaded"))?;
     let kid = hex::encode(key_id(&vk));
-    let path = req.registry.clone().unwrap_or_else(registry::default_path);
+    let path = registry_at(req.registry.as_deref(), req.create_registry)?;
     Registry::open(&path)
         .and_then(|mut reg| reg.create_order(&req.order, &kid, &req.product, req.limit))?;
     Ok(OrderReport {
@@ -346,6 +429,13 @@ pub struct AuditReport {
 pub fn codes_audit(req: &AuditRequest) -> Result<AuditReport, Error> {
     let path = req.registry.clone().unwrap_or_else(registry::default_path);
     files::check_output(&req.out, &[&path])?;
+    if !path.exists() {
+        return Err(Error::new(
+            ErrorKind::Registry,
+            format!("no activation registry at {}", path.display()),
+        )
+        .hint("check the registry path"));
+    }
     let reg = Registry::open(&path)?;
     let mut buf = Vec::new();
     let n = reg.export_csv(&mut buf)?;
@@ -435,7 +525,7 @@ pub fn station(
         ports: req.ports.clone(),
         product: req.product.clone(),
         terms: terms(&req.terms)?,
-        registry: registry_path(&req.who),
+        registry: registry_path(&req.who)?,
         meta: meta(&req.who, &req.product, &kid, false),
         once: req.once,
         wait_for: Duration::from_secs(req.wait_seconds),

@@ -86,6 +86,8 @@ error_kinds! {
     Key = "key",
     /// The activation registry failed.
     Registry = "registry",
+    /// Another program holds the activation registry locked.
+    RegistryBusy = "registry-busy",
     /// The UID already has a code.
     AlreadyIssued = "already-issued",
     /// The UID has no code to re-issue.
@@ -220,7 +222,13 @@ impl From<bluesphere_core::Error> for Error {
 
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
-        Error::new(ErrorKind::Key, chain(&e))
+        let hint = match &e {
+            KeyError::WrongAlgorithm { .. } => {
+                "make a P-256 key (keygen, or `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)"
+            }
+            _ => "",
+        };
+        Error::new(ErrorKind::Key, chain(&e)).hint(hint)
     }
 }
 

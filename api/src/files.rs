@@ -122,6 +122,13 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<(), Error> {
             "{} is a dangling symbolic link; choose another output file",
             out.display()
         )));
+    } else if let Some(i) = inputs.iter().find(|i| same_place(out, i)) {
+        // Neither exists yet (a registry created by this job): the same name in the same folder.
+        return Err(conflict(format!(
+            "the output {} is the input {}: choose another output file (nothing was written)",
+            out.display(),
+            i.display()
+        )));
     }
     let dir = parent(out);
     if !dir.is_dir() {
@@ -131,6 +138,15 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Same file name in the same folder (for paths that do not exist yet).
+fn same_place(a: &Path, b: &Path) -> bool {
+    let dir_of = |p: &Path| std::fs::canonicalize(parent(p)).ok();
+    a.file_name().is_some()
+        && a.file_name() == b.file_name()
+        && dir_of(a).is_some()
+        && dir_of(a) == dir_of(b)
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -143,7 +159,8 @@ fn parent(p: &Path) -> PathBuf {
 /// An output prepared in full beside its destination, not yet visible.
 #[derive(Debug)]
 pub struct Staged {
-    tmp: tempfile::NamedTempFile,
+    /// Closed (a batch may stage thousands), removed when dropped uncommitted.
+    tmp: tempfile::TempPath,
     dest: PathBuf,
 }
 
@@ -182,7 +199,7 @@ pub fn stage(dest: &Path, data: &[u8], mode: u32) -> Result<Staged, Error> {
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io_error(dest, "cannot write", &e))?;
     Ok(Staged {
-        tmp,
+        tmp: tmp.into_temp_path(),
         dest: dest.to_path_buf(),
     })
 }

@@ -27,6 +27,10 @@ pub struct Who {
     /// Production order to count the codes against (see `codes order`).
     #[arg(long)]
     order: Option<String>,
+    /// Create the --registry file if it does not exist (a named registry must exist
+    /// otherwise: a mistyped path must not start an empty one).
+    #[arg(long)]
+    new_registry: bool,
 }
 
 #[derive(Args, Debug)]
@@ -34,43 +38,50 @@ pub struct TermArgs {
     /// Feature bits carried by the code (decimal or 0x hex).
     #[arg(long, default_value = "0", value_parser = parse_u32)]
     features: u32,
-    /// Expiry date (YYYY-MM-DD); none by default.
+    /// Expiry date (YYYY-MM-DD): the first day the code is no longer valid; none by default.
     #[arg(long)]
     expires: Option<String>,
+    /// Accept an --expires date that is today or past (codes expired when issued).
+    #[arg(long, requires = "expires")]
+    allow_past: bool,
+}
+
+/// `codes gen`.
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Signing key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    /// Product id.
+    #[arg(long)]
+    pub product: String,
+    /// UIDs: a file (hex, one per line, or a CSV with a `uid` column) or `-` for stdin.
+    #[arg(long)]
+    pub uids: String,
+    /// Output CSV (uid,code).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Also write one 80-byte binary record per chip (<uid>.bin) into this directory.
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Drop repeated UIDs instead of failing.
+    #[arg(long)]
+    pub allow_duplicates: bool,
+    /// Issue again to UIDs that already have a code (recorded as a re-issue).
+    #[arg(long)]
+    pub reissue: bool,
+    #[command(flatten)]
+    pub terms: TermArgs,
+    #[command(flatten)]
+    pub who: Who,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CodesCmd {
     /// Issue one code per chip UID (parallel over all cores), record them in the registry.
-    Gen {
-        /// Signing key (PEM).
-        #[arg(long)]
-        key: PathBuf,
-        #[command(flatten)]
-        pass: PassArgs,
-        /// Product id.
-        #[arg(long)]
-        product: String,
-        /// UIDs: a file (hex, one per line, or a CSV with a `uid` column) or `-` for stdin.
-        #[arg(long)]
-        uids: String,
-        /// Output CSV (uid,code).
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Also write one 80-byte binary record per chip (<uid>.bin) into this directory.
-        #[arg(long)]
-        bin_dir: Option<PathBuf>,
-        /// Drop repeated UIDs instead of failing.
-        #[arg(long)]
-        allow_duplicates: bool,
-        /// Issue again to UIDs that already have a code (recorded as a re-issue).
-        #[arg(long)]
-        reissue: bool,
-        #[command(flatten)]
-        terms: TermArgs,
-        #[command(flatten)]
-        who: Who,
-    },
+    Gen(Box<GenArgs>),
     /// Check a uid,code CSV against public key(s).
     Verify {
         /// Public key(s) (PEM).
@@ -81,6 +92,9 @@ pub enum CodesCmd {
         product: String,
         /// The CSV.
         codes: PathBuf,
+        /// Check expiry against this date (YYYY-MM-DD) instead of today.
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
     },
     /// Create a production order: the key may issue at most N codes under it.
     Order {
@@ -99,6 +113,9 @@ pub enum CodesCmd {
         /// Registry file.
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// Create the --registry file if it does not exist.
+        #[arg(long)]
+        new_registry: bool,
     },
     /// Export the audit log (every issued code) as CSV.
     Audit {
@@ -155,6 +172,7 @@ fn terms(t: &TermArgs) -> jobs::TermsRequest {
     jobs::TermsRequest {
         features: t.features,
         expires: t.expires.clone(),
+        allow_past: t.allow_past,
     }
 }
 
@@ -164,23 +182,25 @@ fn who(w: &Who) -> jobs::Who {
         station: w.station.clone(),
         operator: w.operator.clone(),
         order: w.order.clone(),
+        create_registry: w.new_registry,
     }
 }
 
 pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
     match cmd {
-        CodesCmd::Gen {
-            key,
-            pass,
-            product,
-            uids,
-            out: dest,
-            bin_dir,
-            allow_duplicates,
-            reissue,
-            terms: t,
-            who: w,
-        } => {
+        CodesCmd::Gen(g) => {
+            let GenArgs {
+                key,
+                pass,
+                product,
+                uids,
+                out: dest,
+                bin_dir,
+                allow_duplicates,
+                reissue,
+                terms: t,
+                who: w,
+            } = &**g;
             let uids = if uids == "-" {
                 let mut s = String::new();
                 std::io::stdin()
@@ -220,13 +240,18 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
             public,
             product,
             codes,
+            at,
         } => {
             let r = jobs::codes_verify(&jobs::CodesVerifyRequest {
                 public: public.clone(),
                 product: product.clone(),
                 codes: codes.clone(),
+                at: at.clone(),
             })?;
-            out.text(&format!("all {} codes are valid for {product}", r.valid));
+            out.text(&format!(
+                "all {} codes are valid for {product} on {}",
+                r.valid, r.at
+            ));
             to_json(&r)
         }
         CodesCmd::Order {
@@ -235,6 +260,7 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
             product,
             limit,
             registry: r,
+            new_registry,
         } => {
             let rep = jobs::codes_order(&jobs::OrderRequest {
                 order: order.clone(),
@@ -242,6 +268,7 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
                 product: product.clone(),
                 limit: *limit,
                 registry: r.clone(),
+                create_registry: *new_registry,
             })?;
             out.text(&format!(
                 "order {order}: key {} may issue {limit} codes for {product}",

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn exit_code(kind: ErrorKind) -> i32 {
     use ErrorKind::*;
     match kind {
-        Io | Internal | Exists | Registry => 1,
+        Io | Internal | Exists | Registry | RegistryBusy => 1,
         Usage | OutputConflict => 2,
         Corrupt | Truncated | NotAPackage | UnsupportedVersion | InvalidInput | Segments
         | BadPackage => 3,
@@ -44,6 +44,16 @@ fn cli_hint(e: &Error) -> String {
         ErrorKind::Segments => {
             "choose the addresses with --range START..END (e.g. --range 0x00000000..0x00100000), or pack one component per segment"
         }
+        ErrorKind::Usage if m.contains("not in the future") => {
+            "give a later --expires date, or --allow-past to issue expired codes on purpose"
+        }
+        ErrorKind::Registry if m.contains("no activation registry") => {
+            "check the --registry path, or add --new-registry to start a new registry on purpose"
+        }
+        ErrorKind::RegistryBusy => {
+            "wait for the other station or codes run to finish (or stop it), then run this again"
+        }
+        ErrorKind::Expired => "check the date the codes were issued for; --at DATE checks another day",
         ErrorKind::NeedKey => "give the signer's public key with --pub, or --unverified to write it anyway",
         ErrorKind::Usage if m.contains("from version") => "give it with --from-version",
         ErrorKind::NoPort => "check the cable and `bluesphere ports`",

@@ -25,9 +25,85 @@ pub enum KeyError {
         /// Parser message.
         detail: String,
     },
+    /// A key of another algorithm or curve.
+    #[error("this is {algorithm} {what}; BlueSphere signs with ECDSA on P-256 (prime256v1)")]
+    WrongAlgorithm {
+        /// "private key" or "public key".
+        what: &'static str,
+        /// The algorithm found, with its article ("an RSA", "a P-384 (secp384r1)").
+        algorithm: &'static str,
+    },
     /// Encoding failed.
     #[error("could not encode the key: {0}")]
     Encode(String),
+}
+
+/// Object identifiers (DER-encoded, tag and length included) of key algorithms and curves
+/// that are not ours, with how to name them.
+const OTHER_ALGORITHMS: &[(&[u8], &str)] = &[
+    (
+        &[6, 9, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 1, 1, 1],
+        "an RSA",
+    ),
+    (
+        &[6, 9, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 1, 1, 10],
+        "an RSA-PSS",
+    ),
+    (&[6, 7, 0x2A, 0x86, 0x48, 0xCE, 0x38, 4, 1], "a DSA"),
+    (&[6, 3, 0x2B, 0x65, 0x70], "an Ed25519"),
+    (&[6, 3, 0x2B, 0x65, 0x71], "an Ed448"),
+    (&[6, 3, 0x2B, 0x65, 0x6E], "an X25519"),
+    (&[6, 3, 0x2B, 0x65, 0x6F], "an X448"),
+    (&[6, 5, 0x2B, 0x81, 4, 0, 0x22], "a P-384 (secp384r1)"),
+    (&[6, 5, 0x2B, 0x81, 4, 0, 0x23], "a P-521 (secp521r1)"),
+    (&[6, 5, 0x2B, 0x81, 4, 0, 0x0A], "a secp256k1"),
+    (
+        &[6, 9, 0x2B, 0x24, 3, 3, 2, 8, 1, 1, 7],
+        "a brainpoolP256r1",
+    ),
+    (
+        &[6, 8, 0x2A, 0x81, 0x1C, 0xCF, 0x55, 1, 0x82, 0x2D],
+        "an SM2",
+    ),
+];
+
+/// DER of P-256's curve identifier (1.2.840.10045.3.1.7).
+const P256_OID: &[u8] = &[6, 8, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 3, 1, 7];
+
+/// The algorithm of a key that is not P-256, read from the object identifiers of its PEM
+/// blocks (PKCS#8, SPKI or SEC1), or from the block's label.
+fn other_algorithm(pem: &str) -> Option<&'static str> {
+    if pem.contains("-----BEGIN RSA ") {
+        return Some("an RSA");
+    }
+    if pem.contains("-----BEGIN DSA ") {
+        return Some("a DSA");
+    }
+    if pem.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return Some("an OpenSSH-format");
+    }
+    for label in [
+        "PRIVATE KEY",
+        "PUBLIC KEY",
+        "EC PRIVATE KEY",
+        "EC PARAMETERS",
+    ] {
+        let Some(block) = pem_block(pem, label) else {
+            continue;
+        };
+        let Ok((_, der)) = pkcs8::der::pem::decode_vec(block.as_bytes()) else {
+            continue;
+        };
+        if der.windows(P256_OID.len()).any(|w| w == P256_OID) {
+            return None;
+        }
+        for (oid, name) in OTHER_ALGORITHMS {
+            if der.windows(oid.len()).any(|w| w == *oid) {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 /// A freshly generated key.
@@ -81,9 +157,15 @@ pub fn public_pem(key: &VerifyingKey) -> Result<String, KeyError> {
 /// Read a private key: PKCS#8 (`PRIVATE KEY` / `ENCRYPTED PRIVATE KEY`) or SEC1
 /// (`EC PRIVATE KEY`, with or without an `EC PARAMETERS` block).
 pub fn load_private(pem: &str, passphrase: Option<&str>) -> Result<SigningKey, KeyError> {
-    let unrec = |detail: String| KeyError::Unrecognised {
-        what: "private key",
-        detail,
+    let unrec = |detail: String| match other_algorithm(pem) {
+        Some(algorithm) => KeyError::WrongAlgorithm {
+            what: "private key",
+            algorithm,
+        },
+        None => KeyError::Unrecognised {
+            what: "private key",
+            detail,
+        },
     };
     if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         let p = passphrase.ok_or(KeyError::NeedPassphrase)?;
@@ -116,9 +198,17 @@ pub fn load_private(pem: &str, passphrase: Option<&str>) -> Result<SigningKey, K
 /// Read a public key: SPKI `PUBLIC KEY` PEM, or derive it from a private key file.
 pub fn load_public(pem: &str, passphrase: Option<&str>) -> Result<VerifyingKey, KeyError> {
     if let Some(block) = pem_block(pem, "PUBLIC KEY") {
-        return VerifyingKey::from_public_key_pem(&block).map_err(|e| KeyError::Unrecognised {
-            what: "public key",
-            detail: e.to_string(),
+        return VerifyingKey::from_public_key_pem(&block).map_err(|e| {
+            match other_algorithm(&block) {
+                Some(algorithm) => KeyError::WrongAlgorithm {
+                    what: "public key",
+                    algorithm,
+                },
+                None => KeyError::Unrecognised {
+                    what: "public key",
+                    detail: e.to_string(),
+                },
+            }
         });
     }
     if pem.contains("PRIVATE KEY-----") {

@@ -465,8 +465,12 @@ fn duplicate_names_and_empty_images_are_refused_by_the_parser() {
     let e = Manifest::parse(&empty, &h).unwrap_err().to_string();
     assert!(e.contains("empty image"), "{e}");
 
-    let e = build_package(&spec(vec![component("main", None, vec![])]), &key(1), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let e = build_package(
+        &spec(vec![component("main", None, vec![])]),
+        &key(1),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("empty"), "{e}");
 }

@@ -10,6 +10,8 @@ pub struct LineError {
     pub line: usize,
     /// What is wrong.
     pub message: String,
+    /// The code is genuine but expired on the day checked against.
+    pub expired: bool,
 }
 
 /// Parse UIDs: one hex UID per line (`0x` prefix, `:`/`-`/space separators allowed), or a CSV
@@ -45,6 +47,7 @@ pub fn parse_uids(
                 if let Some(prev) = seen.get(&uid) {
                     if !allow_duplicates {
                         errors.push(LineError {
+                            expired: false,
                             line,
                             message: format!("duplicate of line {prev}"),
                         });
@@ -54,7 +57,11 @@ pub fn parse_uids(
                 seen.insert(uid.clone(), line);
                 out.push((line, uid));
             }
-            Err(message) => errors.push(LineError { line, message }),
+            Err(message) => errors.push(LineError {
+                line,
+                message,
+                expired: false,
+            }),
         }
     }
     if errors.is_empty() {
@@ -133,12 +140,13 @@ pub fn generate(
     Ok(all)
 }
 
-/// Check a `uid,code` CSV against `keys`; returns the number of valid rows, or every bad
-/// line.
+/// Check a `uid,code` CSV against `keys` on day `at_days` (since 1970-01-01); returns the
+/// number of valid rows, or every bad line. A code expires at the start of its expiry day.
 pub fn verify_csv(
     text: &str,
     product: &str,
     keys: &[VerifyingKey],
+    at_days: u32,
 ) -> Result<usize, (usize, Vec<LineError>)> {
     let rows: Vec<(usize, &str)> = text
         .lines()
@@ -152,6 +160,7 @@ pub fn verify_csv(
             Some(LineError {
                 line: *line,
                 message: m,
+                expired: false,
             })
         };
         let mut cells = l.split(',').map(str::trim);
@@ -165,10 +174,20 @@ pub fn verify_csv(
         // The text form carries no key id: try each key, report the first key's verdict.
         let mut first_err = None;
         for k in keys {
-            let r = Code::from_text(c, k)
-                .and_then(|code| code.verify(product, &uid, std::slice::from_ref(k)));
+            let r = Code::from_text(c, k).and_then(|code| {
+                code.verify(product, &uid, std::slice::from_ref(k))
+                    .map(|()| code.terms.expiry_days)
+            });
             match r {
-                Ok(()) => return None,
+                Ok(0) => return None,
+                Ok(expiry) if expiry > at_days => return None,
+                Ok(expiry) => {
+                    return Some(LineError {
+                        line: *line,
+                        message: format!("genuine, but expired on {}", date_of_days(expiry)),
+                        expired: true,
+                    })
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -194,4 +213,10 @@ pub fn verify_csv(
     } else {
         Err((rows.len(), errors))
     }
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (civil calendar, proleptic Gregorian).
+pub fn date_of_days(days: u32) -> String {
+    let d = time::OffsetDateTime::UNIX_EPOCH.date() + time::Duration::days(i64::from(days));
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }

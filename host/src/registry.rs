@@ -31,6 +31,14 @@ pub enum RegistryError {
     /// Could not create the directory.
     #[error("registry directory {0}: {1}")]
     Dir(String, std::io::Error),
+    /// Another program held the registry locked for longer than the wait.
+    #[error("registry {path} is locked by another program (a station or a codes run) for more than {seconds} s; nothing was recorded")]
+    Busy {
+        /// File.
+        path: String,
+        /// How long it waited.
+        seconds: u64,
+    },
     /// Some UIDs already have codes.
     #[error("{count} UID(s) already have a code for product {product} (first: {first}); nothing was issued; issue again on purpose as a re-issue")]
     AlreadyIssued {
@@ -66,6 +74,7 @@ impl RegistryError {
     pub fn kind(&self) -> &'static str {
         match self {
             RegistryError::Sql { .. } | RegistryError::Dir(..) => "registry",
+            RegistryError::Busy { .. } => "registry-busy",
             RegistryError::AlreadyIssued { .. } => "already-issued",
             RegistryError::NotIssued(_) => "not-issued",
             RegistryError::Order(..) => "order",
@@ -111,8 +120,24 @@ pub fn default_path() -> PathBuf {
     base.join("bluesphere").join("registry.sqlite")
 }
 
-/// How long an open or a batch waits for another station's transaction.
-const BUSY_WAIT: Duration = Duration::from_secs(120);
+/// How long an open or a batch waits for another station's transaction (theirs last
+/// milliseconds; a longer lock is a stuck program and is reported).
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// A SQLite error on `path`, a lock held too long told apart.
+fn sql_error(path: &str, source: rusqlite::Error) -> RegistryError {
+    if is_busy(&source) {
+        RegistryError::Busy {
+            path: path.to_string(),
+            seconds: BUSY_WAIT.as_secs(),
+        }
+    } else {
+        RegistryError::Sql {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -158,10 +183,7 @@ impl Registry {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RegistryError::Dir(dir.display().to_string(), e))?;
         }
-        let sql = |source| RegistryError::Sql {
-            path: p.clone(),
-            source,
-        };
+        let sql = |source| sql_error(&p, source);
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(BUSY_WAIT).map_err(sql)?;
         // Switching a new file to WAL and creating the tables can meet another connection
@@ -182,10 +204,7 @@ impl Registry {
     }
 
     fn sql(&self, source: rusqlite::Error) -> RegistryError {
-        RegistryError::Sql {
-            path: self.path.clone(),
-            source,
-        }
+        sql_error(&self.path, source)
     }
 
     /// Create a production order: `key_id` may issue `max` codes for `product` under it.
@@ -229,10 +248,7 @@ impl Registry {
         meta: &IssueMeta,
     ) -> Result<(), RegistryError> {
         let path = self.path.clone();
-        let sql = |source| RegistryError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = |source| sql_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

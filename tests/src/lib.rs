@@ -65,6 +65,53 @@ pub fn bluesphere(dir: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+/// Every file under `p` (recursively, sorted) with its bytes: compare before and after a
+/// command to prove it changed nothing.
+pub fn snapshot(p: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            let path = e.path();
+            let name = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let ty = e.file_type().unwrap();
+            if ty.is_dir() {
+                out.push((format!("{name}/"), Vec::new()));
+                walk(base, &path, out);
+            } else if ty.is_file() {
+                out.push((name, std::fs::read(&path).unwrap_or_default()));
+            } else {
+                out.push((format!("{name} (special)"), Vec::new()));
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(p, p, &mut v);
+    v.sort();
+    v
+}
+
+/// Run `bluesphere --json ARGS` in `dir` and check that it failed with exit `code`, JSON error
+/// `kind`, a message (with its hint) holding every one of `words`, and that no file under
+/// `dir` changed.
+pub fn refused(dir: &Path, args: &[&str], code: i32, kind: &str, words: &[&str]) -> Run {
+    let before = snapshot(dir);
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let r = bluesphere(dir, &a);
+    assert_eq!(r.code, code, "{args:?}: {r:?}");
+    let j = r.json();
+    assert_eq!(j["error"]["kind"], kind, "{args:?}: {r:?}");
+    let text = format!("{} {}", j["error"]["message"], j["error"]["hint"]);
+    for w in words {
+        assert!(text.contains(w), "{args:?}: {w:?} not in {text}");
+    }
+    assert_eq!(snapshot(dir), before, "{args:?} changed a file");
+    r
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

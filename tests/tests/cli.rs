@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use bluesphere_core::testkit::{evolve, firmware, to_ihex};
-use bluesphere_tests::{bluesphere, run};
+use bluesphere_tests::{bluesphere, run, snapshot};
 use std::fs;
 use std::path::Path;
 
@@ -666,21 +666,6 @@ fn elf_without_loadable_segments_needs_format_bin() {
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(p.join("out.elf")).unwrap(), new);
-}
-
-fn snapshot(p: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = fs::read_dir(p)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).unwrap_or_default(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Outputs that would replace an input, outputs that are devices, inputs that are devices,

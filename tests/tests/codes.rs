@@ -48,6 +48,7 @@ fn gen(p: &Path, uid_file: &str, out: &str, extra: &[&str]) -> Run {
         out,
         "--registry",
         "reg.sqlite",
+        "--new-registry",
         "--station",
         "line-1",
         "--operator",
@@ -241,6 +242,7 @@ fn production_orders_cap_issuance() {
             "100",
             "--registry",
             "reg.sqlite",
+            "--new-registry",
         ],
     );
     assert_eq!(r.code, 0, "{r:?}");
@@ -270,6 +272,7 @@ fn production_orders_cap_issuance() {
             "5",
             "--registry",
             "reg.sqlite",
+            "--new-registry",
         ],
     );
     assert_eq!(r.code, 0);
@@ -315,7 +318,13 @@ fn concurrent_generators_never_issue_a_uid_twice() {
                         "-o",
                         &format!("o{round}{i}.csv"),
                     ])
-                    .args(["--registry", "reg.sqlite", "--station", &format!("s{i}")])
+                    .args([
+                        "--registry",
+                        "reg.sqlite",
+                        "--new-registry",
+                        "--station",
+                        &format!("s{i}"),
+                    ])
                     .current_dir(p)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -386,6 +395,7 @@ fn station_activates_a_gang_of_virtual_devices() {
         args.extend([
             "--registry",
             "reg.sqlite",
+            "--new-registry",
             "--once",
             "--wait",
             "20",
@@ -505,6 +515,7 @@ fn station_refuses_to_start_without_its_log() {
             "thermo",
             "--registry",
             "reg.sqlite",
+            "--new-registry",
             "--once",
             "--log",
             "no-such-dir/station.csv",
