@@ -583,7 +583,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 7 == 0 && v.len() > 64 {
+            if x.is_multiple_of(7) && v.len() > 64 {
                 let from = (x >> 8) as usize % (v.len() - 32);
                 let len = 1 + (x >> 40) as usize % 64;
                 for k in 0..len.min(n - v.len()) {

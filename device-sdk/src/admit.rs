@@ -309,12 +309,12 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_sentence() {
-        for code in 1..=12u8 {
+        for code in 1..=13u8 {
             let r = Reject::try_from(code).unwrap();
             assert_eq!(r.code(), code);
             assert!(r.text().len() > 20, "{code}");
         }
-        assert!(Reject::try_from(13).is_err());
+        assert!(Reject::try_from(14).is_err());
     }
 
     #[test]

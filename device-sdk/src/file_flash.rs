@@ -82,7 +82,7 @@ impl<const W: usize, const E: usize> FileFlash<W, E> {
     pub fn open(path: &Path, erased: u8) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len() as usize;
-        if len == 0 || len % E != 0 {
+        if len == 0 || !len.is_multiple_of(E) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 std::format!(
@@ -136,7 +136,7 @@ impl<const W: usize, const E: usize> NorFlash for FileFlash<W, E> {
     const ERASE_SIZE: usize = E;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FileFlashError> {
-        if from as usize % E != 0 || to as usize % E != 0 || from > to {
+        if !(from as usize).is_multiple_of(E) || !(to as usize).is_multiple_of(E) || from > to {
             return Err(FileFlashError::NotAligned);
         }
         self.check(from, (to - from) as usize)?;
@@ -149,7 +149,7 @@ impl<const W: usize, const E: usize> NorFlash for FileFlash<W, E> {
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FileFlashError> {
-        if offset as usize % W != 0 || bytes.len() % W != 0 {
+        if !(offset as usize).is_multiple_of(W) || !bytes.len().is_multiple_of(W) {
             return Err(FileFlashError::NotAligned);
         }
         self.check(offset, bytes.len())?;

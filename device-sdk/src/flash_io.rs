@@ -130,19 +130,21 @@ impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
         if F::READ_SIZE != 1 {
             return Err(FlashIoError::Geometry("READ_SIZE must be 1"));
         }
-        if S == 0 || S % F::WRITE_SIZE != 0 {
+        if S == 0 || !S.is_multiple_of(F::WRITE_SIZE) {
             return Err(FlashIoError::Geometry(
                 "the buffer must be a multiple of the write size",
             ));
         }
-        if target.start as usize % F::ERASE_SIZE != 0 || target.len as usize % F::ERASE_SIZE != 0 {
+        if !(target.start as usize).is_multiple_of(F::ERASE_SIZE)
+            || !(target.len as usize).is_multiple_of(F::ERASE_SIZE)
+        {
             return Err(FlashIoError::Geometry(
                 "the target slot must start and end on a sector boundary",
             ));
         }
-        if w.flushed as usize % F::WRITE_SIZE != 0
+        if !(w.flushed as usize).is_multiple_of(F::WRITE_SIZE)
             || w.flushed > target.len
-            || (w.erased_to == w.flushed && w.flushed as usize % F::ERASE_SIZE != 0)
+            || (w.erased_to == w.flushed && !(w.flushed as usize).is_multiple_of(F::ERASE_SIZE))
         {
             return Err(FlashIoError::Geometry(
                 "resume point is not a written sector boundary",

@@ -247,8 +247,8 @@ impl Journal {
                 "journal sectors must hold at least three records",
             ));
         }
-        if region.start as usize % e != 0
-            || region.len as usize % e != 0
+        if !(region.start as usize).is_multiple_of(e)
+            || !(region.len as usize).is_multiple_of(e)
             || region.len as usize / e < 2
         {
             return Err(JournalError::Geometry(

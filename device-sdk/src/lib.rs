@@ -24,7 +24,8 @@
 //!   (test `updater_tests::ram_of_the_two_profiles`).
 //! - With the `std` feature: [`sim::SimFlash`] (NOR rules, counters, power cuts and torn
 //!   operations, for tests) and [`file_flash::FileFlash`] (the Linux port's file-backed flash,
-//!   used by the `bluesphere-device` virtual device).
+//!   used by the `bluesphere-device` virtual device), and [`linux`]: a whole device in a
+//!   folder (identity, keys, exclusive lock, activation store, install and serve loops).
 #![no_std]
 #![cfg_attr(
     not(test),
@@ -37,6 +38,8 @@ mod admit;
 pub mod file_flash;
 mod flash_io;
 pub mod journal;
+#[cfg(feature = "std")]
+pub mod linux;
 pub mod serve;
 #[cfg(feature = "std")]
 pub mod sim;

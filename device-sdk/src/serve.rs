@@ -90,7 +90,9 @@ fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'static> {
         UpdateError::Incomplete { received, .. } => err(Status::Incomplete, 0, received),
         UpdateError::TargetHash => err(Status::TargetHash, 0, 0),
         UpdateError::Patch(_) | UpdateError::OutOfRange => err(Status::CorruptPayload, 0, 0),
-        UpdateError::Flash(_) | UpdateError::Layout(_) => err(Status::FlashError, 0, 0),
+        UpdateError::Flash(_) | UpdateError::Layout(_) | UpdateError::NoValidImage => {
+            err(Status::FlashError, 0, 0)
+        }
     }
 }
 

@@ -235,7 +235,7 @@ impl<const W: usize, const E: usize> NorFlash for SimFlash<W, E> {
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
-        if offset as usize % W != 0 || bytes.len() % W != 0 {
+        if !(offset as usize).is_multiple_of(W) || !bytes.len().is_multiple_of(W) {
             return Err(SimError::NotAligned);
         }
         let r = self.range(offset, bytes.len())?;

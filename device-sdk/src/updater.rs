@@ -106,6 +106,9 @@ pub struct Status {
     pub boot_slot: u8,
     /// Tag of the package in progress (receiving..testing).
     pub tag: Option<[u8; 8]>,
+    /// The slot whose image failed validation at the last [`Updater::boot`] (its size and
+    /// SHA-256 did not match its trailer), when the device fell back to the other image.
+    pub fell_back_from: Option<u8>,
 }
 
 /// Accepted by [`Updater::begin`].
@@ -133,7 +136,7 @@ pub enum UpdateError<E: core::fmt::Debug> {
     #[error("the payload writes outside the update slot")]
     OutOfRange,
     /// Not possible in the current phase.
-    #[error("not possible while the update is {0:?}")]
+    #[error("not possible in phase `{}` ({})", .0.name(), .0.text())]
     Busy(UpdatePhase),
     /// `write`/`finish` without a `begin`.
     #[error("no update in progress: begin first")]
@@ -161,6 +164,10 @@ pub enum UpdateError<E: core::fmt::Debug> {
     /// The layout does not suit the flash.
     #[error("flash layout: {0}")]
     Layout(&'static str),
+    /// Neither slot holds an image that matches its trailer: nothing can run. The device
+    /// stays in its updater and takes a full image.
+    #[error("no valid image in either slot (damaged or never installed): send a full image")]
+    NoValidImage,
 }
 
 impl<E: core::fmt::Debug> From<FlashIoError<E>> for UpdateError<E> {
@@ -267,6 +274,8 @@ pub struct Updater<
     rec: Record,
     ws: &'a mut Workspace<S, LT, W, PT, HT>,
     session: Option<Session>,
+    /// Set by [`Updater::boot`] when the image it should run was invalid.
+    fell_back_from: Option<u8>,
     /// Test-only planted bug: skip the swap record after this (sector, step).
     #[cfg(test)]
     pub(crate) skip_record: Option<(u32, u8)>,
@@ -322,6 +331,7 @@ where
             rec: last.unwrap_or(Record::IDLE),
             ws,
             session: None,
+            fell_back_from: None,
             #[cfg(test)]
             skip_record: None,
         })
@@ -432,6 +442,15 @@ where
         Ok(ImageInfo::decode(&t).filter(|i| i.size <= self.capacity()))
     }
 
+    /// Whether a slot holds an image whose bytes match its trailer (size and SHA-256), as
+    /// MCUboot validates its primary slot.
+    pub fn slot_valid(&mut self, slot: u8) -> Result<bool, UpdateError<F::Error>> {
+        let Some(info) = self.image_info(slot)? else {
+            return Ok(false);
+        };
+        Ok(self.hash_slot(slot, info.size)? == info.sha256)
+    }
+
     /// SHA-256 of the first `len` bytes of a slot, as they are in flash.
     pub fn hash_slot(&mut self, slot: u8, len: u32) -> Result<[u8; 32], UpdateError<F::Error>> {
         let r = self.slot(slot).sub(0, len).ok_or(UpdateError::OutOfRange)?;
@@ -460,6 +479,7 @@ where
             total,
             boot_slot: self.boot_slot(),
             tag,
+            fell_back_from: self.fell_back_from,
         }
     }
 
@@ -543,6 +563,15 @@ where
         let mut tag = [0u8; 8];
         tag.copy_from_slice(&digest[..8]);
 
+        if let (PayloadKind::Delta, Some(i)) = (c.kind, info) {
+            // The trailer matched the delta's base; the bytes must too (damaged flash).
+            if self.hash_slot(running, i.size)? != i.sha256 {
+                return Err(UpdateError::Rejected(Rejection {
+                    reason: Reject::InstalledCorrupt,
+                    component: 0,
+                }));
+            }
+        }
         let payload_len = u32::try_from(c.payload_size).map_err(|_| unsupported)?;
         let delta = c.codec == Codec::Bsd3;
         let source = if c.kind == PayloadKind::Delta {
@@ -655,7 +684,7 @@ where
             }
             self.ws.writer.reset(at, erased);
         } else {
-            if r.a != r.b || r.b % F::ERASE_SIZE as u32 != 0 || r.b > s.payload_len {
+            if r.a != r.b || !r.b.is_multiple_of(F::ERASE_SIZE as u32) || r.b > s.payload_len {
                 return false;
             }
             self.ws.writer.reset(r.b, erased);
@@ -873,8 +902,45 @@ where
     }
 
     /// The boot step (call first thing at every start): installs a pending update, finishes
-    /// an interrupted swap, reverts an image that did not confirm. Returns the slot to run.
+    /// an interrupted swap, reverts an image that did not confirm, then validates the image
+    /// to run (size and SHA-256 against its trailer). If that image is damaged and the other
+    /// slot's is valid, the device falls back to it (A/B: one record; swap: swaps it in) and
+    /// [`Status::fell_back_from`] says so. Returns the slot to run, or
+    /// [`UpdateError::NoValidImage`].
     pub fn boot(&mut self) -> Result<u8, UpdateError<F::Error>> {
+        self.fell_back_from = None;
+        self.step_state_machine()?;
+        let slot = self.boot_slot();
+        if self.slot_valid(slot)? {
+            return Ok(slot);
+        }
+        let other = 1 - slot;
+        if !self.slot_valid(other)? {
+            return Err(UpdateError::NoValidImage);
+        }
+        match self.cfg.layout.mode {
+            SlotMode::AB => {
+                let rec = Record {
+                    active: other,
+                    ..self.with_phase(Phase::Reverted)
+                };
+                self.append(rec)?;
+            }
+            SlotMode::Swap { .. } => {
+                let n = self.swap_count()?;
+                let rec = Record {
+                    b: n,
+                    ..self.with_phase(Phase::Reverting)
+                };
+                self.append(rec)?;
+                self.run_swap()?;
+            }
+        }
+        self.fell_back_from = Some(slot);
+        Ok(self.boot_slot())
+    }
+
+    fn step_state_machine(&mut self) -> Result<(), UpdateError<F::Error>> {
         self.session = None;
         let swap = matches!(self.cfg.layout.mode, SlotMode::Swap { .. });
         match self.rec.phase {
@@ -907,7 +973,7 @@ where
             }
             _ => {}
         }
-        Ok(self.boot_slot())
+        Ok(())
     }
 
     /// Sectors to swap: those holding either image, plus the trailer sector.
@@ -985,7 +1051,10 @@ where
 fn check_layout<F: NorFlash>(l: &Layout, capacity: usize) -> Result<(), UpdateError<F::Error>> {
     let e = F::ERASE_SIZE as u64;
     let w = F::WRITE_SIZE;
-    if w > CHUNK || CHUNK % w != 0 || (e as usize) < TRAILER_LEN.div_ceil(w) * w || e < CHUNK as u64
+    if w > CHUNK
+        || !CHUNK.is_multiple_of(w)
+        || (e as usize) < TRAILER_LEN.div_ceil(w) * w
+        || e < CHUNK as u64
     {
         return Err(UpdateError::Layout(
             "write size must divide 256 and sectors be at least 256 bytes",

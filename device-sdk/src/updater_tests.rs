@@ -588,3 +588,70 @@ fn probe(
         up.confirm().unwrap();
     }
 }
+
+/// Issue 14, class 2: the boot step checks the image it is about to run against its trailer
+/// and falls back to the other slot's valid image (A/B: the other bank; swap: swapped in);
+/// with none valid it refuses to run anything. A delta is refused when its base's bytes no
+/// longer match (the trailer alone would have passed).
+#[test]
+fn boot_validates_the_image_and_falls_back() {
+    for swap in [true, false] {
+        let mut d = Dev::new(fixture(), swap, 1);
+        let keys = [d.fx.key];
+        let l = d.layout();
+        let (old, new, pkg) = (d.fx.old.clone(), d.fx.new.clone(), d.fx.pkg.clone());
+        {
+            let mut up: Up<'_> = Updater::open(&mut d.flash, cfg(&keys, l, ID), ws()).unwrap();
+            install(&mut up, &pkg, 1000).unwrap();
+            let slot = up.boot().unwrap();
+            assert_eq!(up.status().fell_back_from, None);
+            up.confirm().unwrap();
+            assert_eq!(
+                up.hash_slot(slot, new.len() as u32).unwrap(),
+                sha2_digest(&new)
+            );
+        }
+        // One flipped bit in the running image.
+        let running = if swap { 0 } else { 1 };
+        let at = l.slots[running].start as usize + 100;
+        d.flash.mem_mut()[at] ^= 0x10;
+        let mut up: Up<'_> = Updater::open(&mut d.flash, cfg(&keys, l, ID), ws()).unwrap();
+        let slot = up.boot().unwrap();
+        let st = up.status();
+        assert_eq!(st.fell_back_from, Some(running as u8), "swap={swap}");
+        assert_eq!(st.phase, UpdatePhase::Reverted, "swap={swap}");
+        assert_eq!(
+            up.hash_slot(slot, old.len() as u32).unwrap(),
+            sha2_digest(&old),
+            "swap={swap}: the previous image runs"
+        );
+        assert!(up.slot_valid(slot).unwrap());
+        // A delta made from the image now running applies; but first damage it too: neither
+        // slot is valid, nothing runs.
+        let (flash, _) = up.into_parts();
+        flash.mem_mut()[l.slots[slot as usize].start as usize + 7] ^= 1;
+        let mut up: Up<'_> = Updater::open(flash, cfg(&keys, l, ID), ws()).unwrap();
+        assert_eq!(up.boot(), Err(UpdateError::NoValidImage), "swap={swap}");
+    }
+}
+
+#[test]
+fn a_delta_on_damaged_flash_is_refused_before_anything_is_erased() {
+    let mut d = Dev::new(fixture(), true, 1);
+    let keys = [d.fx.key];
+    let l = d.layout();
+    let pkg = d.fx.pkg.clone();
+    d.flash.mem_mut()[l.slots[0].start as usize + 5] ^= 0x80;
+    let before = d.flash.mem().to_vec();
+    let mut up: Up<'_> = Updater::open(&mut d.flash, cfg(&keys, l, ID), ws()).unwrap();
+    let (h, m, s, _) = split(&pkg);
+    assert_eq!(
+        up.begin(&h, &m, &s),
+        Err(UpdateError::Rejected(Rejection {
+            reason: Reject::InstalledCorrupt,
+            component: 0
+        }))
+    );
+    let (flash, _) = up.into_parts();
+    assert_eq!(flash.mem(), &before[..], "nothing written");
+}

@@ -88,7 +88,7 @@ pub fn parse_uid(cell: &str) -> Result<Vec<u8>, String> {
     if let Some(bad) = hex.chars().find(|ch| !ch.is_ascii_hexdigit()) {
         return Err(format!("{bad:?} is not a hex digit in {cell:?}"));
     }
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in {cell:?}"));
     }
     let uid = hex::decode(&hex).map_err(|e| e.to_string())?;

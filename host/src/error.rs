@@ -90,7 +90,9 @@ impl HostError {
                 RefuseReason::WrongHardware => "wrong-hardware",
                 RefuseReason::TooLarge => "too-large",
                 RefuseReason::Rollback => "rollback",
-                RefuseReason::WrongBase | RefuseReason::NotInstalled => "wrong-base",
+                RefuseReason::WrongBase
+                | RefuseReason::NotInstalled
+                | RefuseReason::InstalledCorrupt => "wrong-base",
                 _ => "refused",
             },
             HostError::Busy { .. } => "device-busy",

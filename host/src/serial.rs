@@ -187,3 +187,78 @@ impl Connector for SerialConnector {
         SerialLink::open(&self.resolve(address)?, self.baud)
     }
 }
+
+/// The device end of a serial line as an `embedded_io` byte link (what a device's UART
+/// driver gives its server): reads time out as idle polls (0 bytes) and are throttled to the
+/// baud rate, as a UART delivers them (a pseudo-terminal alone has no line rate).
+pub struct UartPort {
+    port: Box<dyn SerialPort>,
+    bytes_per_sec: f64,
+    start: Instant,
+    taken: f64,
+}
+
+impl std::fmt::Debug for UartPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UartPort")
+            .field("bytes_per_sec", &self.bytes_per_sec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UartPort {
+    /// Open `path` at `baud` (8N1: baud / 10 bytes per second).
+    pub fn open(path: &str, baud: u32) -> Result<Self, HostError> {
+        let port = serialport::new(path, baud)
+            .timeout(READ_SLICE)
+            .open()
+            .map_err(|e| port_error(path, e))?;
+        Ok(Self {
+            port,
+            bytes_per_sec: f64::from(baud.max(10)) / 10.0,
+            start: Instant::now(),
+            taken: 0.0,
+        })
+    }
+}
+
+impl embedded_io::ErrorType for UartPort {
+    type Error = std::io::Error;
+}
+
+impl embedded_io::Read for UartPort {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+        let allowed = self.start.elapsed().as_secs_f64() * self.bytes_per_sec - self.taken;
+        if allowed < 1.0 {
+            std::thread::sleep(Duration::from_micros(500));
+            return Ok(0);
+        }
+        let n = (allowed as usize).clamp(1, buf.len().max(1));
+        let Some(b) = buf.get_mut(..n) else {
+            return Ok(0);
+        };
+        match self.port.read(b) {
+            Ok(k) => {
+                self.taken += k as f64;
+                Ok(k)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                // An idle line does not bank credit.
+                self.taken = self
+                    .taken
+                    .max(self.start.elapsed().as_secs_f64() * self.bytes_per_sec - 64.0);
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl embedded_io::Write for UartPort {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
+        self.port.write(buf)
+    }
+    fn flush(&mut self) -> Result<(), std::io::Error> {
+        self.port.flush()
+    }
+}

@@ -141,12 +141,13 @@ pub fn firmware_pair() -> (PathBuf, PathBuf, &'static str) {
     )
 }
 
-/// Run `bluesphere-device --flash DIR/dev ARGS`.
+/// Run `bluesphere-device --flash DIR/dev ARGS` in `DIR`.
 pub fn device(dir: &Path, args: &[&str]) -> Run {
     Command::new(bin("bluesphere-device"))
         .arg("--flash")
         .arg(dir.join("dev"))
         .args(args)
+        .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run bluesphere-device: {e}"))
         .into()

@@ -443,14 +443,24 @@ fn station_activates_a_gang_of_virtual_devices() {
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(fs::read(p.join("d1/activation.bin")).unwrap().len(), 80);
-    let st: Run = Command::new(bin("bluesphere-device"))
-        .arg("--flash")
-        .arg(p.join("d2"))
-        .args(["--json", "status"])
-        .output()
-        .unwrap()
-        .into();
+    let status = || -> Run {
+        Command::new(bin("bluesphere-device"))
+            .arg("--flash")
+            .arg(p.join("d2"))
+            .args(["--json", "status"])
+            .output()
+            .unwrap()
+            .into()
+    };
+    // One process per device: while d2 serves, another command is told it is busy.
+    let st = status();
+    assert_eq!(st.code, 7, "{st:?}");
+    assert_eq!(st.json()["error"]["kind"], "device-busy");
+    s2.kill().unwrap();
+    s2.wait().unwrap();
+    let st = status();
     assert_eq!(st.json()["activation"]["valid"], true, "{st:?}");
+    let mut s2 = serve(p, "d2", &b.device);
     // Again: already activated, nothing new in the registry.
     let r = station(&[&a.host, &b.host]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -593,3 +593,242 @@ fn helpers_see_every_change() {
     fs::write(p.join("sub/x"), "1").unwrap();
     assert_ne!(snapshot(p), a);
 }
+
+/// Run `bluesphere-device --json --flash DIR/dev ARGS` and check that it failed with `code`,
+/// `kind` and `words`, and that nothing under `DIR` changed.
+fn device_refused(dir: &Path, args: &[&str], code: i32, kind: &str, words: &[&str]) {
+    let before = snapshot(dir);
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let r = bluesphere_tests::device(dir, &a);
+    assert_eq!(r.code, code, "{args:?}: {r:?}");
+    let j = r.json();
+    assert_eq!(j["error"]["kind"], kind, "{args:?}: {r:?}");
+    let m = j["error"]["message"].as_str().unwrap_or("");
+    for w in words {
+        assert!(m.contains(w), "{args:?}: {w:?} not in {m}");
+    }
+    assert_eq!(snapshot(dir), before, "{args:?} changed a file");
+}
+
+/// A virtual device (`DIR/dev`) with the old image, trusting `k.pub.pem`.
+fn device_with_old(p: &Path, mode: &str) {
+    let r = bluesphere_tests::device(
+        p,
+        &[
+            "init",
+            "--product",
+            "generic",
+            "--hardware",
+            "any",
+            "--key",
+            "k.pub.pem",
+            "--image",
+            "old.bin",
+            "--version",
+            "1.0.0",
+            "--mode",
+            mode,
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Class 1: a device is one process at a time.
+#[test]
+fn class1_one_process_per_device() {
+    let d = setup();
+    let p = d.path();
+    device_with_old(p, "swap");
+    let cable = bluesphere_tests::PtyCable::new();
+    let mut serving = std::process::Command::new(bluesphere_tests::bin("bluesphere-device"))
+        .arg("--flash")
+        .arg(p.join("dev"))
+        .args(["serve", "--port", &cable.device])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the server holds the device.
+    let t0 = std::time::Instant::now();
+    while bluesphere_tests::device(p, &["status"]).code == 0 {
+        assert!(t0.elapsed().as_secs() < 20, "serve never took the device");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pkg = p.join("p.bsp");
+    for a in [
+        vec!["install", pkg.to_str().unwrap()],
+        vec!["boot"],
+        vec!["confirm"],
+        vec!["status"],
+    ] {
+        device_refused(
+            p,
+            &a,
+            7,
+            "device-busy",
+            &["device busy", "one process at a time"],
+        );
+    }
+    serving.kill().unwrap();
+    serving.wait().unwrap();
+    // The lock goes with the process (also on kill -9).
+    let r = bluesphere_tests::device(p, &["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Class 2: the device checks the image it runs; a failed init leaves nothing.
+#[test]
+fn class2_no_device_boots_an_image_it_has_not_checked() {
+    let d = setup();
+    let p = d.path();
+    let flip = |slot_start: u64| {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p.join("dev/flash.bin"))
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, slot_start + 1000).unwrap();
+        b[0] ^= 0x04;
+        f.write_all_at(&b, slot_start + 1000).unwrap();
+    };
+    for mode in ["swap", "ab"] {
+        let _ = fs::remove_dir_all(p.join("dev"));
+        device_with_old(p, mode);
+        // Only the factory image, damaged: status says so, nothing boots, a delta is refused.
+        flip(0);
+        let s = bluesphere_tests::device(p, &["--json", "status"]).json();
+        assert_eq!(s["running"]["intact"], false, "{s}");
+        device_refused(
+            p,
+            &["boot"],
+            7,
+            "no-valid-image",
+            &["no valid image", "full image"],
+        );
+        let pkg = p.join("p.bsp");
+        device_refused(
+            p,
+            &["install", pkg.to_str().unwrap()],
+            5,
+            "installed-corrupt",
+            &["full image"],
+        );
+        flip(0);
+        // Updated and confirmed: the old image stays in the other slot. Damage the running
+        // one: boot falls back to the old image and says so.
+        let r = bluesphere_tests::device(p, &["install", pkg.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{mode}: {r:?}");
+        assert_eq!(bluesphere_tests::device(p, &["boot"]).code, 0);
+        assert_eq!(bluesphere_tests::device(p, &["confirm"]).code, 0);
+        let s = bluesphere_tests::device(p, &["--json", "status"]).json();
+        assert_eq!(s["running"]["version"], "1.1.0");
+        let dev_json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(p.join("dev/device.json")).unwrap()).unwrap();
+        let running_start = if mode == "ab" {
+            dev_json["slot_size"].as_u64().unwrap()
+        } else {
+            0
+        };
+        flip(running_start);
+        let r = bluesphere_tests::device(p, &["--json", "boot"]);
+        assert_eq!(r.code, 0, "{mode}: {r:?}");
+        let b = r.json();
+        assert!(b["fell_back_from"].is_u64(), "{mode}: {b}");
+        assert_eq!(b["running"]["version"], "1.0.0", "{mode}: {b}");
+        assert_eq!(b["running"]["intact"], true, "{mode}: {b}");
+        let r = bluesphere_tests::device(p, &["boot"]);
+        assert!(r.stdout.contains("booted"), "{r:?}");
+    }
+    // A failed init leaves nothing behind: slot smaller than the image, hostile sizes.
+    let _ = fs::remove_dir_all(p.join("dev"));
+    let init = |extra: &[&'static str]| {
+        let mut v = vec![
+            "init",
+            "--product",
+            "generic",
+            "--hardware",
+            "any",
+            "--key",
+            "k.pub.pem",
+            "--image",
+            "old.bin",
+            "--version",
+            "1.0.0",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    device_refused(
+        p,
+        &init(&["--slot-size", "8192"]),
+        2,
+        "usage",
+        &["does not fit"],
+    );
+    device_refused(
+        p,
+        &init(&["--slot-size", "2147483648"]),
+        2,
+        "usage",
+        &["at most"],
+    );
+    device_refused(
+        p,
+        &init(&["--slot-size", "1000"]),
+        2,
+        "usage",
+        &["multiple of 4096"],
+    );
+    assert!(!p.join("dev").exists());
+}
+
+/// Class 9 (device side): keys, outputs and exit codes that say what happened.
+#[test]
+fn class9_device_errors_say_what_happened() {
+    let d = setup();
+    let p = d.path();
+    let init = |key: &'static str| {
+        vec![
+            "init",
+            "--product",
+            "generic",
+            "--hardware",
+            "any",
+            "--key",
+            key,
+            "--image",
+            "old.bin",
+            "--version",
+            "1.0.0",
+        ]
+    };
+    // A private key is never copied into the device.
+    device_refused(p, &init("k.pem"), 6, "key", &["private key", "public keys"]);
+    assert!(!p.join("dev").exists());
+    device_refused(p, &["status"], 7, "no-device", &["no device"]);
+    device_with_old(p, "swap");
+    device_refused(
+        p,
+        &[
+            "read-image",
+            "-o",
+            p.join("dev/flash.bin").to_str().unwrap(),
+        ],
+        2,
+        "output-conflict",
+        &["flash.bin"],
+    );
+    device_refused(p, &["confirm"], 7, "wrong-phase", &["idle"]);
+    fs::write(p.join("junk.bsp"), b"BSPK junk").unwrap();
+    let junk = p.join("junk.bsp");
+    device_refused(
+        p,
+        &["install", junk.to_str().unwrap()],
+        3,
+        "bad-package",
+        &["junk.bsp"],
+    );
+}

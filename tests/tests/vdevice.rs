@@ -246,7 +246,7 @@ fn unconfirmed_image_is_reverted_and_refusals_change_nothing() {
         assert_eq!(b["running"]["version"], "1.0.0");
         assert_eq!(b["running"]["intact"], true);
         let r = device(p, &["--json", "confirm"]);
-        assert_eq!(r.code, 3);
-        assert_eq!(r.json()["error"]["kind"], "busy");
+        assert_eq!(r.code, 7);
+        assert_eq!(r.json()["error"]["kind"], "wrong-phase");
     }
 }

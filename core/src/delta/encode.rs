@@ -486,7 +486,7 @@ fn plan(
             chain_depth(lz.new.len())
         };
         let step = (literal_run / 64).clamp(1, 8);
-        if step > 1 && literal_run % step != 0 {
+        if step > 1 && !literal_run.is_multiple_of(step) {
             items.push(Item::Lit);
             i += 1;
             literal_run += 1;

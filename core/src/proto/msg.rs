@@ -176,6 +176,9 @@ wire_enum! {
         /// The package's components do not match this device's slots (the updater takes one
         /// component, named as the device's image).
         Unsupported = 12 => ("unsupported", "the package's components do not match this device's slots"),
+        /// A delta whose base, the installed image, no longer matches its recorded SHA-256
+        /// (damaged flash): only a full image can repair it.
+        InstalledCorrupt = 13 => ("installed-corrupt", "the installed image no longer matches its recorded SHA-256 (damaged flash); send a full image"),
     }
 }
 
