@@ -145,7 +145,8 @@ impl ImageError {
 /// Largest address span accepted (the format's limit).
 const MAX_SPAN: u64 = u32::MAX as u64;
 
-/// Largest gap between two segments that is filled with 0xFF; farther apart is an error.
+/// Largest gap between two segments that is filled with 0xFF; farther apart is an error (as
+/// is more fill in all than the larger of this and the data itself).
 pub const MAX_GAP: u64 = 1 << 20;
 
 /// How to read an image.
@@ -304,10 +305,13 @@ fn join(segments: Vec<Segment>, range: Option<Range<u64>>) -> Result<(u64, Vec<u
         .windows(2)
         .map(|w| w[1].address - w[0].range().end)
         .collect();
-    if gaps.iter().any(|&g| g > MAX_GAP) {
+    // Small gaps are filled, but never more fill than data (many small gaps add up).
+    let data_len: u64 = segments.iter().map(|s| s.data.len() as u64).sum();
+    let fill: u64 = gaps.iter().sum();
+    if gaps.iter().any(|&g| g > MAX_GAP) || fill > MAX_GAP.max(data_len) {
         return Err(ImageError::FarApart {
             segments: SegmentList(segments.iter().map(Segment::range).collect()),
-            gap: gaps.iter().sum(),
+            gap: fill,
         });
     }
     let mut data = vec![0xFFu8; span as usize];
@@ -664,6 +668,23 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ImageError::EmptyRange { .. }), "{e}");
         assert_eq!(segments(f.as_bytes()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn many_small_gaps_do_not_add_up_to_a_huge_image() {
+        // 64 one-byte records 512 KiB apart: each gap is small, the fill (32 MiB) is not.
+        let mut recs = Vec::new();
+        for i in 0..64u32 {
+            let a = i * (512 << 10);
+            recs.push(ihex::Record::ExtendedLinearAddress((a >> 16) as u16));
+            recs.push(ihex::Record::Data {
+                offset: a as u16,
+                value: vec![i as u8],
+            });
+        }
+        recs.push(ihex::Record::EndOfFile);
+        let e = load(hex_of(&recs).as_bytes(), None).unwrap_err();
+        assert!(matches!(e, ImageError::FarApart { .. }), "{e}");
     }
 
     #[test]

@@ -118,8 +118,10 @@ pub fn root() -> PathBuf {
 }
 
 /// A real firmware pair from the public corpus (SeaBIOS 1.16.2 -> 1.16.3, fetched by
-/// `scripts/fetch_fixtures.sh`), or the synthetic sample images when it was not fetched
-/// (unless `BLUESPHERE_REQUIRE_FIXTURES=1`). Returns (old, new, description).
+/// `scripts/fetch_fixtures.sh`), or, when it was not fetched (no network), a generated pair
+/// of the same character: a 256 KiB image and its next version whose delta is about 20 KB,
+/// large enough for the kill tests to land in the transfer and in the swap (unless
+/// `BLUESPHERE_REQUIRE_FIXTURES=1`). Returns (old, new, description).
 pub fn firmware_pair() -> (PathBuf, PathBuf, &'static str) {
     let d = root().join("target/fixtures/seabios");
     if d.join("old.bin").exists() && d.join("new.bin").exists() {
@@ -133,12 +135,26 @@ pub fn firmware_pair() -> (PathBuf, PathBuf, &'static str) {
         std::env::var("BLUESPHERE_REQUIRE_FIXTURES").as_deref() != Ok("1"),
         "run scripts/fetch_fixtures.sh first"
     );
-    eprintln!("note: corpus pair not fetched (scripts/fetch_fixtures.sh); using the sample images");
-    (
-        root().join("assets/sample-v1.0.0.bin"),
-        root().join("assets/sample-v1.1.0.bin"),
-        "synthetic sample",
-    )
+    let d = root().join("target/fixtures/synthetic");
+    let (old, new) = (d.join("old.bin"), d.join("new.bin"));
+    if !(old.exists() && new.exists()) {
+        use bluesphere_core::testkit::{evolve, firmware};
+        let a = firmware(1163, 256 * 1024);
+        let mut b = evolve(&a, 1163);
+        // A rewritten module: 16 KiB of new code the delta must carry.
+        let fresh = firmware(1164, 16 * 1024);
+        let at = 64 * 1024;
+        b[at..at + fresh.len()].copy_from_slice(&fresh);
+        std::fs::create_dir_all(&d).unwrap();
+        // Several test binaries may get here at once: write aside, then rename.
+        let tag = format!("{}-{:?}", std::process::id(), std::thread::current().id());
+        for (path, bytes) in [(&old, &a), (&new, &b)] {
+            let tmp = d.join(format!(".{tag}.{}.tmp", path.display().to_string().len()));
+            std::fs::write(&tmp, bytes).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
+    }
+    (old, new, "synthetic 256 KiB pair (corpus pair not fetched)")
 }
 
 /// Run `bluesphere-device --flash DIR/dev ARGS` in `DIR`.
