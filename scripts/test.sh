@@ -3,8 +3,13 @@
 # and a short fuzz smoke run. CI (.ci/run) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --with-driver
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== Studio frontend: install, type-check, lint, unit tests, build"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm run lint && npm test && npm run build)
+echo "== TypeScript bindings generated from the Rust types are up to date"
+bash scripts/bindings.sh --check
 
 echo "== fmt, clippy"
 cargo fmt --all -- --check
@@ -23,6 +28,9 @@ else
 fi
 cargo build -q --workspace --bins
 cargo test -q --workspace -- --skip sweep::power_cut_sweep
+
+echo "== Studio in a real window (Xvfb + WebDriver)"
+cargo test -q -p bluesphere-tests --test studio -- --ignored --nocapture
 
 echo "== power-cut sweep (device SDK)"
 cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --nocapture

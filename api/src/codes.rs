@@ -20,6 +20,7 @@ use crate::{Error, ErrorKind};
 
 /// Feature bits and expiry of a code.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct TermsRequest {
     /// Feature bits.
     pub features: u32,
@@ -32,6 +33,7 @@ pub struct TermsRequest {
 
 /// Who issues, for the audit log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Who {
     /// Registry file (default: [`registry::default_path`]).
     pub registry: Option<PathBuf>,
@@ -139,6 +141,7 @@ fn line_errors(what: &str, errors: &[LineError]) -> String {
 /// Where the UIDs come from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "from", content = "value", rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum UidSource {
     /// A file (hex, one per line, or a CSV with a `uid` column).
     File(PathBuf),
@@ -148,6 +151,7 @@ pub enum UidSource {
 
 /// `codes gen`: one code per chip UID, recorded in the registry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct CodesGenRequest {
     /// Signing key.
     pub key: PathBuf,
@@ -171,6 +175,7 @@ pub struct CodesGenRequest {
 
 /// What `codes gen` issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct CodesGenReport {
     /// Always true.
     pub ok: bool,

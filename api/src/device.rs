@@ -1,11 +1,13 @@
 //! Device jobs over a transport: list, info, push, confirm, revert, reboot.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bluesphere_core::proto::{Phase, PushConfig, Request, Response, PROTO_VERSION};
 use bluesphere_host::driver::{self, DeviceSummary, PushOptions};
 use bluesphere_host::serial::SerialConnector;
-use bluesphere_host::{Address, Connector, DeviceEntry, WallClock};
+pub use bluesphere_host::DeviceEntry;
+use bluesphere_host::{Address, Connector, WallClock};
 use serde::{Deserialize, Serialize};
 
 use crate::package::load_package;
@@ -14,6 +16,7 @@ use crate::{Error, ErrorKind};
 
 /// How to reach a device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Target {
     /// Where.
     pub address: Address,
@@ -28,6 +31,7 @@ pub fn devices() -> Result<Vec<DeviceEntry>, Error> {
 
 /// One image as a device reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ImageReport {
     /// Slot.
     pub slot: u8,
@@ -47,6 +51,7 @@ pub struct ImageReport {
 
 /// Progress of the device's update.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct DeviceProgress {
     /// Done.
     pub done: u32,
@@ -56,6 +61,7 @@ pub struct DeviceProgress {
 
 /// Who a device is and what it runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct InfoReport {
     /// Product.
     pub product: String,
@@ -113,6 +119,7 @@ pub fn info(target: &Target) -> Result<InfoReport, Error> {
 
 /// `push`: send a package to a device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PushRequest {
     /// Package file.
     pub package: std::path::PathBuf,
@@ -128,6 +135,7 @@ pub struct PushRequest {
 
 /// What a push did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PushReport {
     /// Always true.
     pub ok: bool,
@@ -237,6 +245,7 @@ fn host_event(e: driver::Event) -> Event {
 /// A one-request action on a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum Action {
     /// The trial image is good: keep it.
     Confirm,
@@ -248,6 +257,7 @@ pub enum Action {
 
 /// What an action did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ActionReport {
     /// Always true.
     pub ok: bool,
@@ -304,5 +314,118 @@ pub fn act(target: &Target, action: Action) -> Result<ActionReport, Error> {
         ok: true,
         action,
         phase: phase.name().into(),
+    })
+}
+
+/// `start a virtual device`: a `bluesphere-device` on a pseudo-terminal cable, for trying
+/// the whole flow without hardware.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct VirtualRequest {
+    /// Folder of the device (created with `image` if it holds none).
+    pub dir: PathBuf,
+    /// Factory image for a new device.
+    pub image: PathBuf,
+    /// Public key the new device trusts.
+    pub key: PathBuf,
+    /// Product id of a new device.
+    pub product: String,
+    /// Hardware id of a new device.
+    pub hardware: String,
+    /// Version of the factory image.
+    pub version: String,
+}
+
+/// A running virtual device; dropping it stops the device and the cable.
+#[derive(Debug)]
+pub struct VirtualDevice {
+    /// The port the host side opens.
+    pub port: String,
+    /// The device's folder.
+    pub dir: PathBuf,
+    child: std::process::Child,
+    _cable: bluesphere_host::pty::PtyCable,
+}
+
+impl Drop for VirtualDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `bluesphere-device` program: beside this program's executable, else on `PATH`.
+pub fn device_program() -> PathBuf {
+    let name = "bluesphere-device";
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Create the device if needed, then serve it on a new pseudo-terminal cable.
+pub fn start_virtual(req: &VirtualRequest) -> Result<VirtualDevice, Error> {
+    let program = device_program();
+    let run = |args: &[&std::ffi::OsStr]| -> Result<std::process::Output, Error> {
+        std::process::Command::new(&program)
+            .arg("--flash")
+            .arg(&req.dir)
+            .args(args)
+            .output()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot run {}: {e}", program.display()),
+                )
+                .hint("install bluesphere-device beside this program")
+            })
+    };
+    if !req.dir.join("device.json").exists() {
+        let o = run(&[
+            "--json".as_ref(),
+            "init".as_ref(),
+            "--product".as_ref(),
+            req.product.as_ref(),
+            "--hardware".as_ref(),
+            req.hardware.as_ref(),
+            "--key".as_ref(),
+            req.key.as_os_str(),
+            "--image".as_ref(),
+            req.image.as_os_str(),
+            "--version".as_ref(),
+            req.version.as_ref(),
+        ])?;
+        if !o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::DeviceError,
+                format!(
+                    "the virtual device could not be created: {}",
+                    v["error"]["message"].as_str().unwrap_or("unknown error")
+                ),
+            ));
+        }
+    }
+    let cable = bluesphere_host::pty::PtyCable::open()?;
+    let child = std::process::Command::new(&program)
+        .arg("--flash")
+        .arg(&req.dir)
+        .args(["serve", "--port", &cable.device, "--baud", "921600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot run {}: {e}", program.display()),
+            )
+        })?;
+    Ok(VirtualDevice {
+        port: cable.host.clone(),
+        dir: req.dir.clone(),
+        child,
+        _cable: cable,
     })
 }

@@ -13,6 +13,7 @@ macro_rules! error_kinds {
     ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
         /// What kind of failure, for scripts, exit codes and the Studio.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
         pub enum ErrorKind {
             $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
         }
@@ -134,6 +135,7 @@ impl fmt::Display for ErrorKind {
 
 /// A failed job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Error {
     /// Stable kind.
     pub kind: ErrorKind,
@@ -237,6 +239,27 @@ impl From<HostError> for Error {
         let hint = match &e {
             HostError::NoPort(_) => "check the cable and the list of ports",
             HostError::Timeout { .. } => "check the cable and that the device runs its updater",
+            HostError::Refused { reason, .. } => {
+                use bluesphere_core::proto::RefuseReason as R;
+                match reason {
+                    R::WrongBase | R::NotInstalled => {
+                        "make the delta from the image the device runs now, or push a full image"
+                    }
+                    R::InstalledCorrupt => "push a full image (not a delta) to repair the device",
+                    R::UnknownKey | R::BadSignature => {
+                        "sign the package with a key this device trusts"
+                    }
+                    R::WrongProduct | R::WrongHardware => {
+                        "make the package for this device's product and hardware ids"
+                    }
+                    R::Rollback => "give the new image a security counter at least the device's",
+                    R::TooLarge => "the image does not fit this device's slot: make it smaller",
+                    R::MissingDependency | R::DependencyTooOld => {
+                        "update the component the package depends on first, or put it in the package"
+                    }
+                    _ => "",
+                }
+            }
             _ => "",
         };
         Error::new(ErrorKind::from_name(e.kind()), chain(&e)).hint(hint)

@@ -22,6 +22,7 @@
 //! | confirm / revert / reboot | [`device::act`] |
 
 pub mod codes;
+pub mod compare;
 pub mod device;
 mod error;
 pub mod files;
@@ -32,3 +33,28 @@ mod secrets;
 pub use error::{Error, ErrorKind};
 pub use progress::{Cancel, Event, NoProgress, Progress};
 pub use secrets::{NoSecrets, Passphrase, Purpose, Secrets};
+
+/// What the Studio shows about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct AppInfo {
+    /// Version of the tools.
+    pub version: String,
+    /// The folder of the sample images shipped with the source (`assets/`), when found.
+    pub samples: Option<String>,
+}
+
+/// This version, and the sample images beside the working folder (a source checkout).
+pub fn app_info() -> AppInfo {
+    let samples = std::env::current_dir()
+        .ok()
+        .into_iter()
+        .flat_map(|d| [d.join("assets"), d.join("../assets")])
+        .find(|d| d.join("sample-v1.0.0.bin").is_file())
+        .and_then(|d| d.canonicalize().ok())
+        .map(|d| d.display().to_string());
+    AppInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        samples,
+    }
+}

@@ -22,6 +22,7 @@ use crate::{Error, ErrorKind};
 /// How an image file is read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum InputFormat {
     /// Decide by content.
     #[default]
@@ -36,6 +37,7 @@ pub enum InputFormat {
 
 /// Addresses `start..end` (end exclusive) of a HEX or ELF file to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AddressRange {
     /// First address kept.
     pub start: u64,
@@ -79,6 +81,7 @@ impl std::str::FromStr for AddressRange {
 /// Coding profile of a delta.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum Profile {
     /// Smallest packages (decoder state 61 KiB of RAM).
     #[default]
@@ -156,6 +159,7 @@ pub fn load_publics(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, Error> {
 
 /// `keygen`: a P-256 signing key (PKCS#8 PEM) and its public key (SPKI PEM).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct KeygenRequest {
     /// Private key file to write.
     pub out: PathBuf,
@@ -169,6 +173,7 @@ pub struct KeygenRequest {
 
 /// What `keygen` made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct KeygenReport {
     /// Always true.
     pub ok: bool,
@@ -251,6 +256,7 @@ pub fn keygen(req: &KeygenRequest, secrets: &dyn Secrets) -> Result<KeygenReport
 
 /// `pack`: a signed package, a delta with `old`, else a full image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PackRequest {
     /// New firmware image.
     pub new: PathBuf,
@@ -311,6 +317,7 @@ impl Default for PackRequest {
 
 /// What `pack` made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PackReport {
     /// Always true.
     pub ok: bool,
@@ -461,6 +468,7 @@ pub(crate) fn core_event(e: bluesphere_core::Progress) -> Event {
 
 /// `inspect`: what a package says (structure checked; the signature only with a key).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct InspectRequest {
     /// Package file.
     pub package: PathBuf,
@@ -472,6 +480,7 @@ pub struct InspectRequest {
 /// Whether a package's signature was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum SignatureCheck {
     /// No key was given: the key id is what the package claims, nothing more.
     NotChecked,
@@ -481,6 +490,7 @@ pub enum SignatureCheck {
 
 /// What `inspect` found.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct InspectReport {
     /// What the package says.
     #[serde(flatten)]
@@ -513,6 +523,7 @@ pub fn inspect(req: &InspectRequest) -> Result<InspectReport, Error> {
 
 /// `verify`: signature, payload checksums, and optionally the base image and ids.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct VerifyRequest {
     /// Package file.
     pub package: PathBuf,
@@ -534,6 +545,7 @@ pub struct VerifyRequest {
 
 /// The base image check of `verify`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct BaseMatch {
     /// Component.
     pub component: String,
@@ -545,6 +557,7 @@ pub struct BaseMatch {
 
 /// What `verify` found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct VerifyReport {
     /// Always true.
     pub ok: bool,
@@ -598,6 +611,7 @@ pub fn verify(req: &VerifyRequest) -> Result<VerifyReport, Error> {
 
 /// `apply`: decode a component against the installed image and write the new image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ApplyRequest {
     /// Package file.
     pub package: PathBuf,
@@ -621,6 +635,7 @@ pub struct ApplyRequest {
 
 /// What `apply` wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ApplyReport {
     /// Always true.
     pub ok: bool,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Progress of any job. The CLI draws bars from them; the Studio forwards them to the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum Event {
     /// A named stage started (`read`, `diff`, `sign`, `verify`, `apply`, `write`, `push`...).
     Stage {

@@ -123,6 +123,7 @@ impl Error {
 
 /// What a package says, for `inspect`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PackageInfo {
     /// Format version.
     pub format_version: u16,
@@ -142,6 +143,7 @@ pub struct PackageInfo {
 
 /// One component, for `inspect`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ComponentInfo {
     /// The manifest record.
     #[serde(flatten)]
@@ -154,6 +156,7 @@ pub struct ComponentInfo {
 
 /// Owned copy of a [`Component`].
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct OwnedComponent {
     /// Name.
     pub name: String,

@@ -13,6 +13,7 @@ pub mod codes;
 pub mod driver;
 mod error;
 pub mod link;
+pub mod pty;
 pub mod registry;
 pub mod serial;
 pub mod sim;

@@ -20,6 +20,7 @@ use crate::HostError;
 /// Where a device is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "transport", content = "id", rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum Address {
     /// A serial port by path (`/dev/ttyUSB0`, `COM3`).
     Serial(String),
@@ -103,6 +104,7 @@ impl Clock for WallClock {
 
 /// A device a connector can see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct DeviceEntry {
     /// How to open it.
     pub address: Address,

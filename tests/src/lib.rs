@@ -2,6 +2,8 @@
 //! their exit codes and JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -179,60 +181,24 @@ pub fn run(dir: &Path, prog: &str, args: &[&str]) -> Run {
         .into()
 }
 
-/// Two pseudo-terminal pairs joined by relay threads: a serial cable between a device end
-/// and a host end, both openable by path. The cable stays up while either side's program
-/// is killed and restarted (the relay waits for the slave to be reopened).
+/// A pseudo-terminal serial cable ([`bluesphere_host::pty::PtyCable`]) for tests.
 #[derive(Debug)]
 pub struct PtyCable {
     /// Path the device opens.
     pub device: String,
     /// Path the host opens.
     pub host: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    _cable: bluesphere_host::pty::PtyCable,
 }
 
 impl PtyCable {
     /// Make the cable.
     pub fn new() -> PtyCable {
-        use serialport::{SerialPort, TTYPort};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-        let (mut ma, sa) = TTYPort::pair().unwrap();
-        let (mut mb, sb) = TTYPort::pair().unwrap();
-        let device = sa.name().unwrap();
-        let host = sb.name().unwrap();
-        drop((sa, sb));
-        for m in [&mut ma, &mut mb] {
-            m.set_timeout(std::time::Duration::from_millis(5)).unwrap();
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let a2 = ma.try_clone_native().unwrap();
-        let b2 = mb.try_clone_native().unwrap();
-        for (mut from, mut to) in [(ma, b2), (mb, a2)] {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut buf = [0u8; 4096];
-                while !stop.load(Ordering::Relaxed) {
-                    match from.read(&mut buf) {
-                        Ok(n) if n > 0 => {
-                            let _ = to.write_all(&buf[..n]);
-                        }
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                        // EIO while nobody has the slave open: wait for it.
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                    }
-                }
-            }));
-        }
+        let c = bluesphere_host::pty::PtyCable::open().unwrap();
         PtyCable {
-            device,
-            host,
-            stop,
-            threads,
+            device: c.device.clone(),
+            host: c.host.clone(),
+            _cable: c,
         }
     }
 }
@@ -240,14 +206,5 @@ impl PtyCable {
 impl Default for PtyCable {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for PtyCable {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }

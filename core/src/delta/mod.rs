@@ -133,6 +133,7 @@ pub const DEFAULT_HT_CELLS: usize = Params::BEST.ht_cells();
 /// Coding parameters of a stream (a "profile").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "std", derive(serde::Serialize))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Params {
     /// Literal context bits: how many high bits of the previous byte select a literal table.
     pub lc: u8,
@@ -237,6 +238,7 @@ impl Params {
 /// Parsed stream header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "std", derive(serde::Serialize))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct StreamHeader {
     /// Coding parameters.
     pub params: Params,

@@ -16,6 +16,7 @@ pub const SOURCE_HASH_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "std", derive(serde::Serialize))]
 #[cfg_attr(feature = "std", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum PayloadKind {
     /// The payload encodes the whole target image.
     Full = 0,
@@ -27,6 +28,7 @@ pub enum PayloadKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "std", derive(serde::Serialize))]
 #[cfg_attr(feature = "std", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum Codec {
     /// The target bytes as they are (full images only).
     Stored = 0,

@@ -1,0 +1,193 @@
+//! The Studio's commands: each forwards to the jobs API that the CLI calls too, off the main
+//! thread, with progress through a [`Channel`] and cancel by job id. Errors reach the page as
+//! the API's `{kind, message, hint}`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bluesphere_api::codes::{CodesGenReport, CodesGenRequest};
+use bluesphere_api::compare::{CompareReport, CompareRequest};
+use bluesphere_api::device::{
+    Action, ActionReport, InfoReport, PushReport, PushRequest, Target, VirtualDevice,
+    VirtualRequest,
+};
+use bluesphere_api::package::{
+    InspectReport, InspectRequest, KeygenReport, KeygenRequest, PackReport, PackRequest,
+    VerifyReport, VerifyRequest,
+};
+use bluesphere_api::{Cancel, Error, ErrorKind, Event, NoSecrets, Passphrase, Progress, Secrets};
+use tauri::ipc::Channel;
+use tauri::State;
+
+/// Cancel tokens of running jobs (by the page's job id) and the virtual device.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    running: Mutex<HashMap<u32, Cancel>>,
+    virtual_device: Mutex<Option<VirtualDevice>>,
+}
+
+impl Jobs {
+    fn start(&self, job: u32) -> Cancel {
+        let c = Cancel::new();
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(job, c.clone());
+        }
+        c
+    }
+
+    fn end(&self, job: u32) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(&job);
+        }
+    }
+}
+
+/// Progress events to the page.
+struct ToPage(Channel<Event>);
+
+impl Progress for ToPage {
+    fn event(&self, e: Event) {
+        let _ = self.0.send(e);
+    }
+}
+
+fn secrets(passphrase: Option<String>) -> Box<dyn Secrets + Send> {
+    match passphrase {
+        Some(p) => Box::new(Passphrase(p)),
+        None => Box::new(NoSecrets),
+    }
+}
+
+/// Run `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("the job stopped: {e}")))?
+}
+
+/// The app's version and where its sample images are.
+#[tauri::command]
+pub fn app_info() -> bluesphere_api::AppInfo {
+    bluesphere_api::app_info()
+}
+
+/// Make a signed package.
+#[tauri::command]
+pub async fn pack(
+    jobs: State<'_, Jobs>,
+    req: PackRequest,
+    passphrase: Option<String>,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<PackReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || {
+        bluesphere_api::package::pack(&req, &*secrets(passphrase), &ToPage(on_event), &cancel)
+    })
+    .await;
+    jobs.end(job);
+    r
+}
+
+/// Sizes, transfer times and changed regions of a package's images.
+#[tauri::command]
+pub async fn compare(req: CompareRequest) -> Result<CompareReport, Error> {
+    blocking(move || bluesphere_api::compare::compare(&req)).await
+}
+
+/// Describe a package.
+#[tauri::command]
+pub async fn inspect(req: InspectRequest) -> Result<InspectReport, Error> {
+    blocking(move || bluesphere_api::package::inspect(&req)).await
+}
+
+/// Check a package.
+#[tauri::command]
+pub async fn verify(req: VerifyRequest) -> Result<VerifyReport, Error> {
+    blocking(move || bluesphere_api::package::verify(&req)).await
+}
+
+/// Make a signing key pair.
+#[tauri::command]
+pub async fn keygen(req: KeygenRequest, passphrase: Option<String>) -> Result<KeygenReport, Error> {
+    blocking(move || bluesphere_api::package::keygen(&req, &*secrets(passphrase))).await
+}
+
+/// Issue activation codes.
+#[tauri::command]
+pub async fn codes_gen(
+    jobs: State<'_, Jobs>,
+    req: CodesGenRequest,
+    passphrase: Option<String>,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<CodesGenReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || {
+        bluesphere_api::codes::codes_gen(&req, &*secrets(passphrase), &ToPage(on_event), &cancel)
+    })
+    .await;
+    jobs.end(job);
+    r
+}
+
+/// Serial ports and devices.
+#[tauri::command]
+pub async fn devices() -> Result<Vec<bluesphere_api::device::DeviceEntry>, Error> {
+    blocking(bluesphere_api::device::devices).await
+}
+
+/// Ask a device who it is.
+#[tauri::command]
+pub async fn device_info(target: Target) -> Result<InfoReport, Error> {
+    blocking(move || bluesphere_api::device::info(&target)).await
+}
+
+/// Push a package to a device.
+#[tauri::command]
+pub async fn push(
+    jobs: State<'_, Jobs>,
+    req: PushRequest,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<PushReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || bluesphere_api::device::push(&req, &ToPage(on_event), &cancel)).await;
+    jobs.end(job);
+    r
+}
+
+/// Confirm, revert or reboot.
+#[tauri::command]
+pub async fn device_act(target: Target, action: Action) -> Result<ActionReport, Error> {
+    blocking(move || bluesphere_api::device::act(&target, action)).await
+}
+
+/// Start (or restart) the virtual device; returns the port to use.
+#[tauri::command]
+pub async fn start_virtual_device(
+    jobs: State<'_, Jobs>,
+    req: VirtualRequest,
+) -> Result<String, Error> {
+    if let Ok(mut v) = jobs.virtual_device.lock() {
+        v.take();
+    }
+    let dev = blocking(move || bluesphere_api::device::start_virtual(&req)).await?;
+    let port = dev.port.clone();
+    if let Ok(mut v) = jobs.virtual_device.lock() {
+        *v = Some(dev);
+    }
+    Ok(port)
+}
+
+/// Cancel a running job.
+#[tauri::command]
+pub fn cancel(jobs: State<'_, Jobs>, job: u32) {
+    if let Ok(m) = jobs.running.lock() {
+        if let Some(c) = m.get(&job) {
+            c.cancel();
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! BlueSphere Studio in a real window: the app under Xvfb, driven through WebDriver
+//! (`tauri-driver` + WebKitWebDriver). One launch walks every page: make a package from the
+//! sample images and see its sizes, inspect and verify it, push it to a virtual device and
+//! see the new version, see a wrong-base package refused with its message and hint, issue
+//! activation codes with the keyboard alone, check each page with axe-core (no serious or
+//! critical violations) and save a screenshot of each page in light and dark.
+//!
+//! Needs `Xvfb`, `tauri-driver` and `WebKitWebDriver` (`scripts/deps.sh` installs them) and
+//! the built Studio; run by `scripts/test.sh` with `--ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bluesphere_tests::webdriver::Session;
+use bluesphere_tests::{bin, bluesphere, root};
+use serde_json::{json, Value};
+
+/// A child process stopped with SIGTERM (tauri-driver must not be SIGKILLed: its
+/// WebKitWebDriver would be orphaned).
+struct Term(Child);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_display() -> u32 {
+    (90..140)
+        .find(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .expect("a free X display number")
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn axe(s: &Session, page: &str) {
+    let src = std::fs::read_to_string(root().join("ui/node_modules/axe-core/axe.min.js"))
+        .expect("ui/node_modules/axe-core (npm ci in ui/)");
+    s.script(&src, vec![]).unwrap();
+    let v = s
+        .script_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']}).then(r => done(
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))
+             )).catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .unwrap();
+    let bad: Vec<String> = serde_json::from_value(v).unwrap();
+    assert!(bad.is_empty(), "{page}: accessibility violations: {bad:#?}");
+}
+
+fn theme(s: &Session, t: &str) {
+    s.script(
+        "const e = document.getElementById('theme'); e.value = arguments[0]; e.dispatchEvent(new Event('change'));",
+        vec![json!(t)],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn shots(s: &Session, page: &str, dir: &Path) {
+    s.script("document.getElementById('main').scrollTop = 0", vec![])
+        .unwrap();
+    for t in ["light", "dark"] {
+        theme(s, t);
+        std::fs::write(dir.join(format!("{page}-{t}.png")), s.screenshot().unwrap()).unwrap();
+    }
+    theme(s, "system");
+}
+
+fn text_of(s: &Session, css: &str) -> String {
+    let e = s.find(css).unwrap();
+    s.text(&e).unwrap()
+}
+
+#[test]
+#[ignore = "needs Xvfb, tauri-driver and WebKitWebDriver; scripts/test.sh runs it"]
+fn studio_end_to_end_in_a_real_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let studio = bin("bluesphere-studio");
+    let screens = root().join("target/studio-screens");
+    std::fs::create_dir_all(&screens).unwrap();
+    let r = bluesphere(p, &["keygen", "-q", "-o", "k.pem"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let path = |n: &str| -> String { p.join(n).display().to_string() };
+    let sample = |n: &str| -> String {
+        root()
+            .join("assets")
+            .join(n)
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string()
+    };
+
+    let display = free_display();
+    let _xvfb = Term(
+        Command::new("Xvfb")
+            .args([
+                &format!(":{display}"),
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (apt install xvfb)"),
+    );
+    let t = Instant::now();
+    while !Path::new(&format!("/tmp/.X11-unix/X{display}")).exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = 4444 + (display as u16 - 90) * 2;
+    let driver_path = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let local = PathBuf::from(home).join(".cargo/bin/tauri-driver");
+        if local.exists() {
+            local.display().to_string()
+        } else {
+            "tauri-driver".into()
+        }
+    });
+    let _driver = Term(
+        Command::new(&driver_path)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &(port + 1).to_string(),
+            ])
+            .env("DISPLAY", format!(":{display}"))
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver (cargo install tauri-driver)"),
+    );
+    wait_port(port);
+
+    // Cold start: from asking for the window to the first painted, ready page.
+    let t0 = Instant::now();
+    let s = Session::start(
+        &format!("http://127.0.0.1:{port}"),
+        &studio.display().to_string(),
+    )
+    .unwrap();
+    s.wait_for("body[data-ready='1']", 30).unwrap();
+    let cold = t0.elapsed();
+    eprintln!(
+        "studio: cold start to first painted page {} ms (includes the WebDriver session)",
+        cold.as_millis()
+    );
+
+    // Package: make a signed delta from the two sample images.
+    s.fill("#pkg-old", &sample("sample-v1.0.0.bin")).unwrap();
+    s.fill("#pkg-new", &sample("sample-v1.1.0.bin")).unwrap();
+    s.fill("#pkg-key", &path("k.pem")).unwrap();
+    s.fill("#pkg-out", &path("p.bsp")).unwrap();
+    s.fill("#pkg-from", "1.0.0").unwrap();
+    s.fill("#pkg-to", "1.1.0").unwrap();
+    s.fill("#pkg-product", "thermostat").unwrap();
+    s.fill("#pkg-hardware", "revB").unwrap();
+    s.click(&s.find("[data-testid='make-package']").unwrap())
+        .unwrap();
+    s.wait_for("[data-testid='pack-result']", 120).unwrap();
+    let pkg_len = std::fs::metadata(p.join("p.bsp")).unwrap().len();
+    let shown = text_of(&s, "[data-testid='bytes-b3']").replace(',', "");
+    assert_eq!(
+        shown,
+        pkg_len.to_string(),
+        "the package bar shows the file's size"
+    );
+    let new_len = std::fs::metadata(sample("sample-v1.1.0.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        text_of(&s, "[data-testid='bytes-b1']").replace(',', ""),
+        new_len.to_string()
+    );
+    // Inspect and verify with the public key.
+    s.fill("#inspect-path", &path("p.bsp")).unwrap();
+    s.fill("#inspect-key", &path("k.pub.pem")).unwrap();
+    s.click(&s.find("[data-testid='inspect']").unwrap())
+        .unwrap();
+    let r = s.wait_for("[data-testid='inspect-result']", 30).unwrap();
+    let t = s.text(&r).unwrap();
+    assert!(
+        t.contains("signature valid") && t.contains("payload checksums match"),
+        "{t}"
+    );
+    axe(&s, "package");
+    shots(&s, "package", &screens);
+
+    // Device: a virtual device on a pseudo-terminal, push, see the new version.
+    s.chord(&["\u{E009}"], "2").unwrap();
+    s.wait_for("#dev-path", 10).unwrap();
+    s.click(&s.find("details.try summary").unwrap()).unwrap();
+    s.fill("#vdev-key", &path("k.pub.pem")).unwrap();
+    s.fill("#vdev-dir", &path("vdev")).unwrap();
+    s.click(&s.find("[data-testid='start-virtual']").unwrap())
+        .unwrap();
+    s.wait_for("[data-testid='device']", 60).unwrap();
+    assert_eq!(text_of(&s, "[data-testid='slot-0-version']"), "1.0.0");
+    s.fill("#dev-package", &path("p.bsp")).unwrap();
+    s.click(&s.find("input[name='after'][value='confirm']").unwrap())
+        .unwrap();
+    s.click(&s.find("[data-testid='push']").unwrap()).unwrap();
+    let done = s.wait_for("[data-testid='push-result']", 180).unwrap();
+    let t = s.text(&done).unwrap();
+    assert!(t.contains("confirmed"), "{t}");
+    let t = Instant::now();
+    while text_of(&s, "[data-testid='slot-0-version']") != "1.1.0" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the device page did not show 1.1.0"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same delta again: its base is gone; refused with what happened and what to do.
+    s.click(&s.find("[data-testid='push']").unwrap()).unwrap();
+    let alert = s
+        .wait_for("[role='alert'][data-kind='wrong-base']", 60)
+        .unwrap();
+    let t = s.text(&alert).unwrap();
+    assert!(t.contains("base image") && t.contains("What to do"), "{t}");
+    assert!(t.contains("still runs main 1.1.0"), "{t}");
+    axe(&s, "device");
+    shots(&s, "device", &screens);
+
+    // Activation, with the keyboard alone: Ctrl+3 focuses the first field; Tab moves on.
+    s.chord(&["\u{E009}"], "3").unwrap();
+    s.wait_for("#codes-uids", 10).unwrap();
+    let focused = s
+        .script(
+            "return document.activeElement && document.activeElement.id",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(focused, Value::String("codes-product".into()));
+    let tab = "\u{E004}";
+    s.keys(&[tab, tab, tab, tab]).unwrap(); // features, expires, order, UIDs
+    let enter = "\u{E007}"; // in a text area, a new line
+    s.keys(&[
+        "0102030405060708",
+        enter,
+        "1112131415161718",
+        enter,
+        "2122232425262728",
+    ])
+    .unwrap();
+    s.keys(&[tab]).unwrap();
+    s.keys(&[&path("k.pem")]).unwrap();
+    s.keys(&[tab, tab]).unwrap(); // passphrase, registry
+    s.keys(&[&path("reg.sqlite")]).unwrap();
+    s.keys(&[tab, " "]).unwrap(); // create the registry
+    s.keys(&[tab]).unwrap();
+    s.keys(&[&path("codes.csv")]).unwrap();
+    s.keys(&[enter]).unwrap(); // in a field, Enter submits the form
+    let r = s.wait_for("[data-testid='codes-result']", 60).unwrap();
+    let t = s.text(&r).unwrap();
+    assert!(t.contains("3 codes issued"), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(p.join("codes.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    axe(&s, "activation");
+    shots(&s, "activation", &screens);
+    s.end();
+}
