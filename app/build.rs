@@ -2,6 +2,16 @@
 //! one by one.
 
 fn main() {
+    // The page is embedded at compile time. Before `npm run build` in ui/ has made it, a
+    // placeholder says how, so that `cargo build` works in a fresh clone.
+    let dist = std::path::Path::new("../ui/dist");
+    if !dist.join("index.html").exists() {
+        let _ = std::fs::create_dir_all(dist);
+        let _ = std::fs::write(
+            dist.join("index.html"),
+            "<!doctype html><html lang=\"en\"><title>BlueSphere Studio</title><p>The Studio's page is not built: run <code>bash scripts/studio.sh</code> (or <code>npm ci &amp;&amp; npm run build</code> in <code>ui/</code>) and build again.</p></html>\n",
+        );
+    }
     let manifest = tauri_build::AppManifest::new().commands(bluesphere_studio_commands());
     if let Err(e) = tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)) {
         eprintln!("tauri build step failed: {e:#}");

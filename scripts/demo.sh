@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# BlueSphere's main job. With a display this will start the Studio (its issue is next);
-# until then, and without a display, a short demo of the CLI: make a key, pack a signed
-# delta from the sample images, inspect it, verify it, apply it and compare the bytes; then
-# install it on a virtual device (file-backed flash), boot, confirm.
+# A short demo of the CLI (the main job, scripts/studio.sh, runs it when there is no display):
+# make a key, pack a signed delta from the sample images, inspect it, verify it, apply it and
+# compare the bytes; then install it on a virtual device (file-backed flash), boot, confirm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cargo build -q -p bluesphere-cli -p bluesphere-vdevice
+# The same build as the tests and the Studio (one feature set: nothing is rebuilt).
+cargo build -q --workspace --bins
 B="$PWD/target/debug/bluesphere"
 D="$PWD/target/debug/bluesphere-device"
 work=$(mktemp -d)
