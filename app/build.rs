@@ -25,6 +25,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "app_info",
         "pack",
         "compare",
+        "rehearse",
         "inspect",
         "verify",
         "keygen",

@@ -125,6 +125,8 @@ error_kinds! {
     StationFailures = "station-failures",
     /// Cancelled by the user.
     Cancelled = "cancelled",
+    /// A rehearsal found power cuts the update did not survive.
+    RehearsalFailed = "rehearsal-failed",
 }
 
 impl fmt::Display for ErrorKind {

@@ -28,6 +28,7 @@ mod error;
 pub mod files;
 pub mod package;
 mod progress;
+pub mod rehearse;
 mod secrets;
 
 pub use error::{Error, ErrorKind};

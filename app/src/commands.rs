@@ -91,6 +91,21 @@ pub async fn pack(
     r
 }
 
+/// Rehearse a package with power cuts on simulated flash.
+#[tauri::command]
+pub async fn rehearse(
+    jobs: State<'_, Jobs>,
+    req: bluesphere_api::rehearse::RehearseRequest,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<bluesphere_api::rehearse::RehearseReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || bluesphere_api::rehearse::rehearse(&req, &ToPage(on_event), &cancel))
+        .await;
+    jobs.end(job);
+    r
+}
+
 /// Sizes, transfer times and changed regions of a package's images.
 #[tauri::command]
 pub async fn compare(req: CompareRequest) -> Result<CompareReport, Error> {

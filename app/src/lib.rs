@@ -11,6 +11,7 @@ pub fn run() {
             commands::app_info,
             commands::pack,
             commands::compare,
+            commands::rehearse,
             commands::inspect,
             commands::verify,
             commands::keygen,

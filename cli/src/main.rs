@@ -58,6 +58,44 @@ enum InFormat {
     Elf,
 }
 
+/// `rehearse`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RehearseArgs {
+    /// The package.
+    package: PathBuf,
+    /// The image the device runs before the update.
+    #[arg(long)]
+    old: PathBuf,
+    /// Public key the simulated device trusts (the signer's; a private key file also works).
+    #[arg(long = "pub")]
+    public: PathBuf,
+    /// Power cuts.
+    #[arg(long, default_value_t = 100)]
+    cuts: u32,
+    /// Sector size of the target's flash in bytes.
+    #[arg(long, default_value_t = 4096)]
+    sector: u32,
+    /// Slot mode of the target.
+    #[arg(long, value_enum, default_value = "swap")]
+    mode: SlotMode,
+    /// Tear the cut operation (a partly written word or erased sector) instead of skipping it.
+    #[arg(long)]
+    tear: bool,
+    /// Seed of the cut points (the same seed cuts at the same places).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SlotMode {
+    /// One execution slot; updates swapped in.
+    Swap,
+    /// Two executable banks.
+    Ab,
+}
+
 /// How image files are read.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct ImageArgs {
@@ -206,6 +244,9 @@ enum Cmd {
         #[command(flatten)]
         image: ImageArgs,
     },
+    /// Before release: run a package through the device's own updater on simulated flash,
+    /// cutting power at random flash operations, and report what survived.
+    Rehearse(RehearseArgs),
     /// Activation codes: generate, verify, production orders, audit log.
     #[command(subcommand)]
     Codes(codes::CodesCmd),
@@ -499,6 +540,51 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
                 r.version,
                 r.sha256
             ));
+            to_json(&r)
+        }
+        Cmd::Rehearse(a) => {
+            let bar = out.bar("rehearse");
+            let r = bluesphere_api::rehearse::rehearse(
+                &bluesphere_api::rehearse::RehearseRequest {
+                    package: a.package.clone(),
+                    old: a.old.clone(),
+                    public: a.public.clone(),
+                    format: a.image.format.into(),
+                    range: a.image.range,
+                    cuts: a.cuts,
+                    sector: a.sector,
+                    ab: matches!(a.mode, SlotMode::Ab),
+                    tear: a.tear,
+                    seed: a.seed,
+                },
+                &bar,
+                &cancel,
+            );
+            bar.done();
+            let r = r?;
+            out.text(&format!(
+                "survived {} of {} power cuts ({} mode, {}-byte sectors, {} flash operations per update): old image kept {}, new image installed {}",
+                r.survived, r.cuts, r.mode, r.sector, r.flash_ops, r.old_kept, r.new_installed
+            ));
+            for f in &r.failures {
+                out.text(&format!(
+                    "  FAILED: cut at flash operation {}: {}",
+                    f.op, f.what
+                ));
+            }
+            if !r.ok {
+                return Err(Error::new(
+                    ErrorKind::RehearsalFailed,
+                    format!(
+                        "{} of {} power cuts were not survived (first: cut at flash operation {}: {})",
+                        r.failures.len(),
+                        r.cuts,
+                        r.failures[0].op,
+                        r.failures[0].what
+                    ),
+                )
+                .hint("this is a bug in the device updater: please report it with the seed and the cut point"));
+            }
             to_json(&r)
         }
         Cmd::Codes(c) => codes::run(c, out, &cancel),

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn exit_code(kind: ErrorKind) -> i32 {
     use ErrorKind::*;
     match kind {
-        Io | Internal | Exists | Registry | RegistryBusy => 1,
+        Io | Internal | Exists | Registry | RegistryBusy | RehearsalFailed => 1,
         Usage | OutputConflict => 2,
         Corrupt | Truncated | NotAPackage | UnsupportedVersion | InvalidInput | Segments
         | BadPackage => 3,

@@ -40,6 +40,8 @@ mod flash_io;
 pub mod journal;
 #[cfg(feature = "std")]
 pub mod linux;
+#[cfg(feature = "std")]
+pub mod rehearse;
 pub mod serve;
 #[cfg(feature = "std")]
 pub mod sim;

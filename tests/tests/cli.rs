@@ -743,3 +743,56 @@ fn outputs_never_replace_inputs_and_devices_are_refused() {
         .file_type()
         .is_char_device());
 }
+
+/// `rehearse`: power cuts on simulated flash, every one survived; a package the device would
+/// refuse is said so before any cut.
+#[test]
+fn rehearse_survives_power_cuts_and_refuses_a_wrong_base() {
+    let f = fixture();
+    f.pack(&[]);
+    let p = f.p();
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "rehearse",
+            "p.bsp",
+            "--old",
+            "old.bin",
+            "--pub",
+            "k.pub.pem",
+            "--cuts",
+            "30",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["survived"], 30, "{j}");
+    assert_eq!(j["ok"], true);
+    assert!(j["flash_ops"].as_u64().unwrap() > 30, "{j}");
+    assert_eq!(
+        j["old_kept"].as_u64().unwrap() + j["new_installed"].as_u64().unwrap(),
+        30
+    );
+    let before = snapshot(p);
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "rehearse",
+            "p.bsp",
+            "--old",
+            "new.bin",
+            "--pub",
+            "k.pub.pem",
+            "--cuts",
+            "3",
+        ],
+    );
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(err_kind(&r), "refused");
+    assert!(r.stdout.contains("base image"), "{r:?}");
+    assert_eq!(snapshot(p), before);
+}

@@ -1,6 +1,7 @@
 //! BlueSphere Studio in a real window: the app under Xvfb, driven through WebDriver
 //! (`tauri-driver` + WebKitWebDriver). One launch walks every page: make a package from the
-//! sample images and see its sizes, inspect and verify it, push it to a virtual device and
+//! sample images and see its sizes, inspect and verify it, rehearse it with 100 power cuts,
+//! push it to a virtual device and
 //! see the new version, see a wrong-base package refused with its message and hint, issue
 //! activation codes with the keyboard alone, check each page with axe-core (no serious or
 //! critical violations) and save a screenshot of each page in light and dark.
@@ -220,8 +221,26 @@ fn studio_end_to_end_in_a_real_window() {
     axe(&s, "package");
     shots(&s, "package", &screens);
 
-    // Device: a virtual device on a pseudo-terminal, push, see the new version.
+    // Rehearse: 100 power cuts on simulated flash, every one survived.
     s.chord(&["\u{E009}"], "2").unwrap();
+    s.wait_for("#reh-cuts", 10).unwrap();
+    s.fill("#reh-package", &path("p.bsp")).unwrap();
+    s.fill("#reh-old", &sample("sample-v1.0.0.bin")).unwrap();
+    s.fill("#reh-key", &path("k.pub.pem")).unwrap();
+    s.fill("#reh-cuts", "100").unwrap();
+    s.click(&s.find("[data-testid='rehearse']").unwrap())
+        .unwrap();
+    let r = s.wait_for("[data-testid='rehearse-result']", 300).unwrap();
+    let t = s.text(&r).unwrap();
+    assert!(
+        t.contains("100 random power cuts during install and swap: 100 survived"),
+        "{t}"
+    );
+    axe(&s, "rehearse");
+    shots(&s, "rehearse", &screens);
+
+    // Device: a virtual device on a pseudo-terminal, push, see the new version.
+    s.chord(&["\u{E009}"], "3").unwrap();
     s.wait_for("#dev-path", 10).unwrap();
     s.click(&s.find("details.try summary").unwrap()).unwrap();
     s.fill("#vdev-key", &path("k.pub.pem")).unwrap();
@@ -256,8 +275,8 @@ fn studio_end_to_end_in_a_real_window() {
     axe(&s, "device");
     shots(&s, "device", &screens);
 
-    // Activation, with the keyboard alone: Ctrl+3 focuses the first field; Tab moves on.
-    s.chord(&["\u{E009}"], "3").unwrap();
+    // Activation, with the keyboard alone: Ctrl+4 focuses the first field; Tab moves on.
+    s.chord(&["\u{E009}"], "4").unwrap();
     s.wait_for("#codes-uids", 10).unwrap();
     let focused = s
         .script(

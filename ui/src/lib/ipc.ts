@@ -23,6 +23,8 @@ import type { VerifyReport } from "./bindings/VerifyReport";
 import type { VerifyRequest } from "./bindings/VerifyRequest";
 import type { VirtualRequest } from "./bindings/VirtualRequest";
 import type { Action } from "./bindings/Action";
+import type { RehearseReport } from "./bindings/RehearseReport";
+import type { RehearseRequest } from "./bindings/RehearseRequest";
 
 export type { ApiError, Event };
 
@@ -60,6 +62,11 @@ export const api = {
     const j = job(onEvent);
     started(j.handle);
     return invoke<PackReport>("pack", { req, passphrase, job: j.id, onEvent: j.channel });
+  },
+  rehearse(req: RehearseRequest, onEvent: (e: Event) => void, started: (h: JobHandle) => void) {
+    const j = job(onEvent);
+    started(j.handle);
+    return invoke<RehearseReport>("rehearse", { req, job: j.id, onEvent: j.channel });
   },
   compare: (req: CompareRequest) => invoke<CompareReport>("compare", { req }),
   inspect: (req: InspectRequest) => invoke<InspectReport>("inspect", { req }),
