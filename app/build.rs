@@ -26,6 +26,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "pack",
         "compare",
         "rehearse",
+        "history",
         "inspect",
         "verify",
         "keygen",

@@ -286,6 +286,20 @@ pub fn codes_gen(
         s.commit()?;
     }
     let total_s = t0.elapsed().as_secs_f64();
+    crate::history::record_or_warn(
+        &crate::history::HistoryEntry {
+            time: crate::history::now(),
+            job: "codes".into(),
+            target: path.display().to_string(),
+            subject: req.product.clone(),
+            result: "ok".into(),
+            detail: format!("{} codes written to {}", codes.len(), req.out.display()),
+            seconds: total_s,
+            count: codes.len() as u64,
+            ..Default::default()
+        },
+        progress,
+    );
     Ok(CodesGenReport {
         ok: true,
         issued: codes.len(),

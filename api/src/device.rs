@@ -170,6 +170,56 @@ pub fn push(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<PushReport, Error> {
+    let from = std::sync::Mutex::new(String::new());
+    let watch = |e: Event| {
+        if let Event::Connected { version, .. } = &e {
+            if let Ok(mut f) = from.lock() {
+                *f = version.clone();
+            }
+        }
+        progress.event(e);
+    };
+    let r = push_inner(req, &watch, cancel);
+    let to_version = std::fs::read(&req.package)
+        .ok()
+        .and_then(|b| bluesphere_core::ops::inspect(&b).ok())
+        .and_then(|i| i.components.first().map(|c| c.record.to_version.clone()))
+        .unwrap_or_default();
+    let target = match &req.target.address {
+        Address::Serial(p) => p.clone(),
+        Address::UsbSerialNumber(sn) => format!("usb:{sn}"),
+    };
+    let mut entry = crate::history::HistoryEntry {
+        time: crate::history::now(),
+        job: "push".into(),
+        target,
+        subject: req.package.display().to_string(),
+        from_version: from.lock().map(|f| f.clone()).unwrap_or_default(),
+        to_version,
+        ..Default::default()
+    };
+    match &r {
+        Ok(rep) => {
+            entry.result = "ok".into();
+            entry.detail = format!("{}: {}", rep.phase, rep.meaning);
+            entry.seconds = rep.seconds;
+            entry.bytes = rep.bytes_sent;
+            entry.resumes = rep.restarts + rep.reconnects;
+        }
+        Err(e) => {
+            entry.result = e.kind.as_str().into();
+            entry.detail = e.message.clone();
+        }
+    }
+    crate::history::record_or_warn(&entry, progress);
+    r
+}
+
+fn push_inner(
+    req: &PushRequest,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<PushReport, Error> {
     if req.reconnect_seconds > MAX_RECONNECT_SECONDS {
         return Err(Error::usage(format!(
             "reconnect time {} s: at most {MAX_RECONNECT_SECONDS} s (one day)",

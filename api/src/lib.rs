@@ -26,6 +26,7 @@ pub mod compare;
 pub mod device;
 mod error;
 pub mod files;
+pub mod history;
 pub mod package;
 mod progress;
 pub mod rehearse;

@@ -106,6 +106,14 @@ pub async fn rehearse(
     r
 }
 
+/// The history of pushes and code batches (and its CSV export).
+#[tauri::command]
+pub async fn history(
+    req: bluesphere_api::history::HistoryRequest,
+) -> Result<bluesphere_api::history::HistoryReport, Error> {
+    blocking(move || bluesphere_api::history::history(&req)).await
+}
+
 /// Sizes, transfer times and changed regions of a package's images.
 #[tauri::command]
 pub async fn compare(req: CompareRequest) -> Result<CompareReport, Error> {

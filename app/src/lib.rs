@@ -12,6 +12,7 @@ pub fn run() {
             commands::pack,
             commands::compare,
             commands::rehearse,
+            commands::history,
             commands::inspect,
             commands::verify,
             commands::keygen,

@@ -247,6 +247,18 @@ enum Cmd {
     /// Before release: run a package through the device's own updater on simulated flash,
     /// cutting power at random flash operations, and report what survived.
     Rehearse(RehearseArgs),
+    /// Every push and code batch recorded on this machine (newest first).
+    History {
+        /// Only entries with this text in any column.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Also write them as CSV to this file.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Activation codes: generate, verify, production orders, audit log.
     #[command(subcommand)]
     Codes(codes::CodesCmd),
@@ -584,6 +596,46 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
                     ),
                 )
                 .hint("this is a bug in the device updater: please report it with the seed and the cut point"));
+            }
+            to_json(&r)
+        }
+        Cmd::History {
+            filter,
+            limit,
+            out: dest,
+        } => {
+            let r = bluesphere_api::history::history(&bluesphere_api::history::HistoryRequest {
+                path: None,
+                filter: filter.clone(),
+                limit: *limit,
+                export: dest.clone(),
+            })?;
+            for e in &r.entries {
+                out.text(&format!(
+                    "{}  {:<5} {:<16} {}  {}{}  {}  {}",
+                    e.time,
+                    e.job,
+                    e.target,
+                    e.subject,
+                    if e.from_version.is_empty() && e.to_version.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} -> {}  ", e.from_version, e.to_version)
+                    },
+                    e.result,
+                    e.detail,
+                    if e.job == "codes" {
+                        format!("{} codes", e.count)
+                    } else {
+                        format!(
+                            "{} bytes, {} resumes, {:.1} s",
+                            e.bytes, e.resumes, e.seconds
+                        )
+                    }
+                ));
+            }
+            if r.entries.is_empty() {
+                out.text(&format!("no history yet in {}", r.path.display()));
             }
             to_json(&r)
         }

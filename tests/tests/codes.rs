@@ -543,3 +543,49 @@ fn station_refuses_to_start_without_its_log() {
     );
     assert!(!p.join("reg.sqlite").exists(), "nothing may be issued");
 }
+
+/// Code batches are recorded in the history; `bluesphere history` filters and exports it.
+#[test]
+fn code_batches_are_in_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    keys(p);
+    fs::write(p.join("u.txt"), "0102030405060708\n1112131415161718\n").unwrap();
+    let run = |args: &[&str]| -> Run {
+        Command::new(bin("bluesphere"))
+            .args(args)
+            .env("BLUESPHERE_HISTORY", p.join("h.sqlite"))
+            .current_dir(p)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = run(&[
+        "codes",
+        "gen",
+        "--key",
+        "k.pem",
+        "--product",
+        "thermo",
+        "--uids",
+        "u.txt",
+        "-o",
+        "c.csv",
+        "--registry",
+        "reg.sqlite",
+        "--new-registry",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(&["--json", "history", "--filter", "THERMO", "-o", "h.csv"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let e = &r.json()["entries"][0];
+    assert_eq!(e["job"], "codes");
+    assert_eq!(e["count"], 2);
+    assert_eq!(e["result"], "ok");
+    assert_eq!(
+        fs::read_to_string(p.join("h.csv")).unwrap().lines().count(),
+        2
+    );
+    let r = run(&["--json", "history", "--filter", "no-such-thing"]);
+    assert_eq!(r.json()["entries"].as_array().unwrap().len(), 0);
+}

@@ -159,6 +159,7 @@ fn studio_end_to_end_in_a_real_window() {
                 &(port + 1).to_string(),
             ])
             .env("DISPLAY", format!(":{display}"))
+            .env("BLUESPHERE_HISTORY", p.join("history.sqlite"))
             .current_dir(root())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -316,5 +317,24 @@ fn studio_end_to_end_in_a_real_window() {
     );
     axe(&s, "activation");
     shots(&s, "activation", &screens);
+
+    // History: the pushes (one ok, one wrong-base) and the code batch, newest first.
+    s.chord(&["\u{E009}"], "5").unwrap();
+    let h = s.wait_for("[data-testid='history']", 10).unwrap();
+    let t = Instant::now();
+    loop {
+        let text = s.text(&h).unwrap();
+        if text.contains("wrong-base") && text.contains("3 codes") {
+            assert!(text.contains("1.0.0 → 1.1.0"), "{text}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "history lacks the jobs: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    axe(&s, "history");
+    shots(&s, "history", &screens);
     s.end();
 }

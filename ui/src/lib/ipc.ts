@@ -24,6 +24,8 @@ import type { VerifyRequest } from "./bindings/VerifyRequest";
 import type { VirtualRequest } from "./bindings/VirtualRequest";
 import type { Action } from "./bindings/Action";
 import type { RehearseReport } from "./bindings/RehearseReport";
+import type { HistoryReport } from "./bindings/HistoryReport";
+import type { HistoryRequest } from "./bindings/HistoryRequest";
 import type { RehearseRequest } from "./bindings/RehearseRequest";
 
 export type { ApiError, Event };
@@ -68,6 +70,7 @@ export const api = {
     started(j.handle);
     return invoke<RehearseReport>("rehearse", { req, job: j.id, onEvent: j.channel });
   },
+  history: (req: HistoryRequest) => invoke<HistoryReport>("history", { req }),
   compare: (req: CompareRequest) => invoke<CompareReport>("compare", { req }),
   inspect: (req: InspectRequest) => invoke<InspectReport>("inspect", { req }),
   verify: (req: VerifyRequest) => invoke<VerifyReport>("verify", { req }),
