@@ -17,7 +17,7 @@ use bluesphere_api::package::{
 };
 use bluesphere_api::{Cancel, Error, ErrorKind, Event, NoSecrets, Passphrase, Progress, Secrets};
 use tauri::ipc::Channel;
-use tauri::State;
+use tauri::{Emitter, State};
 
 /// Cancel tokens of running jobs (by the page's job id) and the virtual device.
 #[derive(Debug, Default)]
@@ -213,4 +213,23 @@ pub fn cancel(jobs: State<'_, Jobs>, job: u32) {
             c.cancel();
         }
     }
+}
+
+/// Plug and unplug as an app event: the port list is read every second off the main thread
+/// and `devices` is emitted with the new list whenever it changes.
+pub fn watch_devices(app: tauri::AppHandle) {
+    std::thread::spawn(move || {
+        let mut last: Option<Vec<bluesphere_api::device::DeviceEntry>> = None;
+        loop {
+            if let Ok(now) = bluesphere_api::device::devices() {
+                if last.as_ref() != Some(&now) {
+                    if app.emit("devices", &now).is_err() {
+                        return;
+                    }
+                    last = Some(now);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    });
 }

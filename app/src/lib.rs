@@ -7,6 +7,10 @@ pub mod commands;
 pub fn run() {
     let app = tauri::Builder::default()
         .manage(commands::Jobs::default())
+        .setup(|app| {
+            commands::watch_devices(app.handle().clone());
+            Ok(())
+        })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::pack,
