@@ -253,4 +253,21 @@ mod tests {
         assert_eq!(exit_code(ErrorKind::Usage), 2);
         assert_eq!(exit_code(ErrorKind::BadSignature), 4);
     }
+
+    /// The README's exit-code table lists every kind on the row of its code.
+    #[test]
+    fn the_readme_table_is_complete() {
+        let readme = include_str!("../../README.md");
+        for k in ErrorKind::ALL {
+            let code = exit_code(*k);
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {code} |")))
+                .unwrap_or_else(|| panic!("no README row for exit code {code}"));
+            assert!(
+                row.contains(&format!("`{}`", k.as_str())),
+                "README: `{k}` is not on the row of exit code {code}"
+            );
+        }
+    }
 }
