@@ -700,14 +700,17 @@ pub fn apply(
         component: 0,
         of: 1,
     });
-    let mut cancelled = false;
-    let new = ops::apply_component(&p, &c, old_img.as_ref().map(|i| &i.data[..]), &mut |e| {
-        cancelled |= cancel.is_cancelled();
-        progress.event(core_event(e));
+    let new = ops::apply_component_until(
+        &p,
+        &c,
+        old_img.as_ref().map(|i| &i.data[..]),
+        &mut |e| progress.event(core_event(e)),
+        cancel.flag(),
+    )
+    .map_err(|e| match e {
+        ops::Error::Cancelled => Error::cancelled(),
+        e => Error::from(e),
     })?;
-    if cancelled {
-        return Err(Error::cancelled());
-    }
     cancel.check()?;
     files::write_atomic(&req.out, &new, 0o644)?;
     Ok(ApplyReport {

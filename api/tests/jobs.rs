@@ -231,3 +231,53 @@ fn cancelling_a_64_mib_pack_stops_it_and_writes_nothing() {
     // The suffix sort of the source cannot stop in the middle; everything after it can.
     assert!(after < Duration::from_secs(20), "took {after:?}");
 }
+
+/// Apply stops between payload chunks when cancelled, and writes nothing.
+#[test]
+fn a_cancelled_apply_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let key = keys(p);
+    let old = firmware(8, 400_000);
+    let new = evolve(&old, 8);
+    std::fs::write(p.join("old.bin"), &old).unwrap();
+    std::fs::write(p.join("new.bin"), &new).unwrap();
+    package::pack(
+        &PackRequest {
+            new: p.join("new.bin"),
+            old: Some(p.join("old.bin")),
+            key: key.clone(),
+            out: p.join("u.bsp"),
+            from_version: "1.0.0".into(),
+            ..Default::default()
+        },
+        &NoSecrets,
+        &NoProgress,
+        &Cancel::new(),
+    )
+    .unwrap();
+    let cancel = Cancel::new();
+    let seen = Mutex::new(0u32);
+    let c2 = cancel.clone();
+    // Cancel at the first progress event: the next chunk is not decoded.
+    let sink = |e: Event| {
+        if let Event::Bytes { .. } = e {
+            *seen.lock().unwrap() += 1;
+            c2.cancel();
+        }
+    };
+    let e = package::apply(
+        &ApplyRequest {
+            package: p.join("u.bsp"),
+            old: Some(p.join("old.bin")),
+            out: p.join("out.bin"),
+            public: vec![p.join("k.pub.pem")],
+            ..Default::default()
+        },
+        &sink,
+        &cancel,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Cancelled);
+    assert!(!p.join("out.bin").exists());
+}

@@ -97,6 +97,9 @@ pub enum Error {
         /// Component.
         component: String,
     },
+    /// Stopped on request.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {
@@ -117,6 +120,7 @@ impl Error {
             Error::WrongProduct { .. } => "wrong-product",
             Error::NoComponent { .. } | Error::ChooseComponent { .. } => "no-component",
             Error::TargetHash { .. } => "corrupt",
+            Error::Cancelled => "cancelled",
         }
     }
 }
@@ -369,6 +373,18 @@ pub fn apply_component(
     old: Option<&[u8]>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<u8>, Error> {
+    apply_component_until(p, c, old, progress, &crate::diff::NEVER)
+}
+
+/// [`apply_component`] that ends with [`Error::Cancelled`] soon after `stop` is set (between
+/// 64 KiB chunks of the payload).
+pub fn apply_component_until(
+    p: &Package<'_>,
+    c: &Component<'_>,
+    old: Option<&[u8]>,
+    progress: &mut dyn FnMut(Progress),
+    stop: &core::sync::atomic::AtomicBool,
+) -> Result<Vec<u8>, Error> {
     check_base(c, old)?;
     let payload = p.payload(c);
     let out = match c.codec {
@@ -391,6 +407,9 @@ pub fn apply_component(
             let total = payload.len() as u64;
             let mut done = 0u64;
             for chunk in payload.chunks(64 * 1024) {
+                if stop.load(core::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
                 d.push_all(chunk, &mut io).map_err(|e| match e {
                     ApplyError::Delta(e) | ApplyError::Io(e) => Error::Delta(e),
                 })?;
