@@ -42,4 +42,5 @@ pub(crate) fn hexser<S: serde::Serializer, const N: usize>(
 }
 
 #[cfg(feature = "std")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

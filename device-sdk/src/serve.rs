@@ -399,7 +399,7 @@ where
 
 /// A device served in memory (feature `std`): bytes in, answer frames out, and power cycles.
 /// The link simulator's tests and the throughput benchmark put it at the far end.
-#[cfg(feature = "std")]
+#[cfg(feature = "testkit")]
 #[derive(Debug)]
 pub struct MemoryDevice<
     'a,
@@ -420,7 +420,7 @@ pub struct MemoryDevice<
     tx: [u8; 1200],
 }
 
-#[cfg(feature = "std")]
+#[cfg(feature = "testkit")]
 impl<
         'a,
         F: NorFlash,
