@@ -27,6 +27,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "compare",
         "rehearse",
         "history",
+        "station",
         "inspect",
         "verify",
         "keygen",

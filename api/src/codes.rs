@@ -468,6 +468,7 @@ pub fn codes_audit(req: &AuditRequest) -> Result<AuditReport, Error> {
 
 /// `station`: activate every device that appears.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct StationRequest {
     /// Devices, one per port.
     pub ports: Vec<Address>,
@@ -507,6 +508,7 @@ pub fn station_log_line(r: &station::StationRecord) -> String {
 
 /// One device's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct StationDevice {
     /// Port.
     pub port: String,
@@ -522,6 +524,7 @@ pub struct StationDevice {
 
 /// Every device the station handled.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct StationReport {
     /// No device failed.
     pub ok: bool,

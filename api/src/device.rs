@@ -462,7 +462,14 @@ pub fn start_virtual(req: &VirtualRequest) -> Result<VirtualDevice, Error> {
     let child = std::process::Command::new(&program)
         .arg("--flash")
         .arg(&req.dir)
-        .args(["serve", "--port", &cable.device, "--baud", "921600"])
+        .args([
+            "serve",
+            "--port",
+            &cable.device,
+            "--baud",
+            "921600",
+            "--exit-with-parent",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

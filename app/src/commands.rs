@@ -156,6 +156,24 @@ pub async fn codes_gen(
     r
 }
 
+/// The production-line station: activate every device that appears, until cancelled.
+#[tauri::command]
+pub async fn station(
+    jobs: State<'_, Jobs>,
+    req: bluesphere_api::codes::StationRequest,
+    passphrase: Option<String>,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<bluesphere_api::codes::StationReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || {
+        bluesphere_api::codes::station(&req, &*secrets(passphrase), &ToPage(on_event), &cancel)
+    })
+    .await;
+    jobs.end(job);
+    r
+}
+
 /// Serial ports and devices.
 #[tauri::command]
 pub async fn devices() -> Result<Vec<bluesphere_api::device::DeviceEntry>, Error> {

@@ -17,6 +17,7 @@ pub fn run() {
             commands::compare,
             commands::rehearse,
             commands::history,
+            commands::station,
             commands::inspect,
             commands::verify,
             commands::keygen,

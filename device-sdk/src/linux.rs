@@ -632,17 +632,18 @@ impl VirtualDevice {
         Ok(buf)
     }
 
-    /// Power on and serve the near-field protocol over links from `open_link` until the
-    /// process ends: the boot step, then requests until a REBOOT (a reset: the boot step
-    /// again). A link failure is not a reset: a new link is opened and the session goes on.
-    /// `log` gets one line per event. A boot with no valid image still serves (a full image
-    /// repairs the device).
+    /// Power on and serve the near-field protocol over links from `open_link` until
+    /// `keep_going` says stop (it is asked between reads): the boot step, then requests until
+    /// a REBOOT (a reset: the boot step again). A link failure is not a reset: a new link is
+    /// opened and the session goes on. `log` gets one line per event. A boot with no valid
+    /// image still serves (a full image repairs the device).
     pub fn serve<L: embedded_io::Read + embedded_io::Write>(
         &self,
         ws: &mut Ws,
         open_link: &mut dyn FnMut() -> Result<L, io::Error>,
         auto_confirm: bool,
         log: &mut dyn FnMut(&str),
+        keep_going: &mut dyn FnMut() -> bool,
     ) -> Result<(), DeviceError>
     where
         L::Error: core::fmt::Debug,
@@ -650,7 +651,7 @@ impl VirtualDevice {
         let mut link = open_link().map_err(io_err(Path::new("link")))?;
         let mut decoder: FrameDecoder<{ bluesphere_core::proto::encoded_max(MAX_CHUNK + 104) }> =
             FrameDecoder::new();
-        loop {
+        while keep_going() {
             let mut up = self.updater(ws)?;
             let before = up.status().phase;
             match up.boot() {
@@ -679,8 +680,9 @@ impl VirtualDevice {
                 16 * 1024,
             );
             loop {
-                match crate::serve::serve(&mut link, &mut server, &mut decoder, || true) {
-                    Served::Reboot | Served::Stopped => break,
+                match crate::serve::serve(&mut link, &mut server, &mut decoder, &mut *keep_going) {
+                    Served::Reboot => break,
+                    Served::Stopped => return Ok(()),
                     Served::Link(e) => {
                         log(&format!("link error ({e:?}); reopening"));
                         std::thread::sleep(Duration::from_millis(200));
@@ -693,6 +695,7 @@ impl VirtualDevice {
             }
             decoder.clear();
         }
+        Ok(())
     }
 }
 

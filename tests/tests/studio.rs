@@ -329,6 +329,12 @@ fn studio_end_to_end_in_a_real_window() {
     assert!(t.contains("still runs main 1.1.0"), "{t}");
     axe(&s, "device");
     shots(&s, "device", &screens);
+    let vport = s
+        .script("return document.getElementById('dev-path').value", vec![])
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Activation, with the keyboard alone: Ctrl+4 focuses the first field; Tab moves on.
     s.chord(&["\u{E009}"], "4").unwrap();
@@ -372,8 +378,44 @@ fn studio_end_to_end_in_a_real_window() {
     axe(&s, "activation");
     shots(&s, "activation", &screens);
 
-    // History: the pushes (one ok, one wrong-base) and the code batch, newest first.
+    // Station: the virtual device gets its activation code; PASS in its tile.
     s.chord(&["\u{E009}"], "5").unwrap();
+    s.wait_for("#st-ports", 10).unwrap();
+    s.fill("#st-ports", &vport).unwrap();
+    s.fill("#st-key", &path("k.pem")).unwrap();
+    s.fill("#st-registry", &path("reg.sqlite")).unwrap();
+    s.fill("#st-log", &path("station.csv")).unwrap();
+    s.click(&s.find("[data-testid='station-start']").unwrap())
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let tile = s
+            .find(&format!("[data-testid='tile-{vport}']"))
+            .and_then(|e| s.text(&e));
+        if let Ok(text) = &tile {
+            if text.contains("PASS") {
+                assert!(text.contains("issued"), "{text}");
+                break;
+            }
+            assert!(!text.contains("FAIL"), "{text}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no PASS tile: {tile:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    axe(&s, "station");
+    shots(&s, "station", &screens);
+    s.click(&s.find("[data-testid='station-stop']").unwrap())
+        .unwrap();
+    s.wait_for("[data-testid='station-unlock']", 30).unwrap();
+    assert!(std::fs::read_to_string(p.join("station.csv"))
+        .unwrap()
+        .contains(",pass,issued,"));
+
+    // History: the pushes (one ok, one wrong-base) and the code batch, newest first.
+    s.chord(&["\u{E009}"], "6").unwrap();
     let h = s.wait_for("[data-testid='history']", 10).unwrap();
     let t = Instant::now();
     loop {

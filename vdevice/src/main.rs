@@ -110,6 +110,10 @@ struct ServeArgs {
     /// After a reboot into a trial image, confirm it (the application's self-test).
     #[arg(long)]
     auto_confirm: bool,
+    /// Stop when the program that started this one ends (a virtual device started by the
+    /// Studio goes with it).
+    #[arg(long)]
+    exit_with_parent: bool,
 }
 
 /// `read-image`.
@@ -233,9 +237,16 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
         );
         let mut open =
             || UartPort::open(&a.port, a.baud).map_err(|e| std::io::Error::other(e.to_string()));
-        dev.serve(&mut ws, &mut open, a.auto_confirm, &mut |line| {
-            eprintln!("bluesphere-device: {line}")
-        })?;
+        let parent = std::os::unix::process::parent_id();
+        let mut keep_going =
+            || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
+        dev.serve(
+            &mut ws,
+            &mut open,
+            a.auto_confirm,
+            &mut |line| eprintln!("bluesphere-device: {line}"),
+            &mut keep_going,
+        )?;
         return Ok(Value::Null);
     }
     let mut up = dev.updater(&mut ws)?;

@@ -26,6 +26,8 @@ import type { Action } from "./bindings/Action";
 import type { RehearseReport } from "./bindings/RehearseReport";
 import type { HistoryReport } from "./bindings/HistoryReport";
 import type { HistoryRequest } from "./bindings/HistoryRequest";
+import type { StationReport } from "./bindings/StationReport";
+import type { StationRequest } from "./bindings/StationRequest";
 import type { RehearseRequest } from "./bindings/RehearseRequest";
 
 export type { ApiError, Event };
@@ -69,6 +71,11 @@ export const api = {
     const j = job(onEvent);
     started(j.handle);
     return invoke<RehearseReport>("rehearse", { req, job: j.id, onEvent: j.channel });
+  },
+  station(req: StationRequest, passphrase: string | null, onEvent: (e: Event) => void, started: (h: JobHandle) => void) {
+    const j = job(onEvent);
+    started(j.handle);
+    return invoke<StationReport>("station", { req, passphrase, job: j.id, onEvent: j.channel });
   },
   history: (req: HistoryRequest) => invoke<HistoryReport>("history", { req }),
   compare: (req: CompareRequest) => invoke<CompareReport>("compare", { req }),
