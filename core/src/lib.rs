@@ -13,7 +13,7 @@
 pub mod activation;
 pub mod crc;
 pub mod delta;
-mod rc;
+mod range_coder;
 
 #[cfg(feature = "std")]
 pub mod diff;

@@ -37,10 +37,10 @@
 //! | 0 | 1 | magic `0xB5` | |
 //! | 1 | 1 | phase | [`Phase`] |
 //! | 2 | 1 | active | A/B: the confirmed slot (0/1); swap: 0 |
-//! | 3 | 1 | step | swap: steps done of sector `a` (0..=2) |
-//! | 4 | 4 | a | receiving: durable payload offset; swapping: sector index |
-//! | 8 | 4 | b | receiving: next block (delta) or durable target bytes (stored); swapping: sectors to swap |
-//! | 12 | 4 | c | receiving: stream parameters as in the stream header's bytes 2..6 (`lc | lp << 4`, `ptr_log2 | (ht_log2 - 8) << 4`, `block_log2`, `window_log2`) |
+//! | 3 | 1 | step | swap: steps done of sector `position` (0..=2) |
+//! | 4 | 4 | position | receiving: durable payload offset; swapping: sector index |
+//! | 8 | 4 | extent | receiving: next block (delta) or durable target bytes (stored); swapping: sectors to swap |
+//! | 12 | 4 | stream_params | receiving: stream parameters as in the stream header's bytes 2..6 (`lc | lp << 4`, `ptr_log2 | (ht_log2 - 8) << 4`, `block_log2`, `window_log2`) |
 //! | 16 | 8 | tag | first 8 bytes of SHA-256(header ‖ manifest) of the package in progress |
 //! | 24 | 4 | d | reserved (0) |
 //! | 28 | 4 | CRC-32 of bytes 0..28 |
@@ -121,14 +121,15 @@ pub struct Record {
     pub phase: Phase,
     /// Confirmed slot (A/B).
     pub active: u8,
-    /// Swap steps done of sector `a`.
+    /// Swap steps done of sector `position`.
     pub step: u8,
-    /// See the table.
-    pub a: u32,
-    /// See the table.
-    pub b: u32,
-    /// See the table.
-    pub c: [u8; 4],
+    /// Receiving: durable payload offset; swapping: sector index.
+    pub position: u32,
+    /// Receiving: next block (delta) or durable target bytes (stored); swapping: sectors to
+    /// swap.
+    pub extent: u32,
+    /// Receiving: the stream's parameters (the stream header's bytes 2..6).
+    pub stream_params: [u8; 4],
     /// Package tag.
     pub tag: [u8; 8],
 }
@@ -139,9 +140,9 @@ impl Record {
         phase: Phase::Idle,
         active: 0,
         step: 0,
-        a: 0,
-        b: 0,
-        c: [0; 4],
+        position: 0,
+        extent: 0,
+        stream_params: [0; 4],
         tag: [0; 8],
     };
 
@@ -151,9 +152,9 @@ impl Record {
         r[1] = self.phase as u8;
         r[2] = self.active;
         r[3] = self.step;
-        r[4..8].copy_from_slice(&self.a.to_le_bytes());
-        r[8..12].copy_from_slice(&self.b.to_le_bytes());
-        r[12..16].copy_from_slice(&self.c);
+        r[4..8].copy_from_slice(&self.position.to_le_bytes());
+        r[8..12].copy_from_slice(&self.extent.to_le_bytes());
+        r[12..16].copy_from_slice(&self.stream_params);
         r[16..24].copy_from_slice(&self.tag);
         let crc = crc32(&r[..28]);
         r[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -168,9 +169,9 @@ impl Record {
             phase: Phase::from_u8(r[1])?,
             active: r[2],
             step: r[3],
-            a: le32(&r[4..8]),
-            b: le32(&r[8..12]),
-            c: [r[12], r[13], r[14], r[15]],
+            position: le32(&r[4..8]),
+            extent: le32(&r[8..12]),
+            stream_params: [r[12], r[13], r[14], r[15]],
             tag: [r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23]],
         })
     }
@@ -457,10 +458,10 @@ mod tests {
         len: 1024,
     };
 
-    fn rec(a: u32) -> Record {
+    fn rec(position: u32) -> Record {
         Record {
             phase: Phase::Receiving,
-            a,
+            position,
             ..Record::IDLE
         }
     }
@@ -505,7 +506,7 @@ mod tests {
                     }
                     f.power_on();
                     let (mut j, last) = Journal::open(&mut f, J, erased).unwrap();
-                    let a = last.unwrap().a;
+                    let a = last.unwrap().position;
                     assert!(a == done || a == done + 1, "cut {n}: {a} vs {done}");
                     // And it keeps working after the cut.
                     j.append(&mut f, &rec(1000)).unwrap();

@@ -462,10 +462,16 @@ where
     pub fn status(&self) -> Status {
         let (done, total, delta) = match (&self.session, self.rec.phase) {
             (Some(s), _) => (u64::from(s.next), u64::from(s.payload_len), s.delta),
-            (None, Phase::Receiving) => (u64::from(self.rec.a), 0, self.rec.c != [0; 4]),
-            (None, Phase::Installing | Phase::Reverting) => {
-                (u64::from(self.rec.a), u64::from(self.rec.b), false)
-            }
+            (None, Phase::Receiving) => (
+                u64::from(self.rec.position),
+                0,
+                self.rec.stream_params != [0; 4],
+            ),
+            (None, Phase::Installing | Phase::Reverting) => (
+                u64::from(self.rec.position),
+                u64::from(self.rec.extent),
+                false,
+            ),
             _ => (0, 0, false),
         };
         let tag = matches!(
@@ -496,9 +502,9 @@ where
             phase,
             active: self.rec.active,
             step: 0,
-            a: 0,
-            b: 0,
-            c: [0; 4],
+            position: 0,
+            extent: 0,
+            stream_params: [0; 4],
             tag: self.rec.tag,
         }
     }
@@ -617,7 +623,7 @@ where
         }
         if same
             && self.rec.phase == Phase::Receiving
-            && self.rec.a > 0
+            && self.rec.position > 0
             && self.resume_session(&mut s)
         {
             self.session = Some(s);
@@ -647,7 +653,7 @@ where
         let r = self.rec;
         let erased = self.cfg.erased;
         if s.delta {
-            let [lclp, ptr_ht, block_log2, window_log2] = r.c;
+            let [lclp, ptr_ht, block_log2, window_log2] = r.stream_params;
             let (lc, lp) = (lclp & 0x0F, lclp >> 4);
             let (ptr_log2, ht_log2) = (ptr_ht & 0x0F, (ptr_ht >> 4) + 8);
             let h = StreamHeader {
@@ -667,9 +673,9 @@ where
             }
             let bs = h.params.block_size();
             let cp = Checkpoint {
-                payload_offset: u64::from(r.a),
-                target_offset: (u64::from(r.b) * bs).min(u64::from(s.info.size)),
-                block: u64::from(r.b),
+                payload_offset: u64::from(r.position),
+                target_offset: (u64::from(r.extent) * bs).min(u64::from(s.info.size)),
+                block: u64::from(r.extent),
             };
             let Ok(at) = u32::try_from(cp.target_offset) else {
                 return false;
@@ -684,13 +690,16 @@ where
             }
             self.ws.writer.reset(at, erased);
         } else {
-            if r.a != r.b || !r.b.is_multiple_of(F::ERASE_SIZE as u32) || r.b > s.payload_len {
+            if r.position != r.extent
+                || !r.extent.is_multiple_of(F::ERASE_SIZE as u32)
+                || r.extent > s.payload_len
+            {
                 return false;
             }
-            self.ws.writer.reset(r.b, erased);
+            self.ws.writer.reset(r.extent, erased);
         }
-        s.next = r.a;
-        s.recorded = r.a;
+        s.next = r.position;
+        s.recorded = r.position;
         true
     }
 
@@ -778,15 +787,15 @@ where
                     }
                 }
             }
-            if let Some((a, b, c)) = record {
-                s.recorded = a;
+            if let Some((position, extent, stream_params)) = record {
+                s.recorded = position;
                 let rec = Record {
                     phase: Phase::Receiving,
                     active: self.rec.active,
                     step: 0,
-                    a,
-                    b,
-                    c,
+                    position,
+                    extent,
+                    stream_params,
                     tag: s.tag,
                 };
                 self.journal
@@ -893,7 +902,7 @@ where
             SlotMode::Swap { .. } => {
                 let n = self.swap_count()?;
                 let rec = Record {
-                    b: n,
+                    extent: n,
                     ..self.with_phase(Phase::Reverting)
                 };
                 self.append(rec)
@@ -929,7 +938,7 @@ where
             SlotMode::Swap { .. } => {
                 let n = self.swap_count()?;
                 let rec = Record {
-                    b: n,
+                    extent: n,
                     ..self.with_phase(Phase::Reverting)
                 };
                 self.append(rec)?;
@@ -951,7 +960,7 @@ where
             Phase::Pending => {
                 let n = self.swap_count()?;
                 let rec = Record {
-                    b: n,
+                    extent: n,
                     ..self.with_phase(Phase::Installing)
                 };
                 self.append(rec)?;
@@ -965,7 +974,7 @@ where
             Phase::Testing => {
                 let n = self.swap_count()?;
                 let rec = Record {
-                    b: n,
+                    extent: n,
                     ..self.with_phase(Phase::Reverting)
                 };
                 self.append(rec)?;
@@ -989,9 +998,9 @@ where
             return Err(UpdateError::Layout("swap in A/B mode"));
         };
         let e = F::ERASE_SIZE as u32;
-        let n = self.rec.b;
+        let n = self.rec.extent;
         let last = self.slot(0).len / e - 1;
-        let (mut i, mut step) = (self.rec.a, self.rec.step);
+        let (mut i, mut step) = (self.rec.position, self.rec.step);
         while i < n {
             let sector = if i + 1 == n { last } else { i };
             let s0 = self.slot(0).start + sector * e;
@@ -1009,7 +1018,7 @@ where
                 step = done_step;
             }
             let rec = Record {
-                a: i,
+                position: i,
                 step,
                 ..self.rec
             };

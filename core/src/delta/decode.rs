@@ -7,7 +7,7 @@ use super::{
     leb128_end, read_leb128, ApplyError, DeltaError, StreamHeader, BLOCK_HEADER_LEN,
     DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW, HEADER_LEN,
 };
-use crate::rc::{RangeDecoder, STEP_INPUT};
+use crate::range_coder::{RangeDecoder, STEP_INPUT};
 
 /// Bytes decoded per step (bounds the input one step may consume, see [`STEP_INPUT`]).
 const CHUNK: usize = 8;

@@ -2,7 +2,7 @@
 
 use super::model::{Model, MIN_MATCH, RUN_GROUP};
 use super::{Params, StreamHeader, MAX_HT_LOG2, MAX_LIT_TABLES, MAX_PTR_LOG2};
-use crate::rc::RangeEncoder;
+use crate::range_coder::RangeEncoder;
 
 /// One piece of the target, in target order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 //! so they stay in step bit for bit. The tables below are computed at compile time (`const`),
 //! they live in flash on a device.
 
-pub(crate) use crate::rc::pupd as learn;
-use crate::rc::{Prob, PROB_ONE};
+pub(crate) use crate::range_coder::pupd as learn;
+use crate::range_coder::{Prob, PROB_ONE};
 
 /// `squash(d) = 4096 / (1 + e^(-d/256))` sampled every 128 steps (from lpaq1).
 const SQUASH_KNOTS: [i32; 33] = [
@@ -159,7 +159,7 @@ fn slot(ctx: u32, node: usize, bits: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rc::PROB_INIT;
+    use crate::range_coder::PROB_INIT;
 
     #[test]
     fn stretch_inverts_squash_and_both_are_monotonic() {

@@ -4,8 +4,8 @@
 use super::mix::{learn, row, stretch_cell, Mixer};
 use super::ptr::{Pred, Preds, PtrModel};
 #[cfg(feature = "std")]
-use crate::rc::RangeEncoder;
-use crate::rc::{BitCoder, Prob, RangeDecoder, PROB_INIT};
+use crate::range_coder::RangeEncoder;
+use crate::range_coder::{BitCoder, Prob, RangeDecoder, PROB_INIT};
 
 /// Number of mantissa bits (below the leading one) coded with adaptive models; the rest are
 /// coded as direct bits.

@@ -3,12 +3,12 @@
 //! Specified in `docs/PROTOCOL.md`.
 
 pub mod frame;
-pub mod host;
 pub mod msg;
+pub mod push;
 
 pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
-pub use host::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};
 pub use msg::{
     Command, ImageEntry, Info, Phase, RefuseReason, Request, Response, ResponseKind, Status,
     PROTO_VERSION, REBOOT_ANY_PHASE,
 };
+pub use push::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};
