@@ -1,0 +1,203 @@
+//! The coder: planned controls into a block's bytes through the context model and the
+//! range coder.
+
+use super::*;
+
+/// Codes planned controls into a block.
+pub(super) struct Coder<'a> {
+    pub(super) old: &'a [u8],
+    pub(super) new: &'a [u8],
+    pub(super) rc: RangeEncoder,
+    pub(super) model: Box<Model<MAX_LIT_TABLES, { 1 << MAX_PTR_LOG2 }, { 1 << MAX_HT_LOG2 }>>,
+    pub(super) params: Params,
+    pub(super) want_stats: bool,
+    /// The block's difference stream so far (one control ahead of the coding).
+    pub(super) dv: Vec<u8>,
+    /// Target position whose difference `dv` gets next.
+    pub(super) dv_pos: u64,
+    pub(super) dlz: DiffLz,
+    pub(super) j: usize,
+    pub(super) next_nz: usize,
+    pub(super) pos: u64,
+    pub(super) cur_src: u64,
+    pub(super) src_start: u64,
+}
+
+impl<'a> Coder<'a> {
+    pub(super) fn new(old: &'a [u8], new: &'a [u8], params: Params, want_stats: bool) -> Self {
+        Self {
+            old,
+            new,
+            rc: RangeEncoder::new(),
+            model: Box::new(Model::new(params.lc, params.lp)),
+            params,
+            want_stats,
+            dv: Vec::new(),
+            dv_pos: 0,
+            dlz: DiffLz::new(params.window()),
+            j: 0,
+            next_nz: 0,
+            pos: 0,
+            cur_src: 0,
+            src_start: 0,
+        }
+    }
+
+    /// Start a block at target `start` with the source cursor at `src_start`.
+    pub(super) fn begin(&mut self, start: u64, src_start: u64) {
+        self.rc = RangeEncoder::new();
+        if self.want_stats {
+            self.rc.stats = Some([0.0; 4]);
+        }
+        self.model.reset(
+            self.params.lc,
+            self.params.lp,
+            self.params.ptr_log2,
+            self.params.ht_log2,
+        );
+        self.dv.clear();
+        self.dv_pos = start;
+        self.dlz.reset();
+        self.j = 0;
+        self.next_nz = 0;
+        self.pos = start;
+        self.cur_src = src_start;
+        self.src_start = src_start;
+    }
+
+    /// Append control `c`'s differences to the block's difference stream (controls in
+    /// order, each once, before it or an earlier one is coded).
+    pub(super) fn extend_diffs(&mut self, c: &Control) -> Result<(), EncodeError> {
+        let (p, o) = (self.dv_pos as usize, c.add_old as usize);
+        let (Some(t), Some(s)) = (
+            self.new.get(p..p + c.add as usize),
+            self.old.get(o..o + c.add as usize),
+        ) else {
+            return Err(EncodeError::BadSegments("segment beyond an image"));
+        };
+        self.dv
+            .extend(t.iter().zip(s).map(|(a, b)| a.wrapping_sub(*b)));
+        self.dv_pos += u64::from(c.add) + u64::from(c.lit);
+        Ok(())
+    }
+
+    pub(super) fn code(&mut self, c: &Planned) -> Result<(), EncodeError> {
+        let (old, new) = (self.old, self.new);
+        if c.add > 0 && c.add_old != self.cur_src {
+            return Err(EncodeError::BadSegments("source cursor out of step"));
+        }
+        if self.j + c.add as usize > self.dv.len() {
+            return Err(EncodeError::BadSegments(
+                "control coded before its differences",
+            ));
+        }
+        let rc = &mut self.rc;
+        let model = &mut *self.model;
+        let dv = &self.dv;
+        let src_after = self.cur_src + u64::from(c.add);
+        rc.cat = 0;
+        model.add_len.encode(rc, c.add);
+        model.copy_len.encode(rc, c.lit);
+        model.encode_seek(rc, c.seek);
+        model.encode_region(rc, c.lit, c.raw);
+        let mut t = 0u32;
+        let matches = self.dlz.window > 0;
+        let (pos, cur_src) = (self.pos, self.cur_src);
+        model.ptr.begin(cur_src, pos);
+        while t < c.add {
+            let here = (pos + u64::from(t)) as usize;
+            let o = old[(cur_src + u64::from(t)) as usize];
+            let j = self.j;
+            let m = if matches && dv[j] != 0 {
+                self.dlz
+                    .find(dv, j, (c.add - t) as usize, model.dmatch.rep0)
+            } else {
+                None
+            };
+            let left = c.add - t;
+            model.ahead = crate::delta::ptr::ahead(old, (cur_src + u64::from(t)) as usize);
+            if let Some((dist, len)) = m {
+                model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
+                model.encode_diff_match(rc, dist, len);
+                for q in 0..len as usize {
+                    model.copied_diff(dv[j + q], new[here + q]);
+                }
+                t += len;
+                self.j += len as usize;
+                continue;
+            }
+            // The next non-zero difference at or after `j` (moves forward only).
+            self.next_nz = self.next_nz.max(j);
+            while dv.get(self.next_nz).is_some_and(|&d| d == 0) {
+                self.next_nz += 1;
+            }
+            let zero_ahead = left >= RUN_GROUP && self.next_nz >= j + RUN_GROUP as usize;
+            model.encode_diff(
+                rc,
+                here as u64,
+                o,
+                new[here],
+                matches,
+                false,
+                left,
+                zero_ahead,
+            );
+            t += 1;
+            self.j += 1;
+            // An accepted all-zero group: its other positions cost nothing.
+            let k = model.run_pending();
+            if k > 0 {
+                let from = (cur_src + u64::from(t)) as usize;
+                model.skip_run(&old[from..from + k]);
+                t += k as u32;
+                self.j += k;
+            }
+        }
+        let mut i = (pos + u64::from(c.add)) as usize;
+        rc.cat = 3;
+        for item in &c.items {
+            match *item {
+                Item::Lit => {
+                    model.encode_is_match(rc, false);
+                    model.encode_lit(rc, i as u64, new[i]);
+                }
+                Item::Target(d, l) => {
+                    model.encode_is_match(rc, true);
+                    model.encode_match(rc, d, l);
+                    model.after_match(&new[i..i + l as usize]);
+                }
+                Item::Source(off, l) => {
+                    model.encode_is_match(rc, true);
+                    model.encode_source_match(rc, off, l);
+                    model.after_match(&new[i..i + l as usize]);
+                }
+            }
+            i += item.len();
+        }
+        self.pos = pos + u64::from(c.add) + u64::from(c.lit);
+        self.cur_src = (src_after as i64 + c.seek) as u64;
+        Ok(())
+    }
+
+    /// Finish the block: its header and bytes go to `out`, its bit counts to `stats`.
+    pub(super) fn end(
+        &mut self,
+        out: &mut Vec<u8>,
+        stats: Option<&mut [f64; 4]>,
+    ) -> Result<(), EncodeError> {
+        if let (Some(dst), Some(src)) = (stats, self.rc.stats) {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+        let bytes = std::mem::replace(&mut self.rc, RangeEncoder::new()).finish();
+        let len =
+            u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge(bytes.len() as u64))?;
+        let mut head = [0u8; crate::delta::BLOCK_HEADER_LEN];
+        let n = crate::delta::put_leb128(&mut head, u64::from(len));
+        let n = n + crate::delta::put_leb128(&mut head[n..], self.src_start);
+        out.extend_from_slice(&head[..n]);
+        out.extend_from_slice(&bytes);
+        Ok(())
+    }
+}

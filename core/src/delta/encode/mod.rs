@@ -1,0 +1,650 @@
+//! BSD3 encoder (host side): turns a list of segments (from the matcher) into blocks.
+
+use super::model::{Model, MIN_MATCH, RUN_GROUP};
+use super::{Params, StreamHeader, MAX_HT_LOG2, MAX_LIT_TABLES, MAX_PTR_LOG2};
+use crate::range_coder::RangeEncoder;
+
+/// One piece of the target, in target order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// `len` target bytes = source bytes at `old..old+len` plus coded differences.
+    Add {
+        /// Length in bytes.
+        len: u64,
+        /// Source offset.
+        old: u64,
+    },
+    /// `len` target bytes coded as literals.
+    Lit {
+        /// Length in bytes.
+        len: u64,
+    },
+}
+
+impl Segment {
+    fn len(&self) -> u64 {
+        match *self {
+            Segment::Add { len, .. } | Segment::Lit { len } => len,
+        }
+    }
+
+    /// Refuse source bytes beyond `old`.
+    fn check_source(&self, old: &[u8]) -> Result<(), EncodeError> {
+        match *self {
+            Segment::Add { len, old: o }
+                if o.checked_add(len).is_none_or(|e| e > old.len() as u64) =>
+            {
+                Err(EncodeError::BadSegments("segment beyond the source"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a stream could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Image larger than the format allows.
+    #[error("image of {0} bytes is larger than the delta format allows (4 GiB - 1)")]
+    TooLarge(u64),
+    /// Parameters out of range.
+    #[error(transparent)]
+    Params(#[from] super::DeltaError),
+    /// The segments do not describe the target.
+    #[error("internal error: {0}")]
+    BadSegments(&'static str),
+    /// The caller's stop flag was set.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+mod coder;
+mod index;
+mod lz;
+mod plan;
+
+use coder::*;
+pub use index::SourceIndex;
+use lz::*;
+use plan::*;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Control {
+    pub(super) add: u32,
+    pub(super) add_old: u64,
+    pub(super) lit: u32,
+}
+
+/// Encode `new` against `old` following `segments` (which must cover `new` exactly and only
+/// reference bytes inside `old`).
+pub fn encode(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        None,
+        None,
+        threads(),
+        &crate::diff::NEVER,
+    )
+}
+
+/// [`encode`] with a source index built beforehand (it must index `old`).
+pub fn encode_indexed(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    index: &SourceIndex<'_>,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_indexed_until(old, new, segments, params, index, &crate::diff::NEVER)
+}
+
+/// [`encode_indexed`] that ends with [`EncodeError::Cancelled`] at the next block once
+/// `stop` is set.
+pub fn encode_indexed_until(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    index: &SourceIndex<'_>,
+    stop: &core::sync::atomic::AtomicBool,
+) -> Result<Vec<u8>, EncodeError> {
+    index.check_source(old)?;
+    encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        None,
+        Some(index),
+        threads(),
+        stop,
+    )
+}
+
+/// [`encode`], also returning the coded bits spent on controls, difference flags,
+/// difference values and literals (for analysis).
+pub fn encode_with_stats(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+) -> Result<(Vec<u8>, [f64; 4]), EncodeError> {
+    let mut st = [0.0; 4];
+    let out = encode_inner(
+        old,
+        new,
+        segments,
+        params,
+        Some(&mut st),
+        None,
+        threads(),
+        &crate::diff::NEVER,
+    )?;
+    Ok((out, st))
+}
+
+/// The stream header for coding `new` against `old`, if the format can hold them.
+fn stream_header(old: &[u8], new: &[u8], params: Params) -> Result<StreamHeader, EncodeError> {
+    params.validate()?;
+    Ok(StreamHeader {
+        params,
+        target_size: u32::try_from(new.len())
+            .map_err(|_| EncodeError::TooLarge(new.len() as u64))?,
+        source_size: u32::try_from(old.len())
+            .map_err(|_| EncodeError::TooLarge(old.len() as u64))?,
+    })
+}
+
+/// Threads to code blocks on: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_inner(
+    old: &[u8],
+    new: &[u8],
+    segments: &[Segment],
+    params: Params,
+    mut stats: Option<&mut [f64; 4]>,
+    index: Option<&SourceIndex<'_>>,
+    threads: usize,
+    stop: &core::sync::atomic::AtomicBool,
+) -> Result<Vec<u8>, EncodeError> {
+    let header = stream_header(old, new, params)?;
+    let total = segments
+        .iter()
+        .try_fold(0u64, |t, s| t.checked_add(s.len()))
+        .filter(|&t| t == new.len() as u64);
+    if total.is_none() {
+        return Err(EncodeError::BadSegments("segments do not cover the target"));
+    }
+    for s in segments {
+        s.check_source(old)?;
+    }
+    let built;
+    let src = match index {
+        Some(i) => i,
+        None => {
+            built = SourceIndex::new(old);
+            &built
+        }
+    };
+    let blocks = cut_blocks(segments, new.len() as u64, params.block_size())?;
+    // Blocks code independently; the only state they share is the target-history index,
+    // which depends on positions alone. So contiguous groups of blocks are coded on separate
+    // threads, each with its own index primed on the history before its first block: the
+    // bytes are the same as coding them one after another.
+    let threads = threads.min(blocks.len()).max(1);
+    let per = blocks.len().div_ceil(threads);
+    let want_stats = stats.is_some();
+    let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
+        vec![encode_group(
+            old, new, params, src, &blocks, want_stats, stop,
+        )]
+    } else {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = blocks
+                .chunks(per)
+                .map(|g| sc.spawn(move || encode_group(old, new, params, src, g, want_stats, stop)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(EncodeError::BadSegments("encoder thread failed")))
+                })
+                .collect()
+        })
+    };
+    let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
+    for g in coded {
+        let (bytes, st) = g?;
+        out.extend_from_slice(&bytes);
+        if let Some(dst) = stats.as_deref_mut() {
+            for (d, s) in dst.iter_mut().zip(st) {
+                *d += s;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A group's coded blocks and the bits spent per category.
+type Coded = (Vec<u8>, [f64; 4]);
+
+/// One block to code: its first target position and its controls.
+struct Block {
+    start: u64,
+    ctrls: Vec<Control>,
+}
+
+/// Cut `segments` at block boundaries into each block's controls.
+fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, EncodeError> {
+    let mut blocks = Vec::new();
+    let mut seg_iter = segments.iter().copied().filter(|s| s.len() > 0);
+    let mut pending: Option<Segment> = None;
+    let mut pos = 0u64;
+    while pos < len {
+        let end = (pos + bs).min(len);
+        let mut build = ControlBuilder::default();
+        let mut ctrls = Vec::new();
+        let mut at = pos;
+        while at < end {
+            let Some(seg) = pending.take().or_else(|| seg_iter.next()) else {
+                return Err(EncodeError::BadSegments("segments end early"));
+            };
+            let (head, tail) = split(seg, end - at);
+            at += head.len();
+            build.push(head, &mut ctrls)?;
+            pending = tail;
+        }
+        build.finish(&mut ctrls)?;
+        blocks.push(Block { start: pos, ctrls });
+        pos = end;
+    }
+    Ok(blocks)
+}
+
+/// Code a contiguous group of blocks; returns their bytes and (with `want_stats`) the bits
+/// spent per category.
+fn encode_group(
+    old: &[u8],
+    new: &[u8],
+    params: Params,
+    src: &SourceIndex<'_>,
+    blocks: &[Block],
+    want_stats: bool,
+    stop: &core::sync::atomic::AtomicBool,
+) -> Result<Coded, EncodeError> {
+    let mut lz = Lz::new(new);
+    if let Some(b) = blocks.first() {
+        lz.insert_upto(b.start as usize);
+    }
+    let mut planner = Planner::new(new, &mut lz, src);
+    let mut coder = Coder::new(old, new, params, want_stats);
+    let mut st = [0.0; 4];
+    let mut out = Vec::new();
+    for b in blocks {
+        if stop.load(core::sync::atomic::Ordering::Relaxed) {
+            return Err(EncodeError::Cancelled);
+        }
+        let ctrls = &b.ctrls;
+        let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
+        planner.begin();
+        coder.begin(b.start, src_start);
+        for c in ctrls {
+            coder.extend_diffs(c)?;
+        }
+        let mut cur_src = src_start;
+        let mut pos = b.start;
+        for (k, c) in ctrls.iter().enumerate() {
+            let next = ctrls
+                .get(k + 1..)
+                .and_then(|r| r.iter().find(|n| n.add > 0));
+            let p = planner.control(c, next, pos, cur_src);
+            cur_src = (cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
+            pos += u64::from(c.add) + u64::from(c.lit);
+            coder.code(&p)?;
+        }
+        coder.end(&mut out, want_stats.then_some(&mut st))?;
+    }
+    Ok((out, st))
+}
+
+/// Code a target of at most one block while its segments are still being found: this
+/// thread plans each control's literal region as its segments arrive, a second thread
+/// codes. The bytes equal [`encode`]'s for the same segments. `segments` must describe
+/// `new` exactly against `old`; their errors end the coding and are returned.
+pub(crate) fn encode_streamed<E, I>(
+    old: &[u8],
+    new: &[u8],
+    params: Params,
+    index: &SourceIndex<'_>,
+    segments: I,
+) -> Result<Vec<u8>, E>
+where
+    E: From<EncodeError> + Send,
+    I: Iterator<Item = Result<Segment, E>>,
+{
+    let header = stream_header(old, new, params)?;
+    if new.len() as u64 > params.block_size() || new.is_empty() {
+        return Err(EncodeError::BadSegments("streamed coding takes one block").into());
+    }
+    index.check_source(old)?;
+    let src = index;
+    let mut lz = Lz::new(new);
+    let mut planner = Planner::new(new, &mut lz, src);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
+    std::thread::scope(|sc| {
+        let coding = sc.spawn(move || -> Result<Vec<u8>, EncodeError> {
+            let mut coder = Coder::new(old, new, params, false);
+            let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
+            for msg in rx {
+                match msg {
+                    Msg::Begin(first, src_start) => {
+                        coder.begin(0, src_start);
+                        coder.extend_diffs(&first)?;
+                    }
+                    Msg::Code(p, next) => {
+                        if let Some(n) = next {
+                            coder.extend_diffs(&n)?;
+                        }
+                        coder.code(&p)?;
+                    }
+                }
+            }
+            coder.end(&mut out, None)?;
+            Ok(out)
+        });
+        // Segments -> controls (as `cut_blocks` makes them), each sent once the next control
+        // (whose source offset its seek needs) is known.
+        let produce = || -> Result<(), E> {
+            let mut build = ControlBuilder::default();
+            let mut ready: Vec<Control> = Vec::new();
+            let mut seen = 0u64;
+            let mut started = false;
+            let (mut pos, mut cur_src) = (0u64, 0u64);
+            let mut send =
+                |c: Control, next: Option<&Control>, pos: &mut u64, cur_src: &mut u64| -> bool {
+                    let p = planner.control(&c, next, *pos, *cur_src);
+                    *cur_src = (*cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
+                    *pos += u64::from(c.add) + u64::from(c.lit);
+                    tx.send(Msg::Code(p, next.copied())).is_ok()
+                };
+            let mut segs = segments;
+            loop {
+                let seg = segs.next().transpose()?;
+                if let Some(sg) = seg {
+                    let len = sg.len();
+                    sg.check_source(old)?;
+                    seen += len;
+                    if seen > new.len() as u64 {
+                        return Err(
+                            EncodeError::BadSegments("segments do not cover the target").into()
+                        );
+                    }
+                    if len == 0 {
+                        continue;
+                    }
+                    build.push(sg, &mut ready)?;
+                } else {
+                    if seen != new.len() as u64 {
+                        return Err(
+                            EncodeError::BadSegments("segments do not cover the target").into()
+                        );
+                    }
+                    build.finish(&mut ready)?;
+                }
+                // Send every control whose next control with source bytes is known (only the
+                // first control can lack source bytes); at the end, all.
+                let at_end = seg.is_none();
+                while let Some(&first) = ready.first() {
+                    // Only the first control can lack source bytes, so the next control
+                    // is the one the seek needs, and its differences join the stream next.
+                    let next = ready.get(1).copied();
+                    if next.is_none() && !at_end {
+                        break;
+                    }
+                    if !started {
+                        let with_src = if first.add > 0 { Some(first) } else { next };
+                        cur_src = with_src.map_or(0, |c| c.add_old);
+                        if tx.send(Msg::Begin(first, cur_src)).is_err() {
+                            return Ok(());
+                        }
+                        started = true;
+                    }
+                    ready.remove(0);
+                    if !send(first, next.as_ref(), &mut pos, &mut cur_src) {
+                        return Ok(());
+                    }
+                }
+                if at_end {
+                    return Ok(());
+                }
+            }
+        };
+        let produced = produce();
+        drop(tx);
+        let coded = coding
+            .join()
+            .unwrap_or(Err(EncodeError::BadSegments("encoder thread failed")));
+        produced?;
+        Ok(coded?)
+    })
+}
+
+/// What the planning thread sends the coding thread.
+enum Msg {
+    /// The block starts: its first control (its differences start the difference stream)
+    /// and where the source cursor starts.
+    Begin(Control, u64),
+    /// A planned control, and the next control (its differences join the block's difference
+    /// stream before this control is coded).
+    Code(Planned, Option<Control>),
+}
+
+/// Merges segments into controls: an optional difference run (neighbouring runs that
+/// continue each other in the source join) followed by an optional literal region (all
+/// literal segments up to the next run join).
+#[derive(Default)]
+struct ControlBuilder {
+    add: Option<(u64, u64)>,
+    lit: u64,
+}
+
+impl ControlBuilder {
+    fn push(&mut self, seg: Segment, out: &mut Vec<Control>) -> Result<(), EncodeError> {
+        match seg {
+            Segment::Lit { len } => self.lit += len,
+            Segment::Add { len, old } => match self.add {
+                Some((l, o)) if self.lit == 0 && o + l == old => self.add = Some((l + len, o)),
+                None if self.lit == 0 => self.add = Some((len, old)),
+                _ => {
+                    self.finish(out)?;
+                    self.add = Some((len, old));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Control>) -> Result<(), EncodeError> {
+        let too_big = || EncodeError::BadSegments("segment longer than a block");
+        if self.add.is_some() || self.lit > 0 {
+            let (add, add_old) = self.add.take().unwrap_or((0, 0));
+            out.push(Control {
+                add: u32::try_from(add).map_err(|_| too_big())?,
+                add_old,
+                lit: u32::try_from(self.lit).map_err(|_| too_big())?,
+            });
+            self.lit = 0;
+        }
+        Ok(())
+    }
+}
+
+fn split(seg: Segment, room: u64) -> (Segment, Option<Segment>) {
+    if seg.len() <= room {
+        return (seg, None);
+    }
+    match seg {
+        Segment::Add { len, old } => (
+            Segment::Add { len: room, old },
+            Some(Segment::Add {
+                len: len - room,
+                old: old + room,
+            }),
+        ),
+        Segment::Lit { len } => (
+            Segment::Lit { len: room },
+            Some(Segment::Lit { len: len - room }),
+        ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    /// The streamed one-block coder (planning on this thread, coding on another, segments
+    /// taken as they come) gives the bytes of the two-step coder.
+    #[test]
+    fn streamed_gives_the_same_bytes() {
+        let base = testkit::firmware(3, 60_000);
+        let mut lit_first = vec![0xA5u8; 300];
+        lit_first.extend_from_slice(&testkit::evolve(&base, 5));
+        let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (base.clone(), testkit::evolve(&base, 4)),
+            (base.clone(), lit_first),
+            (base.clone(), base.clone()),
+            (base.clone(), base[..5].to_vec()),
+            (base[..100].to_vec(), testkit::firmware(9, 20_000)),
+        ];
+        for (k, (old, new)) in cases.iter().enumerate() {
+            for params in [Params::BEST, Params::SMALL] {
+                if new.len() as u64 > params.block_size() {
+                    continue;
+                }
+                let segs = crate::diff::find_segments(old, new).unwrap();
+                let want = encode(old, new, &segs, params).unwrap();
+                let index = SourceIndex::new(old);
+                let got = encode_streamed::<EncodeError, _>(
+                    old,
+                    new,
+                    params,
+                    &index,
+                    segs.iter().map(|s| Ok(*s)),
+                )
+                .unwrap();
+                assert!(want == got, "case {k}");
+            }
+        }
+    }
+
+    /// Bad segment streams end the streamed coder with an error, never a panic or a hang.
+    #[test]
+    fn streamed_refuses_bad_segments() {
+        let old = testkit::firmware(3, 20_000);
+        let new = testkit::evolve(&old, 4);
+        let index = SourceIndex::new(&old);
+        let run = |segs: Vec<Result<Segment, EncodeError>>| {
+            encode_streamed::<EncodeError, _>(&old, &new, Params::BEST, &index, segs.into_iter())
+        };
+        let n = new.len() as u64;
+        // Too short, too long, beyond the source.
+        assert!(run(vec![Ok(Segment::Lit { len: n - 1 })]).is_err());
+        assert!(run(vec![
+            Ok(Segment::Lit { len: n }),
+            Ok(Segment::Lit { len: 1 })
+        ])
+        .is_err());
+        let beyond = Segment::Add {
+            len: 100,
+            old: old.len() as u64 - 50,
+        };
+        assert!(run(vec![Ok(beyond), Ok(Segment::Lit { len: n - 100 })]).is_err());
+        // An error from the segment source is the result.
+        let e = run(vec![
+            Ok(Segment::Lit { len: 10 }),
+            Err(EncodeError::BadSegments("from the matcher")),
+        ]);
+        assert_eq!(e, Err(EncodeError::BadSegments("from the matcher")));
+        // Another image's index, or a target over one block.
+        let other = SourceIndex::new(&new);
+        let segs = [Ok(Segment::Lit { len: n })];
+        assert!(encode_streamed::<EncodeError, _>(
+            &old,
+            &new,
+            Params::BEST,
+            &other,
+            segs.into_iter()
+        )
+        .is_err());
+        let big = vec![0u8; 70_000];
+        let segs = [Ok(Segment::Lit { len: 70_000 })];
+        assert!(encode_streamed::<EncodeError, _>(
+            &old,
+            &big,
+            Params::SMALL,
+            &index,
+            segs.into_iter()
+        )
+        .is_err());
+        // And a good stream works.
+        assert!(run(vec![Ok(Segment::Lit { len: n })]).is_ok());
+    }
+
+    /// Coding block groups on threads gives the bytes of coding them in order, for any
+    /// number of threads (including more than blocks), and the stats add up the same.
+    #[test]
+    fn threads_give_the_same_bytes() {
+        let old = testkit::firmware(7, 300_000);
+        let new = testkit::evolve(&old, 11);
+        let segs = crate::diff::find_segments(&old, &new).unwrap();
+        let params = Params {
+            block_log2: 14,
+            ..Params::BEST
+        };
+        let mut st1 = [0.0; 4];
+        let one = encode_inner(
+            &old,
+            &new,
+            &segs,
+            params,
+            Some(&mut st1),
+            None,
+            1,
+            &crate::diff::NEVER,
+        )
+        .unwrap();
+        assert!(one.len() > 1000);
+        for t in [2, 3, 8, 64] {
+            let mut st = [0.0; 4];
+            let many = encode_inner(
+                &old,
+                &new,
+                &segs,
+                params,
+                Some(&mut st),
+                None,
+                t,
+                &crate::diff::NEVER,
+            )
+            .unwrap();
+            assert!(one == many, "{t} threads");
+            for (a, b) in st1.iter().zip(st) {
+                assert!((a - b).abs() < 1e-6 * a.max(1.0));
+            }
+        }
+    }
+}
