@@ -83,49 +83,61 @@ pub enum CodesCmd {
     /// Issue one code per chip UID (parallel over all cores), record them in the registry.
     Gen(Box<GenArgs>),
     /// Check a uid,code CSV against public key(s).
-    Verify {
-        /// Public key(s) (PEM).
-        #[arg(long = "pub", required = true)]
-        public: Vec<PathBuf>,
-        /// Product id.
-        #[arg(long)]
-        product: String,
-        /// The CSV.
-        codes: PathBuf,
-        /// Check expiry against this date (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE")]
-        at: Option<String>,
-    },
+    Verify(VerifyArgs),
     /// Create a production order: the key may issue at most N codes under it.
-    Order {
-        /// Order id.
-        #[arg(long)]
-        order: String,
-        /// Public or private key the order is for (PEM).
-        #[arg(long)]
-        key: PathBuf,
-        /// Product id.
-        #[arg(long)]
-        product: String,
-        /// Most codes.
-        #[arg(long)]
-        limit: u64,
-        /// Registry file.
-        #[arg(long)]
-        registry: Option<PathBuf>,
-        /// Create the --registry file if it does not exist.
-        #[arg(long)]
-        new_registry: bool,
-    },
+    Order(OrderArgs),
     /// Export the audit log (every issued code) as CSV.
-    Audit {
-        /// Output CSV.
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Registry file.
-        #[arg(long)]
-        registry: Option<PathBuf>,
-    },
+    Audit(AuditArgs),
+}
+
+/// `verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Public key(s) (PEM).
+    #[arg(long = "pub", required = true)]
+    public: Vec<PathBuf>,
+    /// Product id.
+    #[arg(long)]
+    product: String,
+    /// The CSV.
+    codes: PathBuf,
+    /// Check expiry against this date (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE")]
+    at: Option<String>,
+}
+
+/// `order`.
+#[derive(clap::Args, Debug)]
+pub struct OrderArgs {
+    /// Order id.
+    #[arg(long)]
+    order: String,
+    /// Public or private key the order is for (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Product id.
+    #[arg(long)]
+    product: String,
+    /// Most codes.
+    #[arg(long)]
+    limit: u64,
+    /// Registry file.
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Create the --registry file if it does not exist.
+    #[arg(long)]
+    new_registry: bool,
+}
+
+/// `audit`.
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Output CSV.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Registry file.
+    #[arg(long)]
+    registry: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -236,12 +248,12 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
             ));
             to_json(&r)
         }
-        CodesCmd::Verify {
+        CodesCmd::Verify(VerifyArgs {
             public,
             product,
             codes,
             at,
-        } => {
+        }) => {
             let r = jobs::codes_verify(&jobs::CodesVerifyRequest {
                 public: public.clone(),
                 product: product.clone(),
@@ -254,14 +266,14 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
             ));
             to_json(&r)
         }
-        CodesCmd::Order {
+        CodesCmd::Order(OrderArgs {
             order,
             key,
             product,
             limit,
             registry: r,
             new_registry,
-        } => {
+        }) => {
             let rep = jobs::codes_order(&jobs::OrderRequest {
                 order: order.clone(),
                 key: key.clone(),
@@ -276,10 +288,10 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
             ));
             to_json(&rep)
         }
-        CodesCmd::Audit {
+        CodesCmd::Audit(AuditArgs {
             out: dest,
             registry: r,
-        } => {
+        }) => {
             let rep = jobs::codes_audit(&jobs::AuditRequest {
                 out: dest.clone(),
                 registry: r.clone(),

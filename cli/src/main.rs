@@ -121,144 +121,20 @@ pub(crate) struct PassArgs {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Generate a P-256 signing key (PKCS#8 PEM) and its public key (SPKI PEM).
-    Keygen {
-        /// Private key file to write.
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Public key file (default: KEY with `.pub.pem`).
-        #[arg(long = "pub")]
-        public: Option<PathBuf>,
-        /// Encrypt the private key with a passphrase (asked on the terminal unless given).
-        #[arg(long)]
-        encrypt: bool,
-        #[command(flatten)]
-        pass: PassArgs,
-        /// Overwrite existing key files.
-        #[arg(long)]
-        force: bool,
-    },
+    Keygen(KeygenArgs),
     /// Make a signed package: a delta with --old, else a full image.
-    Pack {
-        /// New firmware image (BIN or Intel HEX).
-        #[arg(long)]
-        new: PathBuf,
-        /// Installed firmware image the delta applies to.
-        #[arg(long)]
-        old: Option<PathBuf>,
-        /// Signing key (PEM).
-        #[arg(long)]
-        key: PathBuf,
-        #[command(flatten)]
-        pass: PassArgs,
-        /// Package file to write.
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Product id.
-        #[arg(long, default_value = "generic")]
-        product: String,
-        /// Hardware id (board / revision).
-        #[arg(long, default_value = "any")]
-        hardware: String,
-        /// Component name.
-        #[arg(long, default_value = "main")]
-        component: String,
-        /// Version of the old image (deltas).
-        #[arg(long, default_value = "0.0.0")]
-        from_version: String,
-        /// Version of the new image.
-        #[arg(long = "version", default_value = "0.0.1")]
-        to_version: String,
-        /// Anti-rollback security counter.
-        #[arg(long, default_value_t = 0)]
-        counter: u32,
-        /// Load address (default: the HEX file's base address, else 0). Accepts 0x...
-        #[arg(long, value_parser = parse_u64)]
-        load_address: Option<u64>,
-        /// Dependency `NAME>=VERSION` (repeatable).
-        #[arg(long = "depends", value_name = "NAME>=VERSION")]
-        depends: Vec<String>,
-        /// Coding profile.
-        #[arg(long, value_enum, default_value = "best")]
-        profile: Profile,
-        /// Resume granularity: target KiB per independently decodable block (a power of two,
-        /// 4..=16384). A device that loses power resumes at the last block boundary; smaller
-        /// blocks resume closer but cost some size. Default: the profile's (best 1024, small 64).
-        #[arg(long, value_name = "KIB")]
-        block_kib: Option<u32>,
-        #[command(flatten)]
-        image: ImageArgs,
-    },
+    Pack(PackArgs),
     /// Show what a package contains.
-    Inspect {
-        /// Package file.
-        package: PathBuf,
-        /// Check the signature with this public key (repeatable); without it the signer is
-        /// only what the package claims.
-        #[arg(long = "pub")]
-        public: Vec<PathBuf>,
-    },
+    Inspect(InspectArgs),
     /// Check a package's signature and hashes (and the base image with --old).
-    Verify {
-        /// Package file.
-        package: PathBuf,
-        /// Public key (SPKI PEM; a private key file also works). Repeat to accept several.
-        #[arg(long = "pub", required = true)]
-        public: Vec<PathBuf>,
-        /// Installed image: check it is the base the delta expects.
-        #[arg(long)]
-        old: Option<PathBuf>,
-        /// Component to check the base of.
-        #[arg(long)]
-        component: Option<String>,
-        /// Require this hardware id.
-        #[arg(long)]
-        hardware: Option<String>,
-        /// Require this product id.
-        #[arg(long)]
-        product: Option<String>,
-        #[command(flatten)]
-        image: ImageArgs,
-    },
+    Verify(VerifyArgs),
     /// Apply a package to the installed image and write the new image.
-    Apply {
-        /// Package file.
-        package: PathBuf,
-        /// Installed image (needed for deltas).
-        #[arg(long)]
-        old: Option<PathBuf>,
-        /// Output image file (BIN).
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Verify the signature with this public key first (repeatable).
-        #[arg(long = "pub", required_unless_present = "unverified")]
-        public: Vec<PathBuf>,
-        /// Write the image without checking its signature (when you have no public key).
-        #[arg(long, conflicts_with = "public")]
-        unverified: bool,
-        /// Component to apply (needed when the package has several).
-        #[arg(long)]
-        component: Option<String>,
-        /// Require this hardware id.
-        #[arg(long)]
-        hardware: Option<String>,
-        #[command(flatten)]
-        image: ImageArgs,
-    },
+    Apply(ApplyArgs),
     /// Before release: run a package through the device's own updater on simulated flash,
     /// cutting power at random flash operations, and report what survived.
     Rehearse(RehearseArgs),
     /// Every push and code batch recorded on this machine (newest first).
-    History {
-        /// Only entries with this text in any column.
-        #[arg(long, default_value = "")]
-        filter: String,
-        /// At most this many (0: all).
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Also write them as CSV to this file.
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-    },
+    History(HistoryArgs),
     /// Activation codes: generate, verify, production orders, audit log.
     #[command(subcommand)]
     Codes(codes::CodesCmd),
@@ -267,34 +143,190 @@ enum Cmd {
     /// List serial ports (USB vendor and product ids, serial numbers).
     Ports,
     /// Ask the device on a serial port who it is and what it runs.
-    Info {
-        /// Serial port (e.g. /dev/ttyUSB0).
-        #[arg(long)]
-        port: String,
-        /// Baud rate.
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-    },
+    Info(InfoArgs),
     /// Push a package to a device over a serial port; resumes after disconnects and resets.
-    Push {
-        /// Package file.
-        package: PathBuf,
-        /// Serial port (e.g. /dev/ttyUSB0).
-        #[arg(long)]
-        port: String,
-        /// Baud rate.
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-        /// Leave the update pending (do not restart the device).
-        #[arg(long)]
-        no_reboot: bool,
-        /// Confirm the new image after the restart (otherwise it must confirm itself).
-        #[arg(long)]
-        confirm: bool,
-        /// Seconds to keep trying to reopen a lost port.
-        #[arg(long, default_value_t = 30)]
-        reconnect_for: u64,
-    },
+    Push(PushArgs),
+}
+
+/// `history`.
+#[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// Only entries with this text in any column.
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Also write them as CSV to this file.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+/// `keygen`.
+#[derive(clap::Args, Debug)]
+struct KeygenArgs {
+    /// Private key file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Public key file (default: KEY with `.pub.pem`).
+    #[arg(long = "pub")]
+    public: Option<PathBuf>,
+    /// Encrypt the private key with a passphrase (asked on the terminal unless given).
+    #[arg(long)]
+    encrypt: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `pack`.
+#[derive(clap::Args, Debug)]
+struct PackArgs {
+    /// New firmware image (BIN or Intel HEX).
+    #[arg(long)]
+    new: PathBuf,
+    /// Installed firmware image the delta applies to.
+    #[arg(long)]
+    old: Option<PathBuf>,
+    /// Signing key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Package file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Product id.
+    #[arg(long, default_value = "generic")]
+    product: String,
+    /// Hardware id (board / revision).
+    #[arg(long, default_value = "any")]
+    hardware: String,
+    /// Component name.
+    #[arg(long, default_value = "main")]
+    component: String,
+    /// Version of the old image (deltas).
+    #[arg(long, default_value = "0.0.0")]
+    from_version: String,
+    /// Version of the new image.
+    #[arg(long = "version", default_value = "0.0.1")]
+    to_version: String,
+    /// Anti-rollback security counter.
+    #[arg(long, default_value_t = 0)]
+    counter: u32,
+    /// Load address (default: the HEX file's base address, else 0). Accepts 0x...
+    #[arg(long, value_parser = parse_u64)]
+    load_address: Option<u64>,
+    /// Dependency `NAME>=VERSION` (repeatable).
+    #[arg(long = "depends", value_name = "NAME>=VERSION")]
+    depends: Vec<String>,
+    /// Coding profile.
+    #[arg(long, value_enum, default_value = "best")]
+    profile: Profile,
+    /// Resume granularity: target KiB per independently decodable block (a power of two,
+    /// 4..=16384). A device that loses power resumes at the last block boundary; smaller
+    /// blocks resume closer but cost some size. Default: the profile's (best 1024, small 64).
+    #[arg(long, value_name = "KIB")]
+    block_kib: Option<u32>,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// `inspect`.
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    /// Package file.
+    package: PathBuf,
+    /// Check the signature with this public key (repeatable); without it the signer is
+    /// only what the package claims.
+    #[arg(long = "pub")]
+    public: Vec<PathBuf>,
+}
+
+/// `verify`.
+#[derive(clap::Args, Debug)]
+struct VerifyArgs {
+    /// Package file.
+    package: PathBuf,
+    /// Public key (SPKI PEM; a private key file also works). Repeat to accept several.
+    #[arg(long = "pub", required = true)]
+    public: Vec<PathBuf>,
+    /// Installed image: check it is the base the delta expects.
+    #[arg(long)]
+    old: Option<PathBuf>,
+    /// Component to check the base of.
+    #[arg(long)]
+    component: Option<String>,
+    /// Require this hardware id.
+    #[arg(long)]
+    hardware: Option<String>,
+    /// Require this product id.
+    #[arg(long)]
+    product: Option<String>,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// `apply`.
+#[derive(clap::Args, Debug)]
+struct ApplyArgs {
+    /// Package file.
+    package: PathBuf,
+    /// Installed image (needed for deltas).
+    #[arg(long)]
+    old: Option<PathBuf>,
+    /// Output image file (BIN).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Verify the signature with this public key first (repeatable).
+    #[arg(long = "pub", required_unless_present = "unverified")]
+    public: Vec<PathBuf>,
+    /// Write the image without checking its signature (when you have no public key).
+    #[arg(long, conflicts_with = "public")]
+    unverified: bool,
+    /// Component to apply (needed when the package has several).
+    #[arg(long)]
+    component: Option<String>,
+    /// Require this hardware id.
+    #[arg(long)]
+    hardware: Option<String>,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// `info`.
+#[derive(clap::Args, Debug)]
+struct InfoArgs {
+    /// Serial port (e.g. /dev/ttyUSB0).
+    #[arg(long)]
+    port: String,
+    /// Baud rate.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+}
+
+/// `push`.
+#[derive(clap::Args, Debug)]
+struct PushArgs {
+    /// Package file.
+    package: PathBuf,
+    /// Serial port (e.g. /dev/ttyUSB0).
+    #[arg(long)]
+    port: String,
+    /// Baud rate.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Leave the update pending (do not restart the device).
+    #[arg(long)]
+    no_reboot: bool,
+    /// Confirm the new image after the restart (otherwise it must confirm itself).
+    #[arg(long)]
+    confirm: bool,
+    /// Seconds to keep trying to reopen a lost port.
+    #[arg(long, default_value_t = 30)]
+    reconnect_for: u64,
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -401,13 +433,13 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, Error> {
 fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
     let cancel = Cancel::new();
     match &cli.cmd {
-        Cmd::Keygen {
+        Cmd::Keygen(KeygenArgs {
             out: path,
             public,
             encrypt,
             pass,
             force,
-        } => {
+        }) => {
             let secrets = CliSecrets(pass);
             let r = jobs::keygen(
                 &jobs::KeygenRequest {
@@ -427,7 +459,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             ));
             to_json(&r)
         }
-        Cmd::Pack {
+        Cmd::Pack(PackArgs {
             new,
             old,
             key,
@@ -444,7 +476,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             profile,
             block_kib,
             image,
-        } => {
+        }) => {
             let req = jobs::PackRequest {
                 new: new.clone(),
                 old: old.clone(),
@@ -478,7 +510,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             ));
             to_json(&r)
         }
-        Cmd::Inspect { package, public } => {
+        Cmd::Inspect(InspectArgs { package, public }) => {
             let info = jobs::inspect(&jobs::InspectRequest {
                 package: package.clone(),
                 public: public.clone(),
@@ -486,7 +518,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             out.text(&output::describe(&info));
             to_json(&info)
         }
-        Cmd::Verify {
+        Cmd::Verify(VerifyArgs {
             package,
             public,
             old,
@@ -494,7 +526,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             hardware,
             product,
             image,
-        } => {
+        }) => {
             let r = jobs::verify(&jobs::VerifyRequest {
                 package: package.clone(),
                 public: public.clone(),
@@ -517,7 +549,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             ));
             to_json(&r)
         }
-        Cmd::Apply {
+        Cmd::Apply(ApplyArgs {
             package,
             old,
             out: dest,
@@ -526,7 +558,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             hardware,
             image,
             unverified,
-        } => {
+        }) => {
             let bar = out.bar("apply");
             let r = jobs::apply(
                 &jobs::ApplyRequest {
@@ -599,11 +631,11 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             }
             to_json(&r)
         }
-        Cmd::History {
+        Cmd::History(HistoryArgs {
             filter,
             limit,
             out: dest,
-        } => {
+        }) => {
             let r = bluesphere_api::history::history(&bluesphere_api::history::HistoryRequest {
                 path: None,
                 filter: filter.clone(),
@@ -642,15 +674,15 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
         Cmd::Codes(c) => codes::run(c, out, &cancel),
         Cmd::Station(a) => codes::station(a, out, &cancel),
         Cmd::Ports => device::ports(out),
-        Cmd::Info { port, baud } => device::info(out, port, *baud),
-        Cmd::Push {
+        Cmd::Info(InfoArgs { port, baud }) => device::info(out, port, *baud),
+        Cmd::Push(PushArgs {
             package,
             port,
             baud,
             no_reboot,
             confirm,
             reconnect_for,
-        } => device::push(
+        }) => device::push(
             out,
             package,
             port,
