@@ -179,8 +179,17 @@ pub fn push(
         }
         progress.event(e);
     };
-    let r = push_inner(req, &watch, cancel);
-    let to_version = std::fs::read(&req.package)
+    if req.reconnect_seconds > MAX_RECONNECT_SECONDS {
+        return Err(Error::usage(format!(
+            "reconnect time {} s: at most {MAX_RECONNECT_SECONDS} s (one day)",
+            req.reconnect_seconds
+        )));
+    }
+    let pkg = load_package(&req.package);
+    let r = pkg
+        .clone()
+        .and_then(|pkg| push_inner(req, &pkg, &watch, cancel));
+    let to_version = pkg
         .ok()
         .and_then(|b| bluesphere_core::ops::inspect(&b).ok())
         .and_then(|i| i.components.first().map(|c| c.record.to_version.clone()))
@@ -217,18 +226,12 @@ pub fn push(
 
 fn push_inner(
     req: &PushRequest,
+    pkg: &[u8],
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<PushReport, Error> {
-    if req.reconnect_seconds > MAX_RECONNECT_SECONDS {
-        return Err(Error::usage(format!(
-            "reconnect time {} s: at most {MAX_RECONNECT_SECONDS} s (one day)",
-            req.reconnect_seconds
-        )));
-    }
-    let pkg = load_package(&req.package)?;
     // Refuse a package that is already damaged before the device spends time on it.
-    bluesphere_core::ops::check(&pkg, &bluesphere_core::ops::Checks::default())
+    bluesphere_core::ops::check(pkg, &bluesphere_core::ops::Checks::default())
         .map_err(|e| Error::from(e).context(req.package.display()))?;
     let opts = PushOptions {
         config: PushConfig {
@@ -245,7 +248,7 @@ fn push_inner(
     let mut reconnects = 0u32;
     let started = std::time::Instant::now();
     let o = driver::push(
-        &pkg,
+        pkg,
         &opts,
         &connector,
         &req.target.address,

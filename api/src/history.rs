@@ -48,11 +48,7 @@ pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("BLUESPHERE_HISTORY") {
         return PathBuf::from(p);
     }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("bluesphere").join("history.sqlite")
+    bluesphere_host::registry::data_dir().join("history.sqlite")
 }
 
 fn sql_error(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -113,11 +113,17 @@ pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("BLUESPHERE_REGISTRY") {
         return PathBuf::from(p);
     }
-    let base = std::env::var_os("XDG_DATA_HOME")
+    data_dir().join("registry.sqlite")
+}
+
+/// BlueSphere's folder for what it keeps on this machine (registry, history):
+/// `$XDG_DATA_HOME/bluesphere`, else `~/.local/share/bluesphere`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("bluesphere").join("registry.sqlite")
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("bluesphere")
 }
 
 /// How long an open or a batch waits for another station's transaction (theirs last

@@ -42,14 +42,7 @@ where
                 let rec = self.with_phase(Phase::Reverted);
                 self.append(rec)
             }
-            SlotMode::Swap { .. } => {
-                let n = self.swap_count()?;
-                let rec = Record {
-                    extent: n,
-                    ..self.with_phase(Phase::Reverting)
-                };
-                self.append(rec)
-            }
+            SlotMode::Swap { .. } => self.record_swap(Phase::Reverting),
         }
     }
 
@@ -79,17 +72,21 @@ where
                 self.append(rec)?;
             }
             SlotMode::Swap { .. } => {
-                let n = self.swap_count()?;
-                let rec = Record {
-                    extent: n,
-                    ..self.with_phase(Phase::Reverting)
-                };
-                self.append(rec)?;
+                self.record_swap(Phase::Reverting)?;
                 self.run_swap()?;
             }
         }
         self.fell_back_from = Some(slot);
         Ok(self.boot_slot())
+    }
+
+    /// Record that a swap (install or revert) starts: `phase` with the sectors to swap.
+    fn record_swap(&mut self, phase: Phase) -> Result<(), UpdateError<F::Error>> {
+        let rec = Record {
+            extent: self.swap_count()?,
+            ..self.with_phase(phase)
+        };
+        self.append(rec)
     }
 
     fn step_state_machine(&mut self) -> Result<(), UpdateError<F::Error>> {
@@ -101,12 +98,7 @@ where
                 self.append(rec)?;
             }
             Phase::Pending => {
-                let n = self.swap_count()?;
-                let rec = Record {
-                    extent: n,
-                    ..self.with_phase(Phase::Installing)
-                };
-                self.append(rec)?;
+                self.record_swap(Phase::Installing)?;
                 self.run_swap()?;
             }
             Phase::Installing | Phase::Reverting => self.run_swap()?,
@@ -115,12 +107,7 @@ where
                 self.append(rec)?;
             }
             Phase::Testing => {
-                let n = self.swap_count()?;
-                let rec = Record {
-                    extent: n,
-                    ..self.with_phase(Phase::Reverting)
-                };
-                self.append(rec)?;
+                self.record_swap(Phase::Reverting)?;
                 self.run_swap()?;
             }
             _ => {}
