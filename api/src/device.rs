@@ -191,7 +191,7 @@ pub fn push(
         .and_then(|pkg| push_inner(req, &pkg, &watch, cancel));
     let to_version = pkg
         .ok()
-        .and_then(|b| bluesphere_core::ops::inspect(&b).ok())
+        .and_then(|b| bluesphere_core::unpack::inspect(&b).ok())
         .and_then(|i| i.components.first().map(|c| c.record.to_version.clone()))
         .unwrap_or_default();
     let target = match &req.target.address {
@@ -231,7 +231,7 @@ fn push_inner(
     cancel: &Cancel,
 ) -> Result<PushReport, Error> {
     // Refuse a package that is already damaged before the device spends time on it.
-    bluesphere_core::ops::check(pkg, &bluesphere_core::ops::Checks::default())
+    bluesphere_core::unpack::check(pkg, &bluesphere_core::unpack::Checks::default())
         .map_err(|e| Error::from(e).context(req.package.display()))?;
     let opts = PushOptions {
         config: PushConfig {

@@ -6,11 +6,11 @@ use std::time::Instant;
 use bluesphere_core::delta::Params;
 use bluesphere_core::image::{self, Image, ImageFormat};
 use bluesphere_core::keys::{self, KeyError};
-use bluesphere_core::ops::{self, Checks, PackageInfo};
 use bluesphere_core::package::build::{
     build_package_until, BuildError, ComponentSpec, PackageSpec,
 };
 use bluesphere_core::package::key_id;
+use bluesphere_core::unpack::{self, Checks, PackageInfo};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -428,7 +428,7 @@ pub fn pack(
         component: 0,
         of: 1,
     });
-    let info = ops::inspect(&pkg)?;
+    let info = unpack::inspect(&pkg)?;
     files::write_atomic(&req.out, &pkg, 0o644)?;
     let c = info.components.first();
     let (target, payload) = c.map_or((0, 0), |c| (c.record.target_size, c.record.payload_size));
@@ -506,7 +506,7 @@ pub fn inspect(req: &InspectRequest) -> Result<InspectReport, Error> {
         SignatureCheck::NotChecked
     } else {
         let pubs = load_publics(&req.public)?;
-        ops::check(
+        unpack::check(
             &bytes,
             &Checks {
                 keys: Some(&pubs),
@@ -516,7 +516,7 @@ pub fn inspect(req: &InspectRequest) -> Result<InspectReport, Error> {
         SignatureCheck::Valid
     };
     Ok(InspectReport {
-        info: ops::inspect(&bytes)?,
+        info: unpack::inspect(&bytes)?,
         signature,
     })
 }
@@ -585,12 +585,12 @@ pub fn verify(req: &VerifyRequest) -> Result<VerifyReport, Error> {
         hardware_id: req.hardware.as_deref(),
         product_id: req.product.as_deref(),
     };
-    let p = ops::check(&bytes, &checks)?;
+    let p = unpack::check(&bytes, &checks)?;
     let base = match &req.old {
         Some(old) => {
             let img = load_image(old, req.format, req.range)?;
-            let c = ops::select(&p, req.component.as_deref())?;
-            ops::check_base(&c, Some(&img.data))?;
+            let c = unpack::select(&p, req.component.as_deref())?;
+            unpack::check_base(&c, Some(&img.data))?;
             Some(BaseMatch {
                 component: c.name.into(),
                 from_version: c.from_version.into(),
@@ -679,8 +679,8 @@ pub fn apply(
         hardware_id: req.hardware.as_deref(),
         product_id: None,
     };
-    let p = ops::check(&bytes, &checks)?;
-    let c = ops::select(&p, req.component.as_deref())?;
+    let p = unpack::check(&bytes, &checks)?;
+    let c = unpack::select(&p, req.component.as_deref())?;
     if c.target_size > MAX_IMAGE {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -700,7 +700,7 @@ pub fn apply(
         component: 0,
         of: 1,
     });
-    let new = ops::apply_component_until(
+    let new = unpack::apply_component_until(
         &p,
         &c,
         old_img.as_ref().map(|i| &i.data[..]),
@@ -708,7 +708,7 @@ pub fn apply(
         cancel.flag(),
     )
     .map_err(|e| match e {
-        ops::Error::Cancelled => Error::cancelled(),
+        unpack::Error::Cancelled => Error::cancelled(),
         e => Error::from(e),
     })?;
     cancel.check()?;

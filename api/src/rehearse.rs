@@ -110,7 +110,7 @@ pub fn rehearse(
         )));
     }
     let pkg = load_package(&req.package)?;
-    let info = bluesphere_core::ops::inspect(&pkg)?;
+    let info = bluesphere_core::unpack::inspect(&pkg)?;
     let keys = load_publics(std::slice::from_ref(&req.public))?;
     let old = load_image(&req.old, req.format, req.range)?;
     let c = info

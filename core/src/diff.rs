@@ -179,7 +179,7 @@ fn push_lit(out: &mut Vec<Segment>, len: u64) {
 }
 
 /// Window and threshold for `split_dense`: 12 differing bytes in 16 cost more as
-/// differences than as a literal region (measured on the public corpus).
+/// differences than as a literal region.
 const DENSE_WIN: usize = 16;
 const DENSE_MIN: usize = 12;
 

@@ -28,10 +28,10 @@ pub mod image;
 #[cfg(feature = "std")]
 pub mod keys;
 #[cfg(feature = "std")]
-pub mod ops;
+pub mod unpack;
 
 #[cfg(feature = "std")]
-pub use ops::{Error, Progress};
+pub use unpack::{Error, Progress};
 
 #[cfg(feature = "std")]
 pub(crate) fn hexser<S: serde::Serializer, const N: usize>(

@@ -3,10 +3,10 @@
 
 use bluesphere_core::delta::Params;
 use bluesphere_core::keys;
-use bluesphere_core::ops::{self, Checks};
 use bluesphere_core::package::build::{build_package, put_varint, ComponentSpec, PackageSpec};
 use bluesphere_core::package::{Header, Manifest, Package, PackageError, HEADER_LEN};
 use bluesphere_core::testkit::{evolve, firmware};
+use bluesphere_core::unpack::{self, Checks};
 use p256::ecdsa::SigningKey;
 
 fn key(seed: u8) -> SigningKey {
@@ -68,7 +68,7 @@ fn roundtrip_and_fields() {
         (deps[0].component, deps[0].min_version),
         ("bootloader", "2.0.0")
     );
-    let out = ops::apply_component(&p, &c, Some(&old), &mut |_| {}).unwrap();
+    let out = unpack::apply_component(&p, &c, Some(&old), &mut |_| {}).unwrap();
     assert_eq!(out, new);
     // Header round trip.
     let h = Header::parse(&pkg).unwrap();
@@ -89,7 +89,7 @@ fn several_components_in_one_package() {
         &mut |_| {},
     )
     .unwrap();
-    let p = ops::check(
+    let p = unpack::check(
         &pkg,
         &Checks {
             keys: Some(&[*key(2).verifying_key()]),
@@ -99,20 +99,20 @@ fn several_components_in_one_package() {
     )
     .unwrap();
     assert_eq!(p.manifest.component_count, 2);
-    let e = ops::select(&p, None).unwrap_err();
+    let e = unpack::select(&p, None).unwrap_err();
     assert_eq!(e.kind(), "no-component");
-    let m = ops::select(&p, Some("main")).unwrap();
-    let d = ops::select(&p, Some("modem")).unwrap();
+    let m = unpack::select(&p, Some("main")).unwrap();
+    let d = unpack::select(&p, Some("modem")).unwrap();
     assert_eq!(
-        ops::apply_component(&p, &m, Some(&main_old), &mut |_| {}).unwrap(),
+        unpack::apply_component(&p, &m, Some(&main_old), &mut |_| {}).unwrap(),
         main_new
     );
     assert_eq!(
-        ops::apply_component(&p, &d, None, &mut |_| {}).unwrap(),
+        unpack::apply_component(&p, &d, None, &mut |_| {}).unwrap(),
         modem_new
     );
     assert_eq!(
-        ops::select(&p, Some("gps")).unwrap_err().kind(),
+        unpack::select(&p, Some("gps")).unwrap_err().kind(),
         "no-component"
     );
 }
@@ -250,24 +250,24 @@ fn hostile_header_fields() {
 fn wrong_base_says_what_is_expected() {
     let (pkg, old, _) = small_package();
     let p = Package::parse(&pkg).unwrap();
-    let c = ops::select(&p, None).unwrap();
+    let c = unpack::select(&p, None).unwrap();
     let mut other = old.clone();
     other[10] ^= 1;
-    let e = ops::apply_component(&p, &c, Some(&other), &mut |_| {}).unwrap_err();
+    let e = unpack::apply_component(&p, &c, Some(&other), &mut |_| {}).unwrap_err();
     assert_eq!(e.kind(), "wrong-base");
     let m = e.to_string();
     assert!(
         m.contains("1.0.0") && m.contains(&hex::encode(c.source_hash)),
         "{m}"
     );
-    let e = ops::apply_component(&p, &c, None, &mut |_| {}).unwrap_err();
+    let e = unpack::apply_component(&p, &c, None, &mut |_| {}).unwrap_err();
     assert_eq!(e.kind(), "need-base");
 }
 
 #[test]
 fn other_hardware_and_product_are_refused() {
     let (pkg, _, _) = small_package();
-    let e = ops::check(
+    let e = unpack::check(
         &pkg,
         &Checks {
             hardware_id: Some("revC"),
@@ -277,7 +277,7 @@ fn other_hardware_and_product_are_refused() {
     .unwrap_err();
     assert_eq!(e.kind(), "wrong-hardware");
     assert!(e.to_string().contains("revB"));
-    let e = ops::check(
+    let e = unpack::check(
         &pkg,
         &Checks {
             product_id: Some("kettle"),
@@ -386,7 +386,7 @@ fn delta_package_overhead() {
     // Header 16 + signature 64 + the manifest of a one-component delta with short ids.
     let (pkg, _, new) = small_package();
     let p = Package::parse(&pkg).unwrap();
-    let c = ops::select(&p, None).unwrap();
+    let c = unpack::select(&p, None).unwrap();
     let overhead = pkg.len() as u64 - c.payload_size;
     let m = p.header.manifest_len as u64;
     assert_eq!(overhead, 16 + 64 + m);

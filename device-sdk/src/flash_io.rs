@@ -62,18 +62,20 @@ impl<E: core::fmt::Debug> core::fmt::Display for FlashIoError<E> {
     }
 }
 
-/// The state of writing one target region: an `S`-byte buffer and how far the flash is
-/// written and erased.
+/// The state of writing one target region: a buffer and how far the flash is written and
+/// erased. A device owns a `TargetWriter<[u8; S]>` (an `S`-byte buffer); the code that
+/// writes through it sees the unsized `TargetWriter` (`&mut TargetWriter<[u8; S]>` coerces),
+/// so the buffer size is not a type parameter of everything that writes.
 #[derive(Debug, Clone)]
-pub struct TargetWriter<const S: usize> {
-    buf: [u8; S],
+pub struct TargetWriter<B: ?Sized = [u8]> {
     fill: usize,
     flushed: u32,
     erased_to: u32,
     erased: u8,
+    buf: B,
 }
 
-impl<const S: usize> TargetWriter<S> {
+impl<const S: usize> TargetWriter<[u8; S]> {
     /// Start at the first byte of the target; `erased` is the flash's erased value.
     pub const fn new(erased: u8) -> Self {
         Self::resume(0, erased)
@@ -90,7 +92,9 @@ impl<const S: usize> TargetWriter<S> {
             erased,
         }
     }
+}
 
+impl TargetWriter {
     /// [`TargetWriter::resume`] in place.
     pub fn reset(&mut self, at: u32, erased: u8) {
         self.fill = 0;
@@ -112,25 +116,26 @@ impl<const S: usize> TargetWriter<S> {
 
 /// Source slot reads, target slot writes through a [`TargetWriter`].
 #[derive(Debug)]
-pub struct FlashPatchIo<'f, F: NorFlash, const S: usize> {
+pub struct FlashPatchIo<'f, F: NorFlash> {
     flash: &'f mut F,
-    w: &'f mut TargetWriter<S>,
+    w: &'f mut TargetWriter,
     source: Region,
     target: Region,
 }
 
-impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
+impl<'f, F: NorFlash> FlashPatchIo<'f, F> {
     /// Join `flash`, the writer state and the regions; checks the geometry.
     pub fn new(
         flash: &'f mut F,
-        w: &'f mut TargetWriter<S>,
+        w: &'f mut TargetWriter,
         source: Region,
         target: Region,
     ) -> Result<Self, FlashIoError<F::Error>> {
         if F::READ_SIZE != 1 {
             return Err(FlashIoError::Geometry("READ_SIZE must be 1"));
         }
-        if S == 0 || !S.is_multiple_of(F::WRITE_SIZE) {
+        let size = w.buf.len();
+        if size == 0 || !size.is_multiple_of(F::WRITE_SIZE) {
             return Err(FlashIoError::Geometry(
                 "the buffer must be a multiple of the write size",
             ));
@@ -172,7 +177,7 @@ impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
     fn flush_buf(&mut self, len: usize) -> Result<(), FlashIoError<F::Error>> {
         let write_len = len.div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
         let end = u64::from(self.w.flushed) + write_len as u64;
-        if end > u64::from(self.target.len) || write_len > S {
+        if end > u64::from(self.target.len) || write_len > self.w.buf.len() {
             return Err(FlashIoError::OutOfRange);
         }
         let erased = self.w.erased;
@@ -225,7 +230,7 @@ impl<'f, F: NorFlash, const S: usize> FlashPatchIo<'f, F, S> {
     }
 }
 
-impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
+impl<F: NorFlash> PatchIo for FlashPatchIo<'_, F> {
     type Error = FlashIoError<F::Error>;
 
     fn read_source(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
@@ -243,7 +248,8 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
             if self.w.written() + data.len() as u64 > u64::from(self.target.len) {
                 return Err(FlashIoError::OutOfRange);
             }
-            let room = S - self.w.fill;
+            let size = self.w.buf.len();
+            let room = size - self.w.fill;
             let n = room.min(data.len());
             let (head, rest) = data.split_at(n);
             if let Some(dst) = self.w.buf.get_mut(self.w.fill..self.w.fill + n) {
@@ -251,8 +257,8 @@ impl<F: NorFlash, const S: usize> PatchIo for FlashPatchIo<'_, F, S> {
             }
             self.w.fill += n;
             data = rest;
-            if self.w.fill == S {
-                self.flush_buf(S)?;
+            if self.w.fill == size {
+                self.flush_buf(size)?;
             }
         }
         Ok(())
@@ -323,7 +329,7 @@ mod tests {
     fn apply<const S: usize>(params: Params, old: &[u8], patch: &[u8]) -> Nor {
         let mut flash = flash_with(old);
         let (src, dst) = regions(old.len());
-        let mut w = TargetWriter::<S>::new(0xFF);
+        let mut w = TargetWriter::<[u8; S]>::new(0xFF);
         let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
         if params == Params::SMALL {
             let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
@@ -382,7 +388,7 @@ mod tests {
         let mut cps = Vec::new();
         {
             let mut flash = flash_with(&old);
-            let mut w = TargetWriter::<512>::new(0xFF);
+            let mut w = TargetWriter::<[u8; 512]>::new(0xFF);
             let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
             let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
             let mut rest = &patch[..];
@@ -403,7 +409,7 @@ mod tests {
             let mut flash = flash_with(&old);
             // First attempt, interrupted right after the checkpoint: later sectors hold junk.
             {
-                let mut w = TargetWriter::<512>::new(0xFF);
+                let mut w = TargetWriter::<[u8; 512]>::new(0xFF);
                 let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
                 let mut d: SmallDeltaDecoder = DeltaDecoder::new(old.len() as u64);
                 let mut rest = &patch[..cp.payload_offset as usize];
@@ -419,7 +425,7 @@ mod tests {
             }
             // Resume from the checkpoint alone.
             {
-                let mut w = TargetWriter::<512>::resume(cp.target_offset as u32, 0xFF);
+                let mut w = TargetWriter::<[u8; 512]>::resume(cp.target_offset as u32, 0xFF);
                 let mut io = FlashPatchIo::new(&mut flash, &mut w, src, dst).unwrap();
                 let mut d: SmallDeltaDecoder =
                     DeltaDecoder::resume(&patch[..16], old.len() as u64, cp).unwrap();
@@ -451,17 +457,17 @@ mod tests {
         let old = firmware(7, 10_000);
         let mut flash = flash_with(&old);
         let (src, dst) = regions(old.len());
-        let mut w = TargetWriter::<1001>::new(0xFF);
+        let mut w = TargetWriter::<[u8; 1001]>::new(0xFF);
         let r = FlashPatchIo::new(&mut flash, &mut w, src, dst);
         assert!(matches!(r, Err(FlashIoError::Geometry(_))));
         let bad = Region {
             start: 100,
             len: SLOT,
         };
-        let mut w = TargetWriter::<4096>::new(0xFF);
+        let mut w = TargetWriter::<[u8; 4096]>::new(0xFF);
         let r = FlashPatchIo::new(&mut flash, &mut w, src, bad);
         assert!(matches!(r, Err(FlashIoError::Geometry(_))));
-        let mut w = TargetWriter::<4096>::resume(100, 0xFF);
+        let mut w = TargetWriter::<[u8; 4096]>::resume(100, 0xFF);
         let r = FlashPatchIo::new(&mut flash, &mut w, src, dst);
         assert!(matches!(r, Err(FlashIoError::Geometry(_))));
         // A target larger than the slot is refused before it would overflow.
@@ -469,7 +475,7 @@ mod tests {
             start: SLOT,
             len: 8192,
         };
-        let mut w = TargetWriter::<4096>::new(0xFF);
+        let mut w = TargetWriter::<[u8; 4096]>::new(0xFF);
         let mut io = FlashPatchIo::new(&mut flash, &mut w, src, tiny).unwrap();
         let big = vec![0u8; 20_000];
         assert_eq!(io.write_target(&big), Err(FlashIoError::OutOfRange));

@@ -17,7 +17,7 @@
 //!   where it stopped. The test `sweep::power_cut_sweep` cuts power before and tears every
 //!   flash operation of an update and of a revert over a matrix of geometries, erased values,
 //!   slot modes and profiles (> 50,000 cut points), and a planted journal bug makes it fail.
-//! - RAM: a [`Workspace`] (decoder + write buffer, `const`-constructible for a `static`) plus
+//! - RAM: a [`Workspace`] ([`BestWorkspace`] or [`SmallWorkspace`]: decoder + write buffer, `const`-constructible for a `static`) plus
 //!   a 344-byte [`Updater`]: 63,120 B with the default profile ([`DefaultUpdater`], streams
 //!   made with `Params::BEST`), 8,080 B with the small one ([`SmallUpdater`], `Params::SMALL`),
 //!   with a 256-byte write buffer (no sector buffer needed). Stack high-water about 8.5 KB on x86_64
@@ -57,6 +57,6 @@ pub use embedded_storage::nor_flash as flash;
 pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};
 pub use journal::{ImageInfo, Phase, Record};
 pub use updater::{
-    Begun, Config, DefaultUpdater, Layout, SlotMode, SmallUpdater, Status, UpdateError,
-    UpdatePhase, Updater, Workspace,
+    Begun, BestWorkspace, Config, DefaultUpdater, Layout, Profile, SlotMode, SmallUpdater,
+    SmallWorkspace, Status, UpdateError, UpdatePhase, Updater, Workspace,
 };

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::file_flash::{FileFlash, FileFlashError};
 use crate::serve::{CodeStore, Served, Server};
 use crate::{
-    Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater, Workspace,
+    BestWorkspace, Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater,
 };
 
 /// Write unit of the file flash.
@@ -53,9 +53,9 @@ pub const MAX_CHUNK: usize = 4096;
 /// The flash of a virtual device.
 pub type Flash = FileFlash<WRITE, SECTOR>;
 /// The workspace of a virtual device's updater (default profile).
-pub type Ws = Workspace<BUF, 4, 4096>;
+pub type Ws = BestWorkspace<BUF>;
 /// A virtual device's updater.
-pub type Up<'a> = Updater<'a, Flash, BUF, 4, 4096>;
+pub type Up<'a> = Updater<'a, Flash, BestWorkspace<BUF>>;
 
 /// How the two slots are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,7 +233,7 @@ pub struct DeviceSpec {
     pub erased: u8,
 }
 
-/// The flash layout of a device with `slot`-byte slots ([`crate::updater`]'s regions).
+/// The flash layout of a device with `slot`-byte slots (the updater's regions: [`crate::Layout`]).
 pub fn layout(slot: u32, mode: Mode) -> Layout {
     let e = SECTOR as u32;
     Layout {
@@ -672,7 +672,7 @@ impl VirtualDevice {
             if auto_confirm && st.phase == UpdatePhase::Testing {
                 up.confirm()?;
             }
-            let mut server: Server<'_, Flash, FileCodes<'_>, BUF, 4, 4096, 4096> = Server::new(
+            let mut server: Server<'_, Flash, FileCodes<'_>, Ws, 4096> = Server::new(
                 up,
                 self.codes(),
                 &self.uid,

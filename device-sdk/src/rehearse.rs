@@ -24,7 +24,7 @@ use bluesphere_core::package::{Package, HEADER_LEN};
 
 use crate::sim::{Cut, SimError, SimFlash};
 use crate::{
-    Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater, Workspace,
+    BestWorkspace, Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater,
 };
 
 /// Write unit of the simulated flash.
@@ -128,7 +128,7 @@ enum Booted {
     New,
 }
 
-type Ws = Workspace<256, 4, 4096>;
+type Ws = BestWorkspace<256>;
 
 impl Run<'_> {
     /// Power on and play device and host until the new image is confirmed; the image the
@@ -140,7 +140,7 @@ impl Run<'_> {
     ) -> Result<Booted, Stop> {
         let mut first = None;
         for _ in 0..8 {
-            let mut up: Updater<'_, &mut SimFlash<WRITE, E>, 256, 4, 4096> =
+            let mut up: Updater<'_, &mut SimFlash<WRITE, E>, BestWorkspace<256>> =
                 Updater::open(&mut *flash, self.cfg, &mut *ws).map_err(stop)?;
             let slot = up.boot().map_err(stop)?;
             let info = up
@@ -263,8 +263,8 @@ fn rehearse_with<const E: usize>(
     let mut ws = Box::new(Ws::new());
     let mut base: SimFlash<WRITE, E> = SimFlash::new((2 * slot_sectors + 3) as usize, 0xFF);
     {
-        let mut up: Updater<'_, &mut SimFlash<WRITE, E>, 256, 4, 4096> =
-            Updater::open(&mut base, run.cfg, &mut ws)
+        let mut up: Updater<'_, &mut SimFlash<WRITE, E>, BestWorkspace<256>> =
+            Updater::open(&mut base, run.cfg, &mut *ws)
                 .map_err(|e| RehearseError::Clean(format!("{e}")))?;
         up.provision(r.old, r.component, r.old_version, r.old_counter)
             .map_err(|e| RehearseError::Clean(format!("{e}")))?;

@@ -13,16 +13,14 @@
 //! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
 //! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
 
-use bluesphere_core::delta::{
-    DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW,
-};
+use bluesphere_core::delta::StreamDecoder;
 use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 use bluesphere_core::proto::{
     FrameDecoder, ImageEntry, Info, Request, Response, Status, PROTO_VERSION,
 };
 use embedded_storage::nor_flash::NorFlash;
 
-use crate::{ImageInfo, SlotMode, UpdateError, Updater};
+use crate::{ImageInfo, Profile, SlotMode, UpdateError, Updater};
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -50,18 +48,8 @@ impl CodeStore for NoCodes {
 
 /// Serves protocol requests for one updater. `B`: bytes for header ‖ manifest ‖ signature.
 #[derive(Debug)]
-pub struct Server<
-    'a,
-    F: NorFlash,
-    C,
-    const S: usize,
-    const LT: usize,
-    const W: usize,
-    const B: usize,
-    const PT: usize = DEFAULT_PTR_ENTRIES,
-    const HT: usize = DEFAULT_HT_CELLS,
-> {
-    up: Updater<'a, F, S, LT, W, PT, HT>,
+pub struct Server<'a, F: NorFlash, C, P: Profile, const B: usize> {
+    up: Updater<'a, F, P>,
     codes: C,
     uid: &'a [u8],
     max_frame: u16,
@@ -107,24 +95,14 @@ fn entry(slot: u8, i: &ImageInfo) -> ImageEntry<'_> {
     }
 }
 
-impl<
-        'a,
-        F: NorFlash,
-        C: CodeStore,
-        const S: usize,
-        const LT: usize,
-        const W: usize,
-        const B: usize,
-        const PT: usize,
-        const HT: usize,
-    > Server<'a, F, C, S, LT, W, B, PT, HT>
+impl<'a, F: NorFlash, C: CodeStore, P: Profile, const B: usize> Server<'a, F, C, P, B>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up`; `uid` is the chip's unique id, `max_frame` the largest raw frame the
     /// receive path takes, `window` the payload bytes the link may buffer unacknowledged.
     pub fn new(
-        up: Updater<'a, F, S, LT, W, PT, HT>,
+        up: Updater<'a, F, P>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -144,17 +122,17 @@ where
     }
 
     /// Give the updater back.
-    pub fn into_updater(self) -> Updater<'a, F, S, LT, W, PT, HT> {
+    pub fn into_updater(self) -> Updater<'a, F, P> {
         self.up
     }
 
     /// Give the updater and the code store back.
-    pub fn into_parts(self) -> (Updater<'a, F, S, LT, W, PT, HT>, C) {
+    pub fn into_parts(self) -> (Updater<'a, F, P>, C) {
         (self.up, self.codes)
     }
 
     /// The updater.
-    pub fn updater(&mut self) -> &mut Updater<'a, F, S, LT, W, PT, HT> {
+    pub fn updater(&mut self) -> &mut Updater<'a, F, P> {
         &mut self.up
     }
 
@@ -193,11 +171,7 @@ where
                 window: self.window,
                 codecs: 0b001
                     | 0b100
-                    | if LT >= DEFAULT_LIT_TABLES
-                        && W >= DEFAULT_WINDOW
-                        && PT >= DEFAULT_PTR_ENTRIES
-                        && HT >= DEFAULT_HT_CELLS
-                    {
+                    | if <P::Decoder as StreamDecoder>::HOLDS_BEST {
                         0b010
                     } else {
                         0
@@ -254,7 +228,7 @@ where
 
     fn done_or(
         &mut self,
-        f: impl FnOnce(&mut Updater<'a, F, S, LT, W, PT, HT>) -> Result<(), UpdateError<F::Error>>,
+        f: impl FnOnce(&mut Updater<'a, F, P>) -> Result<(), UpdateError<F::Error>>,
     ) -> Response<'static> {
         match f(&mut self.up) {
             Ok(()) => Response::Done {
@@ -348,20 +322,9 @@ pub enum Served<E> {
 /// Serve over a byte link until a REBOOT is answered, `keep_going` says stop, or the link
 /// fails. A read that returns 0 bytes is an idle poll (a timeout), not the end. `N`: the
 /// largest encoded frame accepted.
-pub fn serve<
-    IO,
-    F,
-    C,
-    const S: usize,
-    const LT: usize,
-    const W: usize,
-    const B: usize,
-    const N: usize,
-    const PT: usize,
-    const HT: usize,
->(
+pub fn serve<IO, F, C, P: Profile, const B: usize, const N: usize>(
     io: &mut IO,
-    server: &mut Server<'_, F, C, S, LT, W, B, PT, HT>,
+    server: &mut Server<'_, F, C, P, B>,
     decoder: &mut FrameDecoder<N>,
     mut keep_going: impl FnMut() -> bool,
 ) -> Served<IO::Error>
@@ -401,18 +364,8 @@ where
 /// The link simulator's tests and the throughput benchmark put it at the far end.
 #[cfg(feature = "testkit")]
 #[derive(Debug)]
-pub struct MemoryDevice<
-    'a,
-    F: NorFlash,
-    C,
-    const S: usize,
-    const LT: usize,
-    const W: usize,
-    const B: usize,
-    const PT: usize = DEFAULT_PTR_ENTRIES,
-    const HT: usize = DEFAULT_HT_CELLS,
-> {
-    server: Option<Server<'a, F, C, S, LT, W, B, PT, HT>>,
+pub struct MemoryDevice<'a, F: NorFlash, C, P: Profile, const B: usize> {
+    server: Option<Server<'a, F, C, P, B>>,
     uid: &'a [u8],
     max_frame: u16,
     window: u32,
@@ -421,23 +374,13 @@ pub struct MemoryDevice<
 }
 
 #[cfg(feature = "testkit")]
-impl<
-        'a,
-        F: NorFlash,
-        C: CodeStore,
-        const S: usize,
-        const LT: usize,
-        const W: usize,
-        const B: usize,
-        const PT: usize,
-        const HT: usize,
-    > MemoryDevice<'a, F, C, S, LT, W, B, PT, HT>
+impl<'a, F: NorFlash, C: CodeStore, P: Profile, const B: usize> MemoryDevice<'a, F, C, P, B>
 where
     F::Error: core::fmt::Debug,
 {
     /// Serve `up` (see [`Server::new`]).
     pub fn new(
-        up: Updater<'a, F, S, LT, W, PT, HT>,
+        up: Updater<'a, F, P>,
         codes: C,
         uid: &'a [u8],
         max_frame: u16,
@@ -454,7 +397,7 @@ where
     }
 
     /// The server (`None` only after a failed [`MemoryDevice::power_cycle`]).
-    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, S, LT, W, B, PT, HT>> {
+    pub fn server(&mut self) -> Option<&mut Server<'a, F, C, P, B>> {
         self.server.as_mut()
     }
 
@@ -500,7 +443,7 @@ where
     }
 
     /// Take the updater apart (flash, workspace).
-    pub fn into_updater(self) -> Option<Updater<'a, F, S, LT, W, PT, HT>> {
+    pub fn into_updater(self) -> Option<Updater<'a, F, P>> {
         self.server.map(|s| s.into_parts().0)
     }
 }

@@ -23,7 +23,8 @@ use p256::ecdsa::{SigningKey, VerifyingKey};
 use crate::journal::{Journal, Phase};
 use crate::sim::{Cut, SimError, SimFlash};
 use crate::{
-    Config, Identity, Layout, Region, SlotMode, UpdateError, UpdatePhase, Updater, Workspace,
+    Config, Identity, Layout, Profile, Region, SlotMode, UpdateError, UpdatePhase, Updater,
+    Workspace,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +120,7 @@ fn stop(e: UpdateError<SimError>) -> Stop {
     }
 }
 
-type Up<'a, const W: usize, const E: usize, const S: usize, const LT: usize, const WIN: usize> =
-    Updater<'a, &'a mut SimFlash<W, E>, S, LT, WIN>;
+type Up<'a, const W: usize, const E: usize, P> = Updater<'a, &'a mut SimFlash<W, E>, P>;
 
 fn slot_holds<const W: usize, const E: usize>(f: &SimFlash<W, E>, r: Region, img: &[u8]) -> bool {
     let s = r.start as usize;
@@ -128,25 +128,18 @@ fn slot_holds<const W: usize, const E: usize>(f: &SimFlash<W, E>, r: Region, img
 }
 
 /// Power on, run the boot step, and play host and application until `goal`.
-pub(crate) fn drive<
-    const W: usize,
-    const E: usize,
-    const S: usize,
-    const LT: usize,
-    const WIN: usize,
->(
+pub(crate) fn drive<const W: usize, const E: usize, P: Profile>(
     flash: &mut SimFlash<W, E>,
     cfg: Config<'_>,
     fx: &Fixture,
     goal: Goal,
     chunk: usize,
     plant: Option<(u32, u8)>,
-    ws: &mut Workspace<S, LT, WIN>,
+    ws: &mut P,
 ) -> Result<UpdatePhase, Stop> {
     let (h, m, s, payload) = fx.parts();
     for _ in 0..8 {
-        let mut up: Up<'_, W, E, S, LT, WIN> =
-            Updater::open(&mut *flash, cfg, &mut *ws).map_err(stop)?;
+        let mut up: Up<'_, W, E, P> = Updater::open(&mut *flash, cfg, &mut *ws).map_err(stop)?;
         up.skip_record = plant;
         let slot = up.boot().map_err(stop)?;
         let region = cfg.layout.slots[usize::from(slot)];
@@ -270,13 +263,7 @@ pub(crate) struct Case {
 }
 
 /// Run the full sweep of one case; `plant` sets the planted journal bug.
-pub(crate) fn sweep<
-    const W: usize,
-    const E: usize,
-    const S: usize,
-    const LT: usize,
-    const WIN: usize,
->(
+pub(crate) fn sweep<const W: usize, const E: usize, P: Profile + Default>(
     case: Case,
     plant: Option<(u32, u8)>,
 ) -> Tally {
@@ -293,14 +280,14 @@ pub(crate) fn sweep<
         component: "main",
     };
     let mut base: SimFlash<W, E> = SimFlash::new(sectors, case.erased);
-    let mut ws = std::boxed::Box::new(Workspace::<S, LT, WIN>::new());
+    let mut ws = std::boxed::Box::new(P::default());
     {
-        let mut up: Up<'_, W, E, S, LT, WIN> = Updater::open(&mut base, cfg, &mut ws).unwrap();
+        let mut up: Up<'_, W, E, P> = Updater::open(&mut base, cfg, &mut *ws).unwrap();
         up.provision(&fx.old, "main", "1.0.0", 1).unwrap();
     }
     base.power_on();
     let mut run = |flash: &mut SimFlash<W, E>, goal: Goal| -> Result<UpdatePhase, Stop> {
-        drive::<W, E, S, LT, WIN>(flash, cfg, &fx, goal, case.chunk, plant, &mut ws)
+        drive::<W, E, P>(flash, cfg, &fx, goal, case.chunk, plant, &mut *ws)
     };
     let mut t = Tally::default();
     for goal in [Goal::Update, Goal::Revert] {
@@ -471,14 +458,14 @@ fn power_cut_sweep() {
     ];
     let results: Vec<(Case, Tally)> = std::thread::scope(|sc| {
         let hs = [
-            sc.spawn(move || sweep::<8, 1024, 256, 16, 16384>(cases[0], None)),
-            sc.spawn(move || sweep::<4, 512, 128, 1, 256>(cases[1], None)),
-            sc.spawn(move || sweep::<16, 2048, 512, 16, 16384>(cases[2], None)),
-            sc.spawn(move || sweep::<1, 256, 64, 1, 256>(cases[3], None)),
-            sc.spawn(move || sweep::<32, 4096, 1024, 16, 16384>(cases[4], None)),
-            sc.spawn(move || sweep::<8, 4096, 512, 16, 16384>(cases[5], None)),
-            sc.spawn(move || sweep::<2, 256, 256, 1, 256>(cases[6], None)),
-            sc.spawn(move || sweep::<16, 2048, 2048, 16, 16384>(cases[7], None)),
+            sc.spawn(move || sweep::<8, 1024, Workspace<256, 16, 16384>>(cases[0], None)),
+            sc.spawn(move || sweep::<4, 512, Workspace<128, 1, 256>>(cases[1], None)),
+            sc.spawn(move || sweep::<16, 2048, Workspace<512, 16, 16384>>(cases[2], None)),
+            sc.spawn(move || sweep::<1, 256, Workspace<64, 1, 256>>(cases[3], None)),
+            sc.spawn(move || sweep::<32, 4096, Workspace<1024, 16, 16384>>(cases[4], None)),
+            sc.spawn(move || sweep::<8, 4096, Workspace<512, 16, 16384>>(cases[5], None)),
+            sc.spawn(move || sweep::<2, 256, Workspace<256, 1, 256>>(cases[6], None)),
+            sc.spawn(move || sweep::<16, 2048, Workspace<2048, 16, 16384>>(cases[7], None)),
         ];
         hs.into_iter()
             .zip(cases)
@@ -521,10 +508,10 @@ fn power_cut_sweep_catches_a_planted_journal_bug() {
         seeds: 0,
         chunk: 500,
     };
-    let clean = sweep::<8, 1024, 256, 1, 256>(case, None);
+    let clean = sweep::<8, 1024, Workspace<256, 1, 256>>(case, None);
     assert_eq!(clean.bricked, 0);
     // Skip the record after step 2 (slot 0 copied to slot 1) of sector 3.
-    let broken = sweep::<8, 1024, 256, 1, 256>(case, Some((3, 2)));
+    let broken = sweep::<8, 1024, Workspace<256, 1, 256>>(case, Some((3, 2)));
     println!(
         "planted bug: {} of {} cut points bricked",
         broken.bricked, broken.cut_points

@@ -15,10 +15,13 @@ use p256::ecdsa::{Signature, SigningKey};
 
 use crate::sim::SimFlash;
 use crate::sweep::{layout, Fixture, ID};
-use crate::{Config, Identity, Reject, Rejection, UpdateError, UpdatePhase, Updater, Workspace};
+use crate::{
+    BestWorkspace, Config, Identity, Reject, Rejection, SmallWorkspace, UpdateError, UpdatePhase,
+    Updater, Workspace,
+};
 
 type F = SimFlash<8, 1024>;
-type Up<'a> = Updater<'a, &'a mut F, 256, 4, 4096>;
+type Up<'a> = Updater<'a, &'a mut F, BestWorkspace<256>>;
 
 /// A workspace for one test updater (leaked: tests only).
 fn ws<const LT: usize, const W: usize, const PT: usize, const HT: usize>(
@@ -471,8 +474,8 @@ fn ram_of_the_two_profiles() {
             )
         };
         // Workspaces are built here (on a device: statics), the update runs on the probe stack.
-        let big: &'static mut Workspace<256, 4, 4096> = ws();
-        let small: &'static mut Workspace<256, 1, 256, 0, 512> = ws();
+        let big: &'static mut BestWorkspace<256> = ws();
+        let small: &'static mut SmallWorkspace<256> = ws();
         let params = Params {
             block_log2: 12,
             ..if profile == "default" {
@@ -528,12 +531,12 @@ fn ram_of_the_two_profiles() {
     let empty = deepest("empty");
     for profile in ["default", "small"] {
         let stack = empty - deepest(profile);
-        let up = core::mem::size_of::<Updater<'static, &'static mut F, 256, 1, 256, 0, 512>>();
+        let up = core::mem::size_of::<Updater<'static, &'static mut F, SmallWorkspace<256>>>();
         let size = up
             + if profile == "default" {
-                core::mem::size_of::<Workspace<256, 4, 4096>>()
+                core::mem::size_of::<BestWorkspace<256>>()
             } else {
-                core::mem::size_of::<Workspace<256, 1, 256, 0, 512>>()
+                core::mem::size_of::<SmallWorkspace<256>>()
             };
         println!(
             "updater RAM ({profile}): updater {up} B + workspace {} B (incl. the 256-byte write buffer) = {size} B static; stack high-water {stack} B (x86_64, test profile)",
@@ -564,8 +567,8 @@ fn eat_stack(top: usize, eat: usize, f: &mut dyn FnMut()) {
 fn probe(
     profile: &str,
     mut d: Dev,
-    big: &'static mut Workspace<256, 4, 4096>,
-    small: &'static mut Workspace<256, 1, 256, 0, 512>,
+    big: &'static mut BestWorkspace<256>,
+    small: &'static mut SmallWorkspace<256>,
 ) {
     // Only the device side runs on the probe stack: the package was built by the caller.
     let keys = [d.fx.key];
@@ -578,7 +581,7 @@ fn probe(
         up.boot().unwrap();
         up.confirm().unwrap();
     } else {
-        let mut up: Updater<'_, &mut F, 256, 1, 256, 0, 512> =
+        let mut up: Updater<'_, &mut F, SmallWorkspace<256>> =
             Updater::open(&mut d.flash, c, small).unwrap();
         let (h, m, s, p) = split(&pkg);
         let b = up.begin(&h, &m, &s).unwrap();

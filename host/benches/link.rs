@@ -14,7 +14,9 @@ use bluesphere_core::proto::{Push, PushConfig};
 use bluesphere_core::testkit::{package, PackageFor, Rng};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
-use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
+use bluesphere_device::{
+    BestWorkspace, Config, Identity, Layout, Region, SlotMode, Updater, Workspace,
+};
 use bluesphere_host::link::SimLink;
 use bluesphere_host::sim::Sim;
 use p256::ecdsa::SigningKey;
@@ -76,9 +78,9 @@ fn main() {
         (921_600, 2),
         (921_600, 16),
     ] {
-        let mut ws: Box<Workspace<1024, 4, 4096>> = Box::new(Workspace::new());
-        let up = Updater::open(base.clone(), cfg, &mut ws).unwrap();
-        let mut dev: MemoryDevice<'_, _, _, 1024, 4, 4096, 2048> =
+        let mut ws: Box<BestWorkspace<1024>> = Box::new(Workspace::new());
+        let up = Updater::open(base.clone(), cfg, &mut *ws).unwrap();
+        let mut dev: MemoryDevice<'_, _, _, BestWorkspace<1024>, 2048> =
             MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
         let mut link = SimLink::new(baud, lat_ms * 1000, 1);
         let mut push = Push::new(

@@ -9,14 +9,16 @@ use bluesphere_core::proto::{Phase, Push, PushConfig, PushError};
 use bluesphere_core::testkit::{evolve, firmware, package, PackageFor};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
-use bluesphere_device::{Config, Identity, Layout, Region, SlotMode, Updater, Workspace};
+use bluesphere_device::{
+    BestWorkspace, Config, Identity, Layout, Region, SlotMode, Updater, Workspace,
+};
 use bluesphere_host::link::{Faults, SimLink};
 use bluesphere_host::sim::Sim;
 use p256::ecdsa::SigningKey;
 
 type Flash = SimFlash<8, 1024>;
-type Ws = Workspace<256, 4, 4096>;
-type Mem = MemoryDevice<'static, Flash, NoCodes, 256, 4, 4096, 2048>;
+type Ws = BestWorkspace<256>;
+type Mem = MemoryDevice<'static, Flash, NoCodes, BestWorkspace<256>, 2048>;
 
 const WINDOW: u32 = 8192;
 
@@ -43,7 +45,7 @@ impl Dev {
         self.mem.into_updater().unwrap().into_parts()
     }
 
-    fn up(&mut self) -> &mut Updater<'static, Flash, 256, 4, 4096> {
+    fn up(&mut self) -> &mut Updater<'static, Flash, BestWorkspace<256>> {
         self.mem.server().unwrap().updater()
     }
 
@@ -116,7 +118,7 @@ fn fixture(seed: u64, size: usize) -> Fx {
     };
     let mut base = Flash::new(n, 0xFF);
     {
-        let ws: &'static mut Workspace<256, 4, 4096> = Box::leak(Box::new(Workspace::new()));
+        let ws: &'static mut BestWorkspace<256> = Box::leak(Box::new(Workspace::new()));
         let mut up = Updater::open(&mut base, cfg, ws).unwrap();
         up.provision(&old, "main", "1.0.0", 0).unwrap();
     }

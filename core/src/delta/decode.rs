@@ -822,3 +822,72 @@ impl<const LT: usize, const W: usize, const PT: usize, const HT: usize>
         Ok(())
     }
 }
+
+/// What an updater needs of a decoder, whatever its table sizes: lets a device SDK hold
+/// "a decoder of some profile" as one type parameter instead of the four sizes.
+pub trait StreamDecoder {
+    /// Whether this decoder's tables hold every stream made with [`super::Params::BEST`].
+    const HOLDS_BEST: bool;
+    /// [`DeltaDecoder::reset`].
+    fn reset(&mut self, source_len: u64);
+    /// [`DeltaDecoder::reset_resume`].
+    fn reset_resume(
+        &mut self,
+        header: &[u8],
+        source_len: u64,
+        cp: Checkpoint,
+    ) -> Result<(), DeltaError>;
+    /// [`DeltaDecoder::header`].
+    fn header(&self) -> Option<StreamHeader>;
+    /// [`DeltaDecoder::is_done`].
+    fn is_done(&self) -> bool;
+    /// [`DeltaDecoder::checkpoint`].
+    fn checkpoint(&self) -> Option<Checkpoint>;
+    /// [`DeltaDecoder::finish`].
+    fn finish(&self) -> Result<(), DeltaError>;
+    /// [`DeltaDecoder::push`].
+    fn push<IO: PatchIo>(
+        &mut self,
+        input: &[u8],
+        io: &mut IO,
+    ) -> Result<usize, ApplyError<IO::Error>>;
+}
+
+impl<const LT: usize, const W: usize, const PT: usize, const HT: usize> StreamDecoder
+    for DeltaDecoder<LT, W, PT, HT>
+{
+    const HOLDS_BEST: bool = LT >= DEFAULT_LIT_TABLES
+        && W >= DEFAULT_WINDOW
+        && PT >= DEFAULT_PTR_ENTRIES
+        && HT >= DEFAULT_HT_CELLS;
+    fn reset(&mut self, source_len: u64) {
+        DeltaDecoder::reset(self, source_len);
+    }
+    fn reset_resume(
+        &mut self,
+        header: &[u8],
+        source_len: u64,
+        cp: Checkpoint,
+    ) -> Result<(), DeltaError> {
+        DeltaDecoder::reset_resume(self, header, source_len, cp)
+    }
+    fn header(&self) -> Option<StreamHeader> {
+        DeltaDecoder::header(self)
+    }
+    fn is_done(&self) -> bool {
+        DeltaDecoder::is_done(self)
+    }
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        DeltaDecoder::checkpoint(self)
+    }
+    fn finish(&self) -> Result<(), DeltaError> {
+        DeltaDecoder::finish(self)
+    }
+    fn push<IO: PatchIo>(
+        &mut self,
+        input: &[u8],
+        io: &mut IO,
+    ) -> Result<usize, ApplyError<IO::Error>> {
+        DeltaDecoder::push(self, input, io)
+    }
+}

@@ -30,7 +30,7 @@ mod mix;
 pub(crate) mod model;
 pub(crate) mod ptr;
 
-pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder};
+pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder, StreamDecoder};
 #[cfg(feature = "std")]
 pub(crate) use encode::encode_streamed;
 #[cfg(feature = "std")]

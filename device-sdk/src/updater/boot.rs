@@ -4,15 +4,7 @@
 
 use super::*;
 
-impl<
-        'a,
-        F: NorFlash,
-        const S: usize,
-        const LT: usize,
-        const W: usize,
-        const PT: usize,
-        const HT: usize,
-    > Updater<'a, F, S, LT, W, PT, HT>
+impl<'a, F: NorFlash, P: Profile> Updater<'a, F, P>
 where
     F::Error: core::fmt::Debug,
 {

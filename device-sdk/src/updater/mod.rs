@@ -34,7 +34,7 @@
 //! hardware, anti-rollback counter, base image and dependencies ([`crate::admit`]).
 
 use bluesphere_core::delta::{
-    ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamHeader,
+    ApplyError, Checkpoint, DeltaDecoder, DeltaError, Params, PatchIo, StreamDecoder, StreamHeader,
     DEFAULT_HT_CELLS, DEFAULT_LIT_TABLES, DEFAULT_PTR_ENTRIES, DEFAULT_WINDOW,
 };
 use bluesphere_core::package::{Codec, Header, Manifest, PayloadKind};
@@ -218,7 +218,7 @@ pub struct Workspace<
     const PT: usize = DEFAULT_PTR_ENTRIES,
     const HT: usize = DEFAULT_HT_CELLS,
 > {
-    writer: TargetWriter<S>,
+    writer: TargetWriter<[u8; S]>,
     decoder: DeltaDecoder<LT, W, PT, HT>,
 }
 
@@ -242,6 +242,34 @@ impl<const S: usize, const LT: usize, const W: usize, const PT: usize, const HT:
     }
 }
 
+/// The working memory of one decoder profile, as a single type parameter of [`Updater`],
+/// [`crate::serve::Server`] and `MemoryDevice`: every [`Workspace`] is one, whatever its
+/// sizes. [`BestWorkspace`] and [`SmallWorkspace`] name the two profiles.
+pub trait Profile {
+    /// The patch decoder of this profile.
+    type Decoder: StreamDecoder;
+    /// The write buffer and the decoder, borrowed together.
+    fn split(&mut self) -> (&mut TargetWriter, &mut Self::Decoder);
+}
+
+impl<const S: usize, const LT: usize, const W: usize, const PT: usize, const HT: usize> Profile
+    for Workspace<S, LT, W, PT, HT>
+{
+    type Decoder = DeltaDecoder<LT, W, PT, HT>;
+    fn split(&mut self) -> (&mut TargetWriter, &mut Self::Decoder) {
+        (&mut self.writer, &mut self.decoder)
+    }
+}
+
+/// Working memory for streams made with [`Params::BEST`], with an `S`-byte write buffer
+/// (decoder state 61 KiB: 4 literal tables, 32 KiB of context cells, 4 KiB difference
+/// window, 2048-entry pointer tables).
+pub type BestWorkspace<const S: usize> =
+    Workspace<S, DEFAULT_LIT_TABLES, DEFAULT_WINDOW, DEFAULT_PTR_ENTRIES, DEFAULT_HT_CELLS>;
+/// Working memory for streams made with [`Params::SMALL`], with an `S`-byte write buffer
+/// (decoder state 7.3 KiB, no pointer tables).
+pub type SmallWorkspace<const S: usize> = Workspace<S, 1, 256, 0, 512>;
+
 /// The update being received (small; the big state is in the [`Workspace`]).
 #[derive(Debug, Clone, Copy)]
 struct Session {
@@ -257,25 +285,16 @@ struct Session {
     recorded: u32,
 }
 
-/// The updater over flash `F`: an `S`-byte write buffer (a multiple of the write size; no
-/// full sector needed) and a patch decoder with `LT` literal tables and a `W`-byte difference
-/// window, both in a [`Workspace`]. [`DefaultUpdater`] and [`SmallUpdater`] are the two
-/// profiles.
+/// The updater over flash `F` with the working memory `P` (a [`Workspace`]: a write buffer,
+/// a multiple of the write size, no full sector needed, and a patch decoder of one profile).
+/// [`DefaultUpdater`] and [`SmallUpdater`] are the two profiles.
 #[derive(Debug)]
-pub struct Updater<
-    'a,
-    F: NorFlash,
-    const S: usize,
-    const LT: usize,
-    const W: usize,
-    const PT: usize = DEFAULT_PTR_ENTRIES,
-    const HT: usize = DEFAULT_HT_CELLS,
-> {
+pub struct Updater<'a, F: NorFlash, P: Profile> {
     flash: F,
     cfg: Config<'a>,
     journal: Journal,
     rec: Record,
-    ws: &'a mut Workspace<S, LT, W, PT, HT>,
+    ws: &'a mut P,
     session: Option<Session>,
     /// Set by [`Updater::boot`] when the image it should run was invalid.
     fell_back_from: Option<u8>,
@@ -284,13 +303,10 @@ pub struct Updater<
     pub(crate) skip_record: Option<(u32, u8)>,
 }
 
-/// Default profile: streams made with [`Params::BEST`] (decoder state 61 KiB: 4 literal
-/// tables, 32 KiB of context cells, 4 KiB difference window, 2048-entry pointer tables).
-pub type DefaultUpdater<'a, F, const S: usize> =
-    Updater<'a, F, S, DEFAULT_LIT_TABLES, DEFAULT_WINDOW, DEFAULT_PTR_ENTRIES, DEFAULT_HT_CELLS>;
-/// Small-RAM profile: streams made with [`Params::SMALL`] (decoder state 7.3 KiB, no pointer
-/// tables).
-pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, S, 1, 256, 0, 512>;
+/// Default profile: streams made with [`Params::BEST`] ([`BestWorkspace`]).
+pub type DefaultUpdater<'a, F, const S: usize> = Updater<'a, F, BestWorkspace<S>>;
+/// Small-RAM profile: streams made with [`Params::SMALL`] ([`SmallWorkspace`]).
+pub type SmallUpdater<'a, F, const S: usize> = Updater<'a, F, SmallWorkspace<S>>;
 
 fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     match rec.phase {
@@ -306,15 +322,7 @@ fn phase_of(rec: &Record, delta_hint: bool) -> UpdatePhase {
     }
 }
 
-impl<
-        'a,
-        F: NorFlash,
-        const S: usize,
-        const LT: usize,
-        const W: usize,
-        const PT: usize,
-        const HT: usize,
-    > Updater<'a, F, S, LT, W, PT, HT>
+impl<'a, F: NorFlash, P: Profile> Updater<'a, F, P>
 where
     F::Error: core::fmt::Debug,
 {
@@ -323,7 +331,7 @@ where
     pub fn open(
         mut flash: F,
         cfg: Config<'a>,
-        ws: &'a mut Workspace<S, LT, W, PT, HT>,
+        ws: &'a mut P,
     ) -> Result<Self, UpdateError<F::Error>> {
         check_layout::<F>(&cfg.layout, flash.capacity())?;
         let (journal, last) = Journal::open(&mut flash, cfg.layout.journal, cfg.erased)?;
@@ -346,7 +354,7 @@ where
     }
 
     /// Give the flash and the workspace back (to reopen after a simulated reset).
-    pub fn into_parts(self) -> (F, &'a mut Workspace<S, LT, W, PT, HT>) {
+    pub fn into_parts(self) -> (F, &'a mut P) {
         (self.flash, self.ws)
     }
 

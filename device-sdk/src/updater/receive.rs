@@ -4,15 +4,7 @@
 
 use super::*;
 
-impl<
-        'a,
-        F: NorFlash,
-        const S: usize,
-        const LT: usize,
-        const W: usize,
-        const PT: usize,
-        const HT: usize,
-    > Updater<'a, F, S, LT, W, PT, HT>
+impl<'a, F: NorFlash, P: Profile> Updater<'a, F, P>
 where
     F::Error: core::fmt::Debug,
 {
@@ -145,8 +137,9 @@ where
             ..self.with_phase(Phase::Receiving)
         };
         self.append(rec)?;
-        self.ws.decoder.reset(u64::from(source.len));
-        self.ws.writer.reset(0, self.cfg.erased);
+        let (writer, decoder) = self.ws.split();
+        decoder.reset(u64::from(source.len));
+        writer.reset(0, self.cfg.erased);
         self.session = Some(s);
         Ok(Begun {
             resume_offset: 0,
@@ -187,15 +180,14 @@ where
             let Ok(at) = u32::try_from(cp.target_offset) else {
                 return false;
             };
-            if self
-                .ws
-                .decoder
+            let (writer, decoder) = self.ws.split();
+            if decoder
                 .reset_resume(&h.to_bytes(), u64::from(s.source.len), cp)
                 .is_err()
             {
                 return false;
             }
-            self.ws.writer.reset(at, erased);
+            writer.reset(at, erased);
         } else {
             if r.position != r.extent
                 || !r.extent.is_multiple_of(F::ERASE_SIZE as u32)
@@ -203,7 +195,7 @@ where
             {
                 return false;
             }
-            self.ws.writer.reset(r.extent, erased);
+            self.ws.split().0.reset(r.extent, erased);
         }
         s.next = r.position;
         s.recorded = r.position;
@@ -232,7 +224,7 @@ where
         let Some(s) = self.session.as_mut() else {
             return Err(UpdateError::NoSession);
         };
-        let ws = &mut *self.ws;
+        let (writer, decoder) = self.ws.split();
         if offset > s.next {
             return Err(UpdateError::Gap { expected: s.next });
         }
@@ -246,25 +238,24 @@ where
         while !rest.is_empty() {
             let mut record = None;
             {
-                let mut io =
-                    FlashPatchIo::new(&mut self.flash, &mut ws.writer, s.source, s.target)?;
+                let mut io = FlashPatchIo::new(&mut self.flash, &mut *writer, s.source, s.target)?;
                 if s.delta {
-                    let n = ws.decoder.push(rest, &mut io)?;
+                    let n = decoder.push(rest, &mut io)?;
                     if n == 0 {
                         return Err(UpdateError::TooLong);
                     }
                     rest = rest.get(n..).unwrap_or(&[]);
                     s.next += n as u32;
-                    if let Some(h) = ws.decoder.header() {
+                    if let Some(h) = decoder.header() {
                         if h.target_size != s.info.size || h.source_size != s.source.len {
                             return Err(UpdateError::Patch(DeltaError::Unsupported {
                                 what: "stream sizes disagree with the manifest",
                             }));
                         }
                     }
-                    if let (Some(cp), Some(h)) = (ws.decoder.checkpoint(), ws.decoder.header()) {
+                    if let (Some(cp), Some(h)) = (decoder.checkpoint(), decoder.header()) {
                         let durable_point = cp.payload_offset > u64::from(s.recorded)
-                            && !ws.decoder.is_done()
+                            && !decoder.is_done()
                             && cp.target_offset % erase == 0;
                         if durable_point {
                             io.sync()?;
@@ -332,9 +323,9 @@ where
             return Err(e);
         }
         if s.delta {
-            self.ws.decoder.finish().map_err(UpdateError::Patch)?;
+            self.ws.split().1.finish().map_err(UpdateError::Patch)?;
         }
-        FlashPatchIo::new(&mut self.flash, &mut self.ws.writer, s.source, s.target)?.finish()?;
+        FlashPatchIo::new(&mut self.flash, self.ws.split().0, s.source, s.target)?.finish()?;
         let slot = self.update_slot();
         let hash = self.hash_slot(slot, s.info.size)?;
         if hash != s.info.sha256 {

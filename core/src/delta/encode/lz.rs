@@ -4,9 +4,7 @@
 use super::*;
 
 /// Hash-table size for an input of `len` bytes: about one bucket per 8 bytes, 2^16 .. 2^22
-/// (one per byte was no smaller on the corpus: +25 bytes in 4.97 MB, but its table was the
-/// largest allocation of a one-block pack, 4 MiB for 0.5 MiB, and filling it took a fifth
-/// of the time on near-identical images).
+/// (why not one per byte: `docs/FORMAT.md` 2.5).
 pub(super) fn hash_bits(len: usize) -> u32 {
     (usize::BITS - len.leading_zeros())
         .saturating_sub(3)

@@ -1,5 +1,8 @@
-//! High-level jobs shared by the CLI and the Studio: inspect, verify, apply. No printing:
-//! progress goes to a callback as [`Progress`] events, errors carry a machine-readable kind.
+//! Opening a package: read its contents ([`inspect`]), check it ([`check`]: structure,
+//! signature, key, identity), pick a component ([`select`]), check the base image it needs
+//! ([`check_base`]) and rebuild the new image ([`apply_component`]). The jobs API builds the
+//! inspect, verify and apply jobs on these. No printing: progress goes to a callback as
+//! [`Progress`] events, errors carry a machine-readable kind.
 
 use crate::delta::{ApplyError, DeltaDecoder, DeltaError, PatchIo};
 use crate::package::{sha2_digest, Codec, Component, Package, PackageError, PayloadKind};
