@@ -41,7 +41,7 @@ fuzz() { # target seconds
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address "$1" -- -max_total_time="$2" -rss_limit_mb=2048 -malloc_limit_mb=1024 2>&1 | tail -n 2)
 }
 for t in package_parse image_parse activation_parse; do fuzz "$t" "${FUZZ_PARSER_SECONDS:-60}"; done
-for t in delta_decode delta_mutate proto_parse; do fuzz "$t" "${FUZZ_SECONDS:-20}"; done
+for t in delta_decode delta_mutate delta_roundtrip proto_parse; do fuzz "$t" "${FUZZ_SECONDS:-20}"; done
 
 echo "== demo"
 bash scripts/demo.sh >/dev/null

@@ -1,5 +1,6 @@
-//! Match finding (host side). qbsdiff's suffix-array bsdiff search (`crate::sadiff`) finds
-//! the matches; we turn its control steps into [`Segment`]s for our own encoder.
+//! Match finding (host side): the cover finder (`crate::cover`) finds where the new image
+//! follows the old one; here its covers become [`Segment`]s for the encoder (short or mostly
+//! different covers and dense runs of differences become literal regions).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,7 +33,7 @@ pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> 
 
 /// The suffix array of `old`, if it is not beyond what the array can index.
 fn index_source(old: &[u8]) -> Result<delta::SourceIndex<'_>, DiffError> {
-    if old.len() > crate::sadiff::MAX_LENGTH {
+    if old.len() > crate::suffix::MAX_LENGTH {
         return Err(DiffError::Controls("source image too large to index"));
     }
     Ok(delta::SourceIndex::new(old))
@@ -59,21 +60,19 @@ fn find_segments_until(
             len: new.len() as u64,
         }]);
     }
-    // Keep every match (small_match 0): our coder makes short matches cheap. Targets over
-    // 8 MiB are searched in parallel chunks.
-    let ctrl = crate::sadiff::controls(index.suffixes(), new, 0, 8 << 20, stop);
+    // Targets over 8 MiB are searched in parallel chunks.
+    let covers = crate::cover::all_covers(index.suffixes(), new, 8 << 20, stop);
     if stop.load(Ordering::Relaxed) {
         return Err(DiffError::Cancelled);
     }
-    SegmentStream::new(old, new, ctrl.into_iter()).collect()
+    SegmentStream::new(old, new, covers.into_iter()).collect()
 }
 
-/// The refined segments of `new`, one matcher step at a time.
+/// The refined segments of `new`, one cover at a time.
 struct SegmentStream<'a, I> {
-    ctrl: I,
+    covers: I,
     old: &'a [u8],
     new: &'a [u8],
-    old_pos: i64,
     new_pos: u64,
     /// This step's refined segments, handed out from `next` on (refilled when drained).
     buf: Vec<Segment>,
@@ -81,13 +80,12 @@ struct SegmentStream<'a, I> {
     done: bool,
 }
 
-impl<'a, I: Iterator<Item = crate::sadiff::Control>> SegmentStream<'a, I> {
-    fn new(old: &'a [u8], new: &'a [u8], ctrl: I) -> Self {
+impl<'a, I: Iterator<Item = crate::cover::Cover>> SegmentStream<'a, I> {
+    fn new(old: &'a [u8], new: &'a [u8], covers: I) -> Self {
         Self {
-            ctrl,
+            covers,
             old,
             new,
-            old_pos: 0,
             new_pos: 0,
             buf: Vec::new(),
             next: 0,
@@ -96,7 +94,7 @@ impl<'a, I: Iterator<Item = crate::sadiff::Control>> SegmentStream<'a, I> {
     }
 }
 
-impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, I> {
+impl<I: Iterator<Item = crate::cover::Cover>> Iterator for SegmentStream<'_, I> {
     type Item = Result<Segment, DiffError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -110,43 +108,42 @@ impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, 
             if self.done {
                 return None;
             }
-            let Some(c) = self.ctrl.next() else {
+            let Some(c) = self.covers.next() else {
                 self.done = true;
                 if self.new_pos != self.new.len() as u64 {
-                    return Some(Err(DiffError::Controls(
-                        "controls do not cover the new image",
-                    )));
+                    return Some(Err(DiffError::Controls("covers do not tile the new image")));
                 }
                 continue;
             };
-            let (add, copy) = (c.add, c.copy);
             let end = self
                 .new_pos
-                .checked_add(add)
-                .and_then(|e| e.checked_add(copy));
+                .checked_add(c.gap)
+                .and_then(|e| e.checked_add(c.len));
             if end.is_none_or(|e| e > self.new.len() as u64) {
                 self.done = true;
-                return Some(Err(DiffError::Controls("controls run past the new image")));
+                return Some(Err(DiffError::Controls("covers run past the new image")));
             }
-            if add > 0 {
-                if self.old_pos < 0 || self.old_pos as u64 + add > self.old.len() as u64 {
+            if c.gap > 0 {
+                push_lit(&mut self.buf, c.gap);
+            }
+            if c.len > 0 {
+                if c.old
+                    .checked_add(c.len)
+                    .is_none_or(|e| e > self.old.len() as u64)
+                {
                     self.done = true;
-                    return Some(Err(DiffError::Controls("match outside the source")));
+                    return Some(Err(DiffError::Controls("cover outside the source")));
                 }
                 refine_add(
                     self.old,
                     self.new,
-                    add,
-                    self.old_pos as u64,
-                    self.new_pos,
+                    c.len,
+                    c.old,
+                    self.new_pos + c.gap,
                     &mut self.buf,
                 );
             }
-            if copy > 0 {
-                self.buf.push(Segment::Lit { len: copy });
-            }
-            self.old_pos = self.old_pos.wrapping_add(add as i64).wrapping_add(c.seek);
-            self.new_pos += add + copy;
+            self.new_pos += c.gap + c.len;
         }
     }
 }
@@ -155,14 +152,14 @@ impl<I: Iterator<Item = crate::sadiff::Control>> Iterator for SegmentStream<'_, 
 /// literal-region bytes (where the parser can still take them as exact source matches).
 const MIN_ADD: u64 = 24;
 
-/// Clean up one match of the matcher for our coder (`len` bytes from source `o` at target
+/// Clean up one cover for the coder (`len` bytes from source `o` at target
 /// `pos`): a match that is short or mostly different becomes a literal region, and dense
 /// runs of differences inside a match are cut out into literal regions too (see
 /// `split_dense`).
 fn refine_add(old: &[u8], new: &[u8], len: u64, o: u64, pos: u64, out: &mut Vec<Segment>) {
     let a = &old[o as usize..(o + len) as usize];
     let b = &new[pos as usize..(pos + len) as usize];
-    let same = crate::sadiff::count_equal(a, b) as u64;
+    let same = crate::suffix::count_equal(a, b) as u64;
     if len < MIN_ADD || same * 4 < len {
         push_lit(out, len);
     } else {
@@ -276,9 +273,13 @@ pub fn make_delta_until(
     let index = index_source(old)?;
     if !old.is_empty() && !new.is_empty() && new.len() as u64 <= params.block_size() {
         // One block: code it on a second thread while the matches are still being found.
-        let ctrl = crate::sadiff::control_iter(index.suffixes(), new, 0);
-        let segs = SegmentStream::new(old, new, ctrl);
-        return delta::encode_streamed(old, new, params, &index, segs);
+        let covers = crate::cover::covers(index.suffixes(), new, stop);
+        let segs = SegmentStream::new(old, new, covers);
+        let r = delta::encode_streamed(old, new, params, &index, segs);
+        if stop.load(Ordering::Relaxed) {
+            return Err(DiffError::Cancelled);
+        }
+        return r;
     }
     if stop.load(Ordering::Relaxed) {
         return Err(DiffError::Cancelled);

@@ -16,11 +16,13 @@ pub mod delta;
 mod range_coder;
 
 #[cfg(feature = "std")]
+mod cover;
+#[cfg(feature = "std")]
 pub mod diff;
 pub mod package;
 pub mod proto;
 #[cfg(feature = "std")]
-mod sadiff;
+mod suffix;
 pub mod version;
 
 #[cfg(feature = "std")]

@@ -235,13 +235,19 @@ impl RangeDecoder {
 }
 
 /// Range encoder (host side).
+///
+/// `low` is the bottom of the coding interval, kept to 32 bits plus one carry bit. Output is
+/// written as soon as a byte leaves `low`'s top; a carry out of `low` later adds one to the
+/// number already written, so it ripples back through the output (bytes of 0xFF become
+/// 0x00 until one can take it). The output owns every byte written, so no byte has to be
+/// held back waiting for a possible carry.
 #[cfg(feature = "std")]
 #[derive(Debug)]
 pub(crate) struct RangeEncoder {
     low: u64,
     range: u32,
-    cache: u8,
-    cache_size: u64,
+    /// Starts with one zero byte: the decoder's first read fills its code word's top byte,
+    /// which only a carry out of the first coded byte can make non-zero.
     pub(crate) out: Vec<u8>,
     /// Optional cost accounting (bits per category), for analysis.
     pub(crate) stats: Option<[f64; 4]>,
@@ -254,29 +260,29 @@ impl RangeEncoder {
         Self {
             low: 0,
             range: 0xFFFF_FFFF,
-            cache: 0,
-            cache_size: 1,
-            out: Vec::new(),
+            out: vec![0],
             stats: None,
             cat: 0,
         }
     }
 
-    fn shift_low(&mut self) {
-        if (self.low as u32) < 0xFF00_0000 || (self.low >> 32) != 0 {
-            let carry = (self.low >> 32) as u8;
-            let mut temp = self.cache;
-            loop {
-                self.out.push(temp.wrapping_add(carry));
-                temp = 0xFF;
-                self.cache_size -= 1;
-                if self.cache_size == 0 {
-                    break;
-                }
+    /// Add `low`'s carry bit to the output written so far.
+    fn carry(&mut self) {
+        for b in self.out.iter_mut().rev() {
+            let (v, overflow) = b.overflowing_add(1);
+            *b = v;
+            if !overflow {
+                break;
             }
-            self.cache = ((self.low >> 24) & 0xFF) as u8;
         }
-        self.cache_size += 1;
+    }
+
+    /// Move `low`'s top byte to the output (after its carry, if any).
+    fn shift_low(&mut self) {
+        if self.low >> 32 != 0 {
+            self.carry();
+        }
+        self.out.push((self.low >> 24) as u8);
         self.low = (self.low & 0x00FF_FFFF) << 8;
     }
 
@@ -371,9 +377,10 @@ impl RangeEncoder {
         }
     }
 
-    /// Cost estimate helper: bytes written so far plus pending.
+    /// The coded bytes: `low`'s four bytes written out (the decoder reads a code word of
+    /// four bytes past the leading one, so this is the last byte it needs).
     pub(crate) fn finish(mut self) -> Vec<u8> {
-        for _ in 0..5 {
+        for _ in 0..4 {
             self.shift_low();
         }
         self.out

@@ -9,11 +9,50 @@
 pub(crate) use crate::range_coder::pupd as learn;
 use crate::range_coder::{Prob, PROB_ONE};
 
-/// `squash(d) = 4096 / (1 + e^(-d/256))` sampled every 128 steps (from lpaq1).
-const SQUASH_KNOTS: [i32; 33] = [
-    1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348,
-    3607, 3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094,
-];
+/// `e^x` for `|x| <= 16`, at compile time: the Taylor series of `e^(x/256)` (eight terms
+/// are exact to double precision there), squared eight times.
+const fn exp(x: f64) -> f64 {
+    let r = x / 256.0;
+    let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
+    while k <= 8.0 {
+        term = term * r / k;
+        sum += term;
+        k += 1.0;
+    }
+    let mut i = 0;
+    while i < 8 {
+        sum *= sum;
+        i += 1;
+    }
+    sum
+}
+
+/// Spacing of the [`SQUASH_KNOTS`] (in stretched units).
+const KNOT_STEP: i32 = 32;
+/// Knots from -2048 to 2048.
+const KNOTS: usize = (4096 / KNOT_STEP) as usize + 1;
+
+/// The logistic function `squash(d) = 4096 / (1 + e^(-d/256))` (a 12-bit probability from a
+/// log-odds value in 1/256 units), rounded and kept within `1..=4095`, at every
+/// [`KNOT_STEP`]-th `d`; [`squash`] interpolates between them (within 1.5 of the formula).
+const SQUASH_KNOTS: [i32; KNOTS] = {
+    let mut t = [0i32; KNOTS];
+    let mut i = 0;
+    while i < KNOTS {
+        let d = (i as i32 - (KNOTS as i32 - 1) / 2) * KNOT_STEP;
+        let v = 4096.0 / (1.0 + exp(-(d as f64) / 256.0));
+        let r = (v + 0.5) as i32;
+        t[i] = if r < 1 {
+            1
+        } else if r > 4095 {
+            4095
+        } else {
+            r
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Logistic function: stretched value (`-2047..=2047`, 1/256 nats) to a 12-bit probability.
 #[inline]
@@ -24,9 +63,9 @@ pub(crate) const fn squash(d: i32) -> i32 {
     if d < -2047 {
         return 1;
     }
-    let w = d & 127;
-    let i = ((d >> 7) + 16) as usize;
-    (SQUASH_KNOTS[i] * (128 - w) + SQUASH_KNOTS[i + 1] * w + 64) >> 7
+    let w = d & (KNOT_STEP - 1);
+    let i = ((d + 2048) / KNOT_STEP) as usize;
+    (SQUASH_KNOTS[i] * (KNOT_STEP - w) + SQUASH_KNOTS[i + 1] * w + KNOT_STEP / 2) / KNOT_STEP
 }
 
 const fn stretch_table() -> [i16; 4096] {
@@ -160,6 +199,23 @@ fn slot(ctx: u32, node: usize, bits: u32) -> usize {
 mod tests {
     use super::*;
     use crate::range_coder::PROB_INIT;
+
+    #[test]
+    fn squash_follows_the_logistic_formula() {
+        for d in -2047..=2047 {
+            let exact = 4096.0 / (1.0 + (-f64::from(d) / 256.0).exp());
+            let got = f64::from(squash(d));
+            assert!(
+                (got - exact.clamp(1.0, 4095.0)).abs() <= 1.5,
+                "d {d}: {got} vs {exact}"
+            );
+        }
+        for (i, &k) in SQUASH_KNOTS.iter().enumerate() {
+            let d = (i as i32 - 64) * KNOT_STEP;
+            let exact = (4096.0 / (1.0 + (-f64::from(d) / 256.0).exp())).round();
+            assert_eq!(f64::from(k), exact.clamp(1.0, 4095.0), "knot {i}");
+        }
+    }
 
     #[test]
     fn stretch_inverts_squash_and_both_are_monotonic() {

@@ -5,7 +5,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 2 | magic `B3` |
+//! | 0 | 2 | magic `B4` |
 //! | 2 | 1 | `lc` (bits 0-3): literal context bits, `lp` (bits 4-7): literal position bits (`lc + lp <= 4`) |
 //! | 3 | 1 | `ptr_log2` (bits 0-3): pointer-prediction table entries (0 = none, else `6..=12`); `ht_log2 - 8` (bits 4-7): hashed context cells (`9..=15`) |
 //! | 4 | 1 | `block_log2`: target bytes per block, `12..=24` |
@@ -40,7 +40,7 @@ pub use encode::{
 };
 
 /// Stream magic.
-pub const MAGIC: [u8; 2] = *b"B3";
+pub const MAGIC: [u8; 2] = *b"B4";
 /// Bytes of the stream header before its two sizes.
 pub const FIXED_HEADER_LEN: usize = 6;
 /// Largest stream header (both sizes 5 bytes long).

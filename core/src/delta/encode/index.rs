@@ -8,7 +8,7 @@ use super::*;
 /// regions ([`encode_indexed`]) both use it.
 #[derive(Debug)]
 pub struct SourceIndex<'a> {
-    sa: crate::sadiff::Index<'a>,
+    sa: crate::suffix::Index<'a>,
 }
 
 impl<'a> SourceIndex<'a> {
@@ -16,7 +16,7 @@ impl<'a> SourceIndex<'a> {
     /// every caller before this).
     pub fn new(old: &'a [u8]) -> Self {
         Self {
-            sa: crate::sadiff::Index::new(old),
+            sa: crate::suffix::Index::new(old),
         }
     }
 
@@ -25,7 +25,7 @@ impl<'a> SourceIndex<'a> {
         self.sa.s
     }
 
-    pub(crate) fn suffixes(&self) -> &crate::sadiff::Index<'a> {
+    pub(crate) fn suffixes(&self) -> &crate::suffix::Index<'a> {
         &self.sa
     }
 

@@ -1,207 +1,19 @@
-//! The bsdiff match search of qbsdiff 1.4 (MIT, Copyright 2019-2022 hucsmn; its notice is in
-//! `core/LICENSE-qbsdiff`), kept here without its patch-file writer: qbsdiff always
-//! bzip2-compresses the difference and extra bytes, a third of our create time that we then
-//! threw away, since we only read the control triples.
+//! The suffix array of a source image and its longest-match search: for a pattern, the
+//! longest prefix of it that occurs in the source, and where.
 //!
-//! A suffix array over the source finds, for each target position, the longest exact match;
-//! matches are extended forwards and backwards over "similar" bytes (more equal than
-//! different), and each step yields `(add, copy, seek)`: `add` bytes of the source at the
-//! cursor plus differences, `copy` new bytes, then the source cursor moves by `seek`.
+//! The array itself comes from the `suffix_array` crate (divsufsort). The search is ours: a
+//! table of where each two-byte prefix starts narrows a search to one bucket; the binary
+//! search inside it starts each comparison where both ends of the interval already agree
+//! with the pattern, so a long match costs its length about once; and once a source has
+//! needed many searches, a sampled key table decides most probes without touching the
+//! source (one cache miss per probe instead of two).
 
 use rayon::prelude::*;
 use std::ops::Range;
 use suffix_array::SuffixArray;
 
-/// Mismatches within a match that make a new exact match worth starting there.
-const MISMATCH_COUNT: usize = 5;
-/// Matches shorter than this count as misses; after `MISS_STEP_AFTER` misses in a row the
-/// search steps by up to `MAX_MISS_STEP` bytes.
-const SHORT_MATCH: usize = 8;
-const MISS_STEP_AFTER: usize = 16;
-const MAX_MISS_STEP: usize = 4;
-/// Above this, suffixing similar bytes are skipped by binary search.
-const LONG_SUFFIX: usize = 256;
-/// Target bytes per parallel job (large targets only).
-const CHUNK: usize = 512 * 1024;
-
-/// One bsdiff control step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Control {
-    pub add: u64,
-    pub copy: u64,
-    pub seek: i64,
-}
-
 /// Largest source the suffix array indexes.
 pub(crate) const MAX_LENGTH: usize = suffix_array::MAX_LENGTH;
-
-/// The control steps of `t` against the indexed source, found one at a time.
-pub(crate) fn control_iter<'s, 't>(
-    sa: &'s Index<'s>,
-    t: &'t [u8],
-    small_match: usize,
-) -> impl Iterator<Item = Control> + use<'s, 't> {
-    SaDiff::new(sa.s, t, sa, small_match)
-}
-
-/// All control steps describing `t` against the indexed source (`small_match`: exact
-/// matches this short are not started on). Targets over `parallel_above` bytes are searched
-/// in 512 KiB chunks on all cores; each chunk ends with a seek back to source offset 0.
-/// When `stop` is set the search ends early with an incomplete list (the caller checks).
-pub(crate) fn controls(
-    sa: &Index<'_>,
-    t: &[u8],
-    small_match: usize,
-    parallel_above: usize,
-    stop: &core::sync::atomic::AtomicBool,
-) -> Vec<Control> {
-    use core::sync::atomic::Ordering::Relaxed;
-    let s = sa.s;
-    if t.len() <= parallel_above {
-        return SaDiff::new(s, t, sa, small_match)
-            .take_while(|_| !stop.load(Relaxed))
-            .collect();
-    }
-    let jobs: Vec<Vec<Control>> = t
-        .par_chunks(CHUNK)
-        .map(|ti| {
-            let mut pos = 0u64;
-            let mut ctrls = Vec::new();
-            for ctl in SaDiff::new(s, ti, sa, small_match).take_while(|_| !stop.load(Relaxed)) {
-                pos += ctl.add;
-                pos = pos.wrapping_add(ctl.seek as u64);
-                ctrls.push(ctl);
-            }
-            ctrls.push(Control {
-                add: 0,
-                copy: 0,
-                seek: -(pos as i64),
-            });
-            ctrls
-        })
-        .collect();
-    jobs.into_iter().flatten().collect()
-}
-
-struct SaDiff<'s, 't> {
-    s: &'s [u8],
-    t: &'t [u8],
-    sa: &'s Index<'s>,
-    small_match: usize,
-    i0: usize,
-    j0: usize,
-    n0: usize,
-    b0: usize,
-}
-
-impl<'s, 't> SaDiff<'s, 't> {
-    fn new(s: &'s [u8], t: &'t [u8], sa: &'s Index<'s>, small_match: usize) -> Self {
-        SaDiff {
-            s,
-            t,
-            sa,
-            small_match,
-            i0: 0,
-            j0: 0,
-            n0: 0,
-            b0: 0,
-        }
-    }
-
-    /// The next exact match `(i, j, n)` worth starting on.
-    fn search_next(&mut self) -> Option<(usize, usize, usize)> {
-        if self.j0 == self.t.len() && self.b0 == 0 {
-            return None;
-        }
-        let mut j = self.j0 + self.n0;
-        let mut k = j;
-        let mut m = 0;
-        // Searches in a row that found only a short match (no match to start here).
-        let mut misses = 0usize;
-        while j < self.t.len().saturating_sub(self.small_match) {
-            let (i, n) = extent(self.sa.search_lcp(&self.t[j..]));
-            if k < j + n {
-                // Bytes of the new match that the current alignment already has.
-                let i = self.i0.saturating_add(k - self.j0).min(self.s.len());
-                let l = (j + n - k).min(self.s.len() - i);
-                m += count_equal(&self.s[i..i + l], &self.t[k..k + l]);
-                k = j + n;
-            }
-            if n == 0 {
-                j += 1;
-                m = 0;
-            } else if m == n || n <= self.small_match {
-                j += n;
-                m = 0;
-            } else if n <= m + MISMATCH_COUNT {
-                let next = if n <= LONG_SUFFIX {
-                    // Where nothing matches, search every second to fourth byte: a match
-                    // that starts in between is still found a byte or two later and
-                    // extended backwards over the similar bytes (`shrink_gap`).
-                    misses = if n < SHORT_MATCH { misses + 1 } else { 0 };
-                    j + (misses / MISS_STEP_AFTER).clamp(1, MAX_MISS_STEP).min(n)
-                } else {
-                    let (mut x, mut y) = (0, n);
-                    while x < y {
-                        let z = x + (y - x) / 2;
-                        let (iz, nz) = extent(self.sa.search_lcp(&self.t[j + z..]));
-                        if i + n == iz + nz && j + n == j + z + nz {
-                            x = z + 1;
-                        } else {
-                            y = z;
-                        }
-                    }
-                    j + x.max(1)
-                };
-                let i = self.i0.saturating_add(j - self.j0).min(self.s.len());
-                let l = (next - j).min(self.s.len() - i);
-                m -= count_equal(&self.s[i..i + l], &self.t[j..j + l]);
-                j = next;
-            } else {
-                return Some((i, j, n));
-            }
-        }
-        Some((self.s.len(), self.t.len(), 0))
-    }
-
-    /// Split the gap between the previous and this match into similar bytes after the
-    /// previous (`a0`) and before this one (`b`).
-    fn shrink_gap(&self, i: usize, j: usize) -> (usize, usize) {
-        let gap = &self.t[self.j0 + self.n0..j];
-        let suffix = &self.s[self.i0 + self.n0..];
-        let prefix = &self.s[..i];
-        let mut a0 = scan_similar(gap.iter(), suffix.iter());
-        let mut b = scan_similar(gap.iter().rev(), prefix.iter().rev());
-        if a0 + b > gap.len() {
-            let n = a0 + b - gap.len();
-            let xs = gap[gap.len() - b..a0].iter();
-            let ys = suffix[gap.len() - b..a0].iter();
-            let zs = prefix[prefix.len() - b..prefix.len() - b + n].iter();
-            let i = scan_divide(xs, ys, zs);
-            a0 -= n - i;
-            b -= i;
-        }
-        (a0, b)
-    }
-}
-
-impl Iterator for SaDiff<'_, '_> {
-    type Item = Control;
-
-    fn next(&mut self) -> Option<Control> {
-        let (i, j, n) = self.search_next()?;
-        let (i0, j0, n0, b0) = (self.i0, self.j0, self.n0, self.b0);
-        let (a0, b) = self.shrink_gap(i, j);
-        let add = (b0 + n0 + a0) as u64;
-        let copy = ((j - b) - (j0 + n0 + a0)) as u64;
-        let seek = (i - b).wrapping_sub(i0 + n0 + a0) as isize as i64;
-        self.i0 = i;
-        self.j0 = j;
-        self.n0 = n;
-        self.b0 = b;
-        Some(Control { add, copy, seek })
-    }
-}
 
 /// The suffix array of the source with bucket bounds for the first two bytes, searched with
 /// the longest-common-prefix bounds of the search interval (a probe starts comparing where
@@ -209,10 +21,11 @@ impl Iterator for SaDiff<'_, '_> {
 /// once rather than once per probe. Gives the same answers as `SuffixArray::search_lcp`.
 pub(crate) struct Index<'s> {
     pub(crate) s: &'s [u8],
+    /// The suffixes in order: index 0 is the empty suffix, then the one-byte suffix (the
+    /// last byte) before every longer suffix starting with that byte.
     sa: Vec<u32>,
-    /// Right bounds of the buckets, laid out as in `suffix_array`:
-    /// `[$; (0, $), (0, 0) .. (0, 255); ..; (255, $), (255, 0) .. (255, 255)]`.
-    bkt: Vec<u32>,
+    /// Where the two-byte prefixes start in `sa`, see [`Prefixes`].
+    prefixes: Prefixes,
     /// Every `SAMPLE`-th suffix of the array as (its first 8 bytes big-endian, its offset):
     /// a search first narrows to `SAMPLE` suffixes on these, which mostly decides each
     /// comparison without reading the source (one cache miss per probe instead of two).
@@ -239,22 +52,62 @@ impl std::fmt::Debug for Index<'_> {
 /// Sources at least this large count their buckets on a second thread.
 const PARALLEL_BUCKETS: usize = 1 << 20;
 
-/// Right bounds of the suffix array's buckets by the first two bytes (see [`Index`]).
-fn buckets(s: &[u8]) -> Vec<u32> {
-    let mut bkt = vec![0u32; 256 * 257 + 1];
-    bkt[0] = 1;
-    for w in s.windows(2) {
-        bkt[usize::from(w[0]) * 257 + usize::from(w[1]) + 2] += 1;
+/// For each two-byte prefix `k = (c0 << 8) | c1`, the index in the suffix array of the
+/// first suffix starting with it (`first[65536]` is the array's length). The empty suffix
+/// sits at index 0 and the single one-byte suffix (the source's last byte `c`) just before
+/// the suffixes starting with `(c, 0)`.
+#[derive(Debug)]
+struct Prefixes {
+    first: Vec<u32>,
+    last: Option<u8>,
+}
+
+impl Prefixes {
+    fn count(s: &[u8]) -> Self {
+        let mut n = vec![0u32; 1 << 16];
+        for w in s.windows(2) {
+            n[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
+        }
+        let last = s.last().copied();
+        let lone = last.map(|c| usize::from(c) << 8);
+        let mut first = Vec::with_capacity((1 << 16) + 1);
+        let mut at = 1u32; // after the empty suffix
+        for (k, &c) in n.iter().enumerate() {
+            if lone == Some(k) {
+                at += 1;
+            }
+            first.push(at);
+            at += c;
+        }
+        first.push(at);
+        Self { first, last }
     }
-    if let Some(&c0) = s.last() {
-        bkt[usize::from(c0) * 257 + 1] += 1;
+
+    fn at(&self, k: usize) -> usize {
+        self.first.get(k).map_or(0, |&v| v as usize)
     }
-    let mut sum = 0;
-    for p in bkt.iter_mut() {
-        sum += *p;
-        *p = sum;
+
+    /// The one-byte suffix's place if it is the byte `c` (it sits before `(c, 0)`).
+    fn lone(&self, c: usize) -> usize {
+        usize::from(self.last.map(usize::from) == Some(c))
     }
-    bkt
+
+    /// Suffixes starting with `c0 c1`.
+    fn pair(&self, c0: u8, c1: u8) -> Range<usize> {
+        let k = usize::from(c0) << 8 | usize::from(c1);
+        let end = if c1 == 255 {
+            self.at(k + 1) - self.lone(usize::from(c0) + 1)
+        } else {
+            self.at(k + 1)
+        };
+        self.at(k)..end
+    }
+
+    /// Suffixes starting with `c0` (the one-byte suffix among them).
+    fn byte(&self, c0: u8) -> Range<usize> {
+        let c = usize::from(c0);
+        self.at(c << 8) - self.lone(c)..self.pair(c0, 255).end
+    }
 }
 
 impl<'s> Index<'s> {
@@ -266,20 +119,20 @@ impl<'s> Index<'s> {
     fn build(s: &'s [u8], lazy_after: usize) -> Self {
         // On a large source the bucket bounds are counted on another core while the suffix
         // sort (one core) runs; on a small one a thread costs more than the count.
-        let (sa, bkt) = if s.len() >= PARALLEL_BUCKETS {
-            let (sa, bkt) = std::thread::scope(|sc| {
-                let counting = sc.spawn(|| buckets(s));
+        let (sa, prefixes) = if s.len() >= PARALLEL_BUCKETS {
+            let (sa, prefixes) = std::thread::scope(|sc| {
+                let counting = sc.spawn(|| Prefixes::count(s));
                 let (_, sa) = SuffixArray::new(s).into_parts();
                 (sa, counting.join())
             });
-            (sa, bkt.unwrap_or_else(|_| buckets(s)))
+            (sa, prefixes.unwrap_or_else(|_| Prefixes::count(s)))
         } else {
-            (SuffixArray::new(s).into_parts().1, buckets(s))
+            (SuffixArray::new(s).into_parts().1, Prefixes::count(s))
         };
         Self {
             s,
             sa,
-            bkt,
+            prefixes,
             samples: std::sync::OnceLock::new(),
             searches: std::sync::atomic::AtomicUsize::new(0),
             lazy_after,
@@ -313,17 +166,10 @@ impl<'s> Index<'s> {
 
     /// Range of the suffixes that start with `pat[0]` (`top`) or `pat[0..2]`.
     fn bucket(&self, pat: &[u8], top: bool) -> Range<usize> {
-        let b = |i: usize| self.bkt.get(i).map_or(0, |&v| v as usize);
         match pat {
             [] => 0..1,
-            [c0, c1, ..] if !top => {
-                let idx = usize::from(*c0) * 257 + usize::from(*c1) + 2;
-                b(idx - 1)..b(idx)
-            }
-            [c0, ..] => {
-                let i = usize::from(*c0) * 257;
-                b(i)..b(i + 257)
-            }
+            [c0, c1, ..] if !top => self.prefixes.pair(*c0, *c1),
+            [c0, ..] => self.prefixes.byte(*c0),
         }
     }
 
@@ -499,32 +345,14 @@ pub(crate) fn count_equal(a: &[u8], b: &[u8]) -> usize {
             .count()
 }
 
-fn lcp(a: &[u8], b: &[u8]) -> usize {
+/// How many leading bytes `a` and `b` have in common.
+pub(crate) fn lcp(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     // Eight bytes at a time, then the rest.
     let mut i = 0;
     while i + 8 <= n {
-        let x = u64::from_le_bytes([
-            a[i],
-            a[i + 1],
-            a[i + 2],
-            a[i + 3],
-            a[i + 4],
-            a[i + 5],
-            a[i + 6],
-            a[i + 7],
-        ]);
-        let y = u64::from_le_bytes([
-            b[i],
-            b[i + 1],
-            b[i + 2],
-            b[i + 3],
-            b[i + 4],
-            b[i + 5],
-            b[i + 6],
-            b[i + 7],
-        ]);
+        let (x, y) = (word(a, i), word(b, i));
         if x != y {
             return i + ((x ^ y).trailing_zeros() / 8) as usize;
         }
@@ -536,38 +364,29 @@ fn lcp(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-fn extent(r: Range<usize>) -> (usize, usize) {
-    (r.start, r.end.saturating_sub(r.start))
-}
-
-/// Length of the prefix where equal bytes most outnumber different ones.
-fn scan_similar<T: Eq, I: Iterator<Item = T>>(xs: I, ys: I) -> usize {
-    let (mut i, mut matched, mut best) = (0, 0usize, 0isize);
-    for (n, eq) in (1..).zip(xs.zip(ys).map(|(x, y)| x == y)) {
-        matched += usize::from(eq);
-        let score = matched as isize - (n - matched) as isize;
-        if score > best {
-            i = n;
-            best = score;
+/// How many bytes `a` and `b` have in common at their ends (counted backwards).
+pub(crate) fn lcs(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + 8 <= n {
+        let (x, y) = (word(a, n - i - 8), word(b, n - i - 8));
+        if x != y {
+            return i + ((x ^ y).leading_zeros() / 8) as usize;
         }
+        i += 8;
+    }
+    while i < n && a[n - 1 - i] == b[n - 1 - i] {
+        i += 1;
     }
     i
 }
 
-/// Where overlapping forward and backward extensions should divide.
-fn scan_divide<T: Eq, I: Iterator<Item = T>>(xs: I, ys: I, zs: I) -> usize {
-    let (mut i, mut y_matched, mut z_matched, mut best) = (0, 0usize, 0usize, 0isize);
-    let eqs = xs.zip(ys).zip(zs).map(|((x, y), z)| (x == y, x == z));
-    for (n, (y_eq, z_eq)) in (1..).zip(eqs) {
-        y_matched += usize::from(y_eq);
-        z_matched += usize::from(z_eq);
-        let score = y_matched as isize - z_matched as isize;
-        if score > best {
-            i = n;
-            best = score;
-        }
-    }
-    i
+/// The 8 bytes of `s` at `at` as a little-endian number (`at + 8 <= s.len()`).
+fn word(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_le_bytes(w)
 }
 
 #[cfg(test)]
@@ -682,5 +501,13 @@ mod tests {
             assert_eq!(lcp(&a[..k], &b), k);
         }
         assert_eq!(lcp(&a, &a), 40);
+        for k in 0..40 {
+            let mut b = a.clone();
+            b[k] ^= 0x80;
+            assert_eq!(lcs(&a, &b), 39 - k);
+            assert_eq!(lcs(&a[k + 1..], &b), 39 - k);
+        }
+        assert_eq!(lcs(&a, &a), 40);
+        assert_eq!(lcs(&a[..0], &a), 0);
     }
 }

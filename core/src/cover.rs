@@ -1,0 +1,417 @@
+//! The cover finder: which stretches of the new image to describe as "the old image at some
+//! offset, plus differences" (covers) and which as new bytes (gaps).
+//!
+//! A cover is a diagonal of the two images (new position `p` read against old position
+//! `p + d`) followed for as long as it pays. The walk over the new image has two modes:
+//!
+//! - **Seeking**: at position `j`, the suffix array gives the longest exact match of
+//!   `new[j..]` in the old image. One of at least [`SEED`] bytes starts a cover on its
+//!   diagonal; a shorter one means "nothing here": step on (by up to [`MAX_STEP`] bytes after
+//!   [`STEP_AFTER`] fruitless searches in a row; a match that starts in a skipped byte is still
+//!   found a byte or two later and reaches back).
+//! - **Following**: from the seed, the cover grows backwards into the gap before it and
+//!   forwards beyond it. Each equal byte scores +1, each different byte −[`PENALTY`]; the
+//!   cover ends where the score peaked, once it has fallen [`DROP`] below that peak (so a
+//!   changed constant or a relocated pointer inside a cover does not end it, and a cover
+//!   never ends on different bytes). Equal runs are skipped eight bytes at a time, so a cover
+//!   over near-identical code costs about one comparison per byte.
+//!
+//! While following, a different diagonal may become better: code after an insertion matches
+//! one diagonal exactly and the current one only by accident. At a different byte (at most
+//! every [`PROBE_EVERY`] bytes) the finder asks the suffix array for the longest exact match
+//! from there; if that match is on another diagonal and that diagonal explains the next
+//! [`PROBE_SPAN`] bytes with at least [`SWITCH`] more equal bytes than the current one, the
+//! current cover ends at its peak and the next one starts from the new match (reaching back
+//! as far as it pays). Both diagonals are judged on the same bytes, not the new one on its
+//! exact stretch alone: a match that is exact for a few bytes by accident (a common
+//! instruction sequence) does not pull a cover off a diagonal that keeps matching after it.
+//!
+//! Targets above a size are cut into chunks searched on all cores; covers do not cross a
+//! chunk boundary. The covers feed `crate::diff`, which cleans them up for the coder.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::suffix::{count_equal, lcp, lcs, Index};
+
+/// Shortest exact match that starts a cover.
+pub(crate) const SEED: usize = 8;
+/// Score lost per different byte (an equal byte gains 1).
+const PENALTY: i64 = 1;
+/// A cover ends once its score is this far below its peak.
+const DROP: i64 = 24;
+/// Fruitless searches in a row before the seeking walk starts to step over bytes.
+const STEP_AFTER: usize = 16;
+/// Largest step of the seeking walk.
+const MAX_STEP: usize = 4;
+/// Bytes between two switch probes of one cover (1: at every different byte).
+const PROBE_EVERY: usize = 1;
+/// Bytes over which a switch probe compares the two diagonals.
+const PROBE_SPAN: usize = 64;
+/// Equal bytes the probed diagonal must have more than the current one to switch.
+const SWITCH: usize = 8;
+/// Target bytes per parallel job (large targets only).
+const CHUNK: usize = 512 * 1024;
+
+/// A gap of new bytes, then a cover: `len` bytes of the new image read against the old
+/// image from `old`. The last one of a target may have `len == 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cover {
+    pub gap: u64,
+    pub len: u64,
+    pub old: u64,
+}
+
+/// The covers of `new` against the indexed source, one at a time; ends early (without
+/// covering the rest) once `stop` is set.
+pub(crate) fn covers<'a>(
+    index: &'a Index<'a>,
+    new: &'a [u8],
+    stop: &'a AtomicBool,
+) -> impl Iterator<Item = Cover> + use<'a> {
+    Walk::new(index, new, stop)
+}
+
+/// All covers of `new`; targets over `parallel_above` bytes are searched in chunks on all
+/// cores. Incomplete once `stop` is set (the caller checks the flag).
+pub(crate) fn all_covers(
+    index: &Index<'_>,
+    new: &[u8],
+    parallel_above: usize,
+    stop: &AtomicBool,
+) -> Vec<Cover> {
+    if new.len() <= parallel_above {
+        return Walk::new(index, new, stop).collect();
+    }
+    let jobs: Vec<Vec<Cover>> = new
+        .par_chunks(CHUNK)
+        .map(|chunk| Walk::new(index, chunk, stop).collect())
+        .collect();
+    jobs.into_iter().flatten().collect()
+}
+
+/// The walk over one target (or chunk of one).
+struct Walk<'a> {
+    old: &'a [u8],
+    new: &'a [u8],
+    index: &'a Index<'a>,
+    stop: &'a AtomicBool,
+    /// Next position to seek from.
+    at: usize,
+    /// First byte not yet handed out (the start of the current gap).
+    gap_from: usize,
+    /// Fruitless searches in a row.
+    misses: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn new(index: &'a Index<'a>, new: &'a [u8], stop: &'a AtomicBool) -> Self {
+        Self {
+            old: index.s,
+            new,
+            index,
+            stop,
+            at: 0,
+            gap_from: 0,
+            misses: 0,
+        }
+    }
+
+    /// The longest exact match of `new[j..]` in the old image: `(old offset, length)`.
+    fn longest(&self, j: usize) -> (usize, usize) {
+        let r = self.index.search_lcp(self.new.get(j..).unwrap_or(&[]));
+        (r.start, r.end.saturating_sub(r.start))
+    }
+
+    /// How far a cover on diagonal `i - j` reaches back from `j` (not before `floor`).
+    fn reach_back(&self, i: usize, j: usize, floor: usize) -> usize {
+        let (old, new) = (self.old, self.new);
+        let limit = (j - floor).min(i);
+        let (mut k, mut score, mut best, mut reach) = (0usize, 0i64, 0i64, 0usize);
+        while k < limit {
+            let run = lcs(&old[i - limit..i - k], &new[j - limit..j - k]);
+            k += run;
+            score += run as i64;
+            if score > best {
+                best = score;
+                reach = k;
+            }
+            if k >= limit {
+                break;
+            }
+            k += 1; // the different byte
+            score -= PENALTY;
+            if best - score > DROP {
+                break;
+            }
+        }
+        reach
+    }
+
+    /// Follow diagonal `d` (old = new + d) forwards from `j`: `(end, resume)` where the cover
+    /// ends at `end` and seeking resumes at `resume` (past `end` when a probe found a better
+    /// diagonal there).
+    fn follow(&self, d: i64, j: usize) -> (usize, usize) {
+        let (old, new) = (self.old, self.new);
+        let (mut p, mut score, mut best, mut end) = (j, 0i64, 0i64, j);
+        let mut probed = j;
+        loop {
+            let o = (p as i64 + d) as usize;
+            if p >= new.len() || o >= old.len() {
+                break;
+            }
+            let run = lcp(&old[o..], &new[p..]);
+            p += run;
+            score += run as i64;
+            if score > best {
+                best = score;
+                end = p;
+            }
+            if p >= new.len() || o + run >= old.len() {
+                break;
+            }
+            p += 1; // the different byte
+            score -= PENALTY;
+            if best - score > DROP {
+                break;
+            }
+            if p - probed >= PROBE_EVERY && p < new.len() {
+                probed = p;
+                if self.better_diagonal(d, p) {
+                    return (end, p);
+                }
+            }
+        }
+        (end, end)
+    }
+
+    /// Whether the longest match at `p` is on another diagonal that explains the next
+    /// [`PROBE_SPAN`] bytes with at least [`SWITCH`] more equal bytes than diagonal `d`.
+    fn better_diagonal(&self, d: i64, p: usize) -> bool {
+        let (i, n) = self.longest(p);
+        if n < SEED || i as i64 - p as i64 == d {
+            return false;
+        }
+        let span = PROBE_SPAN.min(self.new.len() - p);
+        let t = &self.new[p..p + span];
+        let agree = |o: i64| -> usize {
+            let Ok(o) = usize::try_from(o) else {
+                return 0;
+            };
+            let a = self.old.get(o..).unwrap_or(&[]);
+            count_equal(&a[..span.min(a.len())], t)
+        };
+        agree(i as i64) >= agree(p as i64 + d) + SWITCH
+    }
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Cover;
+
+    fn next(&mut self) -> Option<Cover> {
+        let n = self.new.len();
+        loop {
+            if self.gap_from >= n {
+                return None;
+            }
+            let stopped = self.stop.load(Ordering::Relaxed);
+            if stopped || self.at + SEED > n || self.old.is_empty() {
+                if stopped {
+                    self.gap_from = n;
+                    return None;
+                }
+                let gap = (n - self.gap_from) as u64;
+                self.gap_from = n;
+                return Some(Cover {
+                    gap,
+                    len: 0,
+                    old: 0,
+                });
+            }
+            let j = self.at;
+            let (i, len) = self.longest(j);
+            if len < SEED {
+                self.misses += 1;
+                self.at += (self.misses / STEP_AFTER).clamp(1, MAX_STEP);
+                continue;
+            }
+            self.misses = 0;
+            let back = self.reach_back(i, j, self.gap_from);
+            let start = j - back;
+            let d = i as i64 - j as i64;
+            let (end, resume) = self.follow(d, j + len);
+            let cover = Cover {
+                gap: (start - self.gap_from) as u64,
+                len: (end - start) as u64,
+                old: (i - back) as u64,
+            };
+            self.gap_from = end;
+            self.at = resume.max(end);
+            return Some(cover);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn rnd(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// Every cover lies inside both images, the covers and gaps tile the target, and a cover's
+    /// bytes are mostly equal (it never starts or ends on a different byte).
+    fn check(old: &[u8], new: &[u8], covers: &[Cover]) {
+        let mut pos = 0u64;
+        for c in covers {
+            pos += c.gap;
+            if c.len > 0 {
+                let (o, p, l) = (c.old as usize, pos as usize, c.len as usize);
+                assert!(o + l <= old.len() && p + l <= new.len(), "{c:?} at {pos}");
+                assert_eq!(old[o], new[p], "cover starts on a difference: {c:?}");
+                assert_eq!(old[o + l - 1], new[p + l - 1], "cover ends on a difference");
+            }
+            pos += c.len;
+        }
+        assert_eq!(pos, new.len() as u64);
+    }
+
+    fn run(old: &[u8], new: &[u8]) -> Vec<Cover> {
+        let index = Index::new(old);
+        let stop = AtomicBool::new(false);
+        let v = all_covers(&index, new, usize::MAX, &stop);
+        check(old, new, &v);
+        // The chunked path tiles the target too.
+        check(old, new, &all_covers(&index, new, 0, &stop));
+        v
+    }
+
+    #[test]
+    fn an_identical_image_is_one_cover() {
+        let mut r = rnd(1);
+        let old: Vec<u8> = (0..100_000).map(|_| r() as u8).collect();
+        assert_eq!(
+            run(&old, &old),
+            vec![Cover {
+                gap: 0,
+                len: 100_000,
+                old: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn scattered_changes_stay_in_one_cover_and_an_insertion_switches_diagonal() {
+        let mut r = rnd(2);
+        let old: Vec<u8> = (0..60_000).map(|_| r() as u8).collect();
+        let mut new = old.clone();
+        // A changed 4-byte word every 500 bytes: still one diagonal.
+        for k in (100..60_000).step_by(500) {
+            for b in &mut new[k..k + 4] {
+                *b ^= 0x5A;
+            }
+        }
+        let covers = run(&old, &new);
+        assert_eq!(covers.len(), 1, "{covers:?}");
+        // 300 new bytes inserted in the middle: two covers, the second 300 further on.
+        let mut ins = new[..30_000].to_vec();
+        ins.extend((0..300).map(|_| r() as u8));
+        ins.extend_from_slice(&new[30_000..]);
+        let covers = run(&old, &ins);
+        let long: Vec<&Cover> = covers.iter().filter(|c| c.len > 1000).collect();
+        assert_eq!(long.len(), 2, "{covers:?}");
+        assert_eq!(long[0].old, 0);
+        assert!(long[1].old <= 30_000 && long[1].old > 29_000, "{covers:?}");
+        let new_bytes: u64 = covers.iter().map(|c| c.gap).sum();
+        assert!((300..400).contains(&new_bytes), "{covers:?}");
+    }
+
+    #[test]
+    fn moved_blocks_are_found_and_unrelated_bytes_are_gaps() {
+        let mut r = rnd(3);
+        let old: Vec<u8> = (0..40_000).map(|_| r() as u8).collect();
+        // New: block B, fresh bytes, block A (A and B swapped).
+        let mut new = old[20_000..].to_vec();
+        new.extend((0..5000).map(|_| r() as u8));
+        new.extend_from_slice(&old[..20_000]);
+        let covers = run(&old, &new);
+        let covered: u64 = covers.iter().map(|c| c.len).sum();
+        assert!(covered >= 39_900, "{covers:?}");
+        assert!(covers.iter().any(|c| c.old == 20_000));
+        assert!(covers.iter().any(|c| c.old == 0 && c.len >= 19_900));
+    }
+
+    #[test]
+    fn empty_and_tiny_inputs() {
+        for (old, new) in [
+            (&b""[..], &b"abc"[..]),
+            (b"abc", b""),
+            (b"a", b"a"),
+            (b"abcdefgh", b"abcdefgh"),
+            (b"abcdefghij", b"xabcdefghijx"),
+        ] {
+            let covers = run(old, new);
+            let total: u64 = covers.iter().map(|c| c.gap + c.len).sum();
+            assert_eq!(total, new.len() as u64);
+        }
+    }
+
+    #[test]
+    fn degenerate_images_are_walked_in_linear_time() {
+        // One byte repeated, and a short period: every suffix shares long prefixes.
+        let zeros = vec![0u8; 1 << 20];
+        let covers = run(&zeros, &zeros);
+        assert_eq!(covers.len(), 1);
+        let period: Vec<u8> = (0..(1 << 20)).map(|i| (i % 3) as u8).collect();
+        let mut shifted = period[1..].to_vec();
+        shifted.extend_from_slice(&zeros[..5000]);
+        let covers = run(&period, &shifted);
+        let covered: u64 = covers.iter().map(|c| c.len).sum();
+        assert!(covered >= period.len() as u64 - 8, "{covers:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any images: the covers tile the target and lie inside both images.
+        #[test]
+        fn covers_tile_any_pair(old in proptest::collection::vec(0u8..4, 0..3000),
+                                new in proptest::collection::vec(0u8..4, 0..3000)) {
+            run(&old, &new);
+        }
+
+        /// A near-identical image (a few scattered byte changes) is covered almost whole.
+        #[test]
+        fn near_identical_images_are_covered(seed in proptest::prelude::any::<u64>(),
+                                             len in 2000usize..40_000,
+                                             changes in 0usize..20) {
+            let mut r = rnd(seed);
+            let old: Vec<u8> = (0..len).map(|_| r() as u8).collect();
+            let mut new = old.clone();
+            for _ in 0..changes {
+                let at = r() as usize % len;
+                new[at] ^= 1 + (r() as u8 & 0x7F);
+            }
+            let covers = run(&old, &new);
+            let gap: u64 = covers.iter().map(|c| c.gap).sum();
+            proptest::prop_assert!(gap <= 16, "{} new bytes: {:?}", gap, covers);
+        }
+    }
+
+    #[test]
+    fn stop_ends_the_walk() {
+        let old = vec![7u8; 10_000];
+        let index = Index::new(&old);
+        let stop = AtomicBool::new(true);
+        assert!(covers(&index, &old, &stop).next().is_none());
+    }
+}
