@@ -38,5 +38,6 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "device_act",
         "start_virtual_device",
         "cancel",
+        "choose_file",
     ]
 }

@@ -223,6 +223,56 @@ pub async fn start_virtual_device(
     Ok(port)
 }
 
+/// The OS's file dialog (GTK on Linux). `mode`: `open` (an existing file), `save` (a file
+/// name to write) or `folder`; `filters` are `(name, extensions)`; `start` a path to open
+/// at. `None` when the user cancels. The dialog is built on the main thread, as the toolkit
+/// requires, and is not modal for the app's event loop: the command awaits its answer.
+#[tauri::command]
+pub async fn choose_file(
+    window: tauri::WebviewWindow,
+    title: String,
+    mode: String,
+    filters: Vec<(String, Vec<String>)>,
+    start: Option<String>,
+) -> Result<Option<String>, Error> {
+    type Answer =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Option<rfd::FileHandle>> + Send>>;
+    let (tx, rx) = std::sync::mpsc::channel::<Answer>();
+    let parent = window.clone();
+    window
+        .run_on_main_thread(move || {
+            let mut d = rfd::AsyncFileDialog::new()
+                .set_title(&title)
+                .set_parent(&parent);
+            for (name, ext) in &filters {
+                d = d.add_filter(name, ext);
+            }
+            if let Some(p) = start.as_deref().map(std::path::Path::new) {
+                if p.is_dir() {
+                    d = d.set_directory(p);
+                } else if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
+                    d = d.set_directory(dir);
+                    if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                        d = d.set_file_name(name);
+                    }
+                }
+            }
+            let answer: Answer = match mode.as_str() {
+                "save" => Box::pin(d.save_file()),
+                "folder" => Box::pin(d.pick_folder()),
+                _ => Box::pin(d.pick_file()),
+            };
+            let _ = tx.send(answer);
+        })
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("no file dialog: {e}")))?;
+    let answer = blocking(move || {
+        rx.recv()
+            .map_err(|_| Error::new(ErrorKind::Internal, "the file dialog could not be built"))
+    })
+    .await?;
+    Ok(answer.await.map(|f| f.path().display().to_string()))
+}
+
 /// Cancel a running job.
 #[tauri::command]
 pub fn cancel(jobs: State<'_, Jobs>, job: u32) {

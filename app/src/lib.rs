@@ -28,6 +28,7 @@ pub fn run() {
             commands::device_act,
             commands::start_virtual_device,
             commands::cancel,
+            commands::choose_file,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = app {

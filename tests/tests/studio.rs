@@ -1,6 +1,6 @@
 //! BlueSphere Studio in a real window: the app under Xvfb, driven through WebDriver
 //! (`tauri-driver` + WebKitWebDriver). One launch walks every page: make a package from the
-//! sample images and see its sizes, inspect and verify it, rehearse it with 100 power cuts,
+//! sample images (the old one picked in the OS's file dialog) and see its sizes, inspect and verify it, rehearse it with 100 power cuts,
 //! push it to a virtual device and
 //! see the new version, see a wrong-base package refused with its message and hint, issue
 //! activation codes with the keyboard alone, check each page with axe-core (no serious or
@@ -93,6 +93,46 @@ fn shots(s: &Session, page: &str, dir: &Path) {
     theme(s, "system");
 }
 
+/// Answer the OS file dialog titled `title` (GTK's, opened by a "Choose…" button) with
+/// `path`, as a user would with the keyboard: focus it, Ctrl+L, type the path, Enter.
+fn answer_file_dialog(display: u32, title: &str, path: &str) {
+    let xdo = |args: &[&str]| {
+        Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", format!(":{display}"))
+            .output()
+            .expect("xdotool (apt install xdotool)")
+    };
+    let t = Instant::now();
+    let win = loop {
+        let out = xdo(&["search", "--onlyvisible", "--name", title]);
+        let found = String::from_utf8_lossy(&out.stdout);
+        if let Some(id) = found.lines().next() {
+            break id.trim().to_string();
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let all = xdo(&["search", "--name", "."]);
+            let names: Vec<String> = String::from_utf8_lossy(&all.stdout)
+                .lines()
+                .map(|w| {
+                    String::from_utf8_lossy(&xdo(&["getwindowname", w]).stdout)
+                        .trim()
+                        .to_string()
+                })
+                .collect();
+            panic!("no file dialog titled {title:?} appeared; windows: {names:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    xdo(&["windowfocus", "--sync", &win]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdo(&["key", "--clearmodifiers", "ctrl+l"]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdo(&["type", "--delay", "15", path]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdo(&["key", "Return"]);
+}
+
 fn text_of(s: &Session, css: &str) -> String {
     let e = s.find(css).unwrap();
     s.text(&e).unwrap()
@@ -182,8 +222,24 @@ fn studio_end_to_end_in_a_real_window() {
         cold.as_millis()
     );
 
-    // Package: make a signed delta from the two sample images.
-    s.fill("#pkg-old", &sample("sample-v1.0.0.bin")).unwrap();
+    // Package: make a signed delta from the two sample images; the old one is chosen in the
+    // OS's file dialog, the others typed.
+    s.click(&s.find("#pkg-old-choose").unwrap()).unwrap();
+    answer_file_dialog(display, "Old image", &sample("sample-v1.0.0.bin"));
+    let t = Instant::now();
+    loop {
+        let v = s
+            .script("return document.getElementById('pkg-old').value", vec![])
+            .unwrap();
+        if v.as_str() == Some(sample("sample-v1.0.0.bin").as_str()) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the chosen file did not reach the field: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     s.fill("#pkg-new", &sample("sample-v1.1.0.bin")).unwrap();
     s.fill("#pkg-key", &path("k.pem")).unwrap();
     s.fill("#pkg-out", &path("p.bsp")).unwrap();
@@ -359,9 +415,9 @@ fn studio_end_to_end_in_a_real_window() {
     .unwrap();
     s.keys(&[tab]).unwrap();
     s.keys(&[&path("k.pem")]).unwrap();
-    s.keys(&[tab, tab]).unwrap(); // passphrase, registry
+    s.keys(&[tab, tab, tab]).unwrap(); // the key's Choose…, passphrase, registry
     s.keys(&[&path("reg.sqlite")]).unwrap();
-    s.keys(&[tab, " "]).unwrap(); // create the registry
+    s.keys(&[tab, tab, " "]).unwrap(); // the registry's Choose…, create the registry
     s.keys(&[tab]).unwrap();
     s.keys(&[&path("codes.csv")]).unwrap();
     s.keys(&[enter]).unwrap(); // in a field, Enter submits the form

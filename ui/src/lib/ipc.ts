@@ -97,4 +97,21 @@ export const api = {
   },
   deviceAct: (target: Target, action: Action) => invoke<ActionReport>("device_act", { target, action }),
   startVirtualDevice: (req: VirtualRequest) => invoke<string>("start_virtual_device", { req }),
+  chooseFile: (title: string, mode: PickMode, filters: FileFilter[], start: string | null) =>
+    invoke<string | null>("choose_file", { title, mode, filters, start }),
 };
+
+/** What a file dialog asks for. */
+export type PickMode = "open" | "save" | "folder";
+/** A dialog filter: a name and the file extensions it shows. */
+export type FileFilter = [string, string[]];
+
+/** The filters of the Studio's kinds of file. */
+export const filters = {
+  image: [["Firmware images", ["bin", "hex", "ihex", "elf", "axf", "out"]], ["All files", ["*"]]],
+  package: [["BlueSphere packages", ["bsp"]], ["All files", ["*"]]],
+  key: [["PEM keys", ["pem"]], ["All files", ["*"]]],
+  csv: [["CSV", ["csv"]], ["All files", ["*"]]],
+  registry: [["Code registries", ["db", "sqlite"]], ["All files", ["*"]]],
+  none: [],
+} satisfies Record<string, FileFilter[]>;
