@@ -39,5 +39,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "start_virtual_device",
         "cancel",
         "choose_file",
+        "codes_figures",
+        "codes_audit",
     ]
 }

@@ -426,6 +426,7 @@ pub fn codes_order(req: &OrderRequest) -> Result<OrderReport, Error> {
 
 /// `codes audit`: every issued code as CSV.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuditRequest {
     /// Output CSV.
     pub out: PathBuf,
@@ -435,6 +436,7 @@ pub struct AuditRequest {
 
 /// The export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuditReport {
     /// Always true.
     pub ok: bool,
@@ -444,17 +446,23 @@ pub struct AuditReport {
     pub out: PathBuf,
 }
 
-/// Export the audit log.
-pub fn codes_audit(req: &AuditRequest) -> Result<AuditReport, Error> {
-    let path = req.registry.clone().unwrap_or_else(registry::default_path);
-    files::check_output(&req.out, &[&path])?;
+/// The registry at `path` (the default one if `None`), which must exist.
+fn existing_registry(path: Option<&Path>) -> Result<PathBuf, Error> {
+    let path = path.map_or_else(registry::default_path, Path::to_path_buf);
     if !path.exists() {
         return Err(Error::new(
             ErrorKind::Registry,
             format!("no activation registry at {}", path.display()),
         )
-        .hint("check the registry path"));
+        .hint("check the registry path (a registry is made by the first batch of codes)"));
     }
+    Ok(path)
+}
+
+/// Export the audit log.
+pub fn codes_audit(req: &AuditRequest) -> Result<AuditReport, Error> {
+    let path = existing_registry(req.registry.as_deref())?;
+    files::check_output(&req.out, &[&path])?;
     let reg = Registry::open(&path)?;
     let mut buf = Vec::new();
     let n = reg.export_csv(&mut buf)?;
@@ -463,6 +471,34 @@ pub fn codes_audit(req: &AuditRequest) -> Result<AuditReport, Error> {
         ok: true,
         rows: n,
         out: req.out.clone(),
+    })
+}
+
+/// `codes stats`: what a registry holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct FiguresRequest {
+    /// Registry file (default: [`registry::default_path`]).
+    pub registry: Option<PathBuf>,
+}
+
+/// A registry's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct FiguresReport {
+    /// Registry file.
+    pub registry: PathBuf,
+    /// Codes issued, reissued, refused duplicates, per order and per product.
+    pub figures: registry::Figures,
+}
+
+/// Read a registry's figures.
+pub fn codes_figures(req: &FiguresRequest) -> Result<FiguresReport, Error> {
+    let path = existing_registry(req.registry.as_deref())?;
+    let figures = Registry::open(&path)?.figures()?;
+    Ok(FiguresReport {
+        registry: path,
+        figures,
     })
 }
 

@@ -273,6 +273,22 @@ pub async fn choose_file(
     Ok(answer.await.map(|f| f.path().display().to_string()))
 }
 
+/// A registry's figures: codes issued, duplicates refused, per order and product.
+#[tauri::command]
+pub async fn codes_figures(
+    req: bluesphere_api::codes::FiguresRequest,
+) -> Result<bluesphere_api::codes::FiguresReport, Error> {
+    blocking(move || bluesphere_api::codes::codes_figures(&req)).await
+}
+
+/// Export a registry's audit log as CSV.
+#[tauri::command]
+pub async fn codes_audit(
+    req: bluesphere_api::codes::AuditRequest,
+) -> Result<bluesphere_api::codes::AuditReport, Error> {
+    blocking(move || bluesphere_api::codes::codes_audit(&req)).await
+}
+
 /// Cancel a running job.
 #[tauri::command]
 pub fn cancel(jobs: State<'_, Jobs>, job: u32) {

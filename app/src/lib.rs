@@ -29,6 +29,8 @@ pub fn run() {
             commands::start_virtual_device,
             commands::cancel,
             commands::choose_file,
+            commands::codes_figures,
+            commands::codes_audit,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = app {

@@ -1,4 +1,4 @@
-//! `codes gen | verify | order | audit` and `station`: arguments to requests of
+//! `codes gen | verify | order | audit | stats` and `station`: arguments to requests of
 //! `bluesphere_api::codes`, reports to text or JSON.
 
 use std::io::Read as _;
@@ -88,6 +88,9 @@ pub enum CodesCmd {
     Order(OrderArgs),
     /// Export the audit log (every issued code) as CSV.
     Audit(AuditArgs),
+    /// What the registry holds: codes issued and reissued, duplicates refused, per order and
+    /// per product.
+    Stats(StatsArgs),
 }
 
 /// `verify`.
@@ -135,6 +138,14 @@ pub struct AuditArgs {
     /// Output CSV.
     #[arg(short, long)]
     out: PathBuf,
+    /// Registry file.
+    #[arg(long)]
+    registry: Option<PathBuf>,
+}
+
+/// `stats`.
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
     /// Registry file.
     #[arg(long)]
     registry: Option<PathBuf>,
@@ -301,6 +312,33 @@ pub fn run(cmd: &CodesCmd, out: &Out, cancel: &Cancel) -> Result<Value, Error> {
                 rep.rows,
                 dest.display()
             ));
+            to_json(&rep)
+        }
+        CodesCmd::Stats(StatsArgs { registry: r }) => {
+            let rep = jobs::codes_figures(&jobs::FiguresRequest {
+                registry: r.clone(),
+            })?;
+            let f = &rep.figures;
+            let mut text = format!(
+                "registry {}: {} codes issued, {} reissued, {} duplicate UIDs refused",
+                rep.registry.display(),
+                f.issued,
+                f.reissued,
+                f.refused_duplicates
+            );
+            for p in &f.products {
+                text += &format!(
+                    "\n  product {}: {} issued, {} reissued",
+                    p.product, p.issued, p.reissued
+                );
+            }
+            for o in &f.orders {
+                text += &format!(
+                    "\n  order {} ({}, key {}): {} of {} issued",
+                    o.order, o.product, o.key_id, o.issued, o.limit
+                );
+            }
+            out.text(&text);
             to_json(&rep)
         }
     }

@@ -170,7 +170,10 @@ fn set_up(conn: &mut Connection) -> rusqlite::Result<()> {
          CREATE UNIQUE INDEX IF NOT EXISTS one_code_per_uid ON codes(product, uid) WHERE reissue = 0;
          CREATE TABLE IF NOT EXISTS orders (
             order_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, product TEXT NOT NULL,
-            max_codes INTEGER NOT NULL, issued INTEGER NOT NULL DEFAULT 0);",
+            max_codes INTEGER NOT NULL, issued INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE IF NOT EXISTS refusals (
+            id INTEGER PRIMARY KEY, product TEXT NOT NULL, uid TEXT NOT NULL,
+            refused_at TEXT NOT NULL, station TEXT NOT NULL, operator TEXT NOT NULL);",
     )?;
     tx.commit()
 }
@@ -335,7 +338,9 @@ impl Registry {
             }
         }
         if !dups.is_empty() {
-            // Dropping the transaction rolls everything back.
+            // The batch is rolled back; the refusals are kept (for the registry's figures).
+            drop(tx);
+            self.record_refusals(&dups, meta, &at)?;
             return Err(RegistryError::AlreadyIssued {
                 product: meta.product.clone(),
                 count: dups.len(),
@@ -392,6 +397,96 @@ impl Registry {
             .map_err(|e| self.sql(e))
     }
 
+    /// Remember UIDs refused because they already had a code.
+    fn record_refusals(
+        &mut self,
+        uids: &[String],
+        meta: &IssueMeta,
+        at: &str,
+    ) -> Result<(), RegistryError> {
+        let path = self.path.clone();
+        let sql = |source| sql_error(&path, source);
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO refusals(product, uid, refused_at, station, operator)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            for uid in uids {
+                ins.execute(params![meta.product, uid, at, meta.station, meta.operator])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// What the registry holds: codes issued (first issues and reissues), UIDs refused as
+    /// duplicates, and per production order and per product the codes issued.
+    pub fn figures(&self) -> Result<Figures, RegistryError> {
+        let sql = |e| self.sql(e);
+        let one = |q: &str| -> Result<u64, RegistryError> {
+            self.conn
+                .query_row(q, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(sql)
+        };
+        let issued = one("SELECT COUNT(*) FROM codes WHERE reissue = 0")?;
+        let reissued = one("SELECT COUNT(*) FROM codes WHERE reissue = 1")?;
+        let refused = one("SELECT COUNT(*) FROM refusals")?;
+        let mut orders = Vec::new();
+        {
+            let mut q = self
+                .conn
+                .prepare("SELECT order_id, product, key_id, max_codes, issued FROM orders ORDER BY order_id")
+                .map_err(sql)?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok(OrderFigures {
+                        order: r.get(0)?,
+                        product: r.get(1)?,
+                        key_id: r.get(2)?,
+                        limit: r.get::<_, i64>(3)? as u64,
+                        issued: r.get::<_, i64>(4)? as u64,
+                    })
+                })
+                .map_err(sql)?;
+            for row in rows {
+                orders.push(row.map_err(sql)?);
+            }
+        }
+        let mut products = Vec::new();
+        {
+            let mut q = self
+                .conn
+                .prepare(
+                    "SELECT product, SUM(reissue = 0), SUM(reissue = 1) FROM codes
+                     GROUP BY product ORDER BY product",
+                )
+                .map_err(sql)?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok(ProductFigures {
+                        product: r.get(0)?,
+                        issued: r.get::<_, i64>(1)? as u64,
+                        reissued: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(sql)?;
+            for row in rows {
+                products.push(row.map_err(sql)?);
+            }
+        }
+        Ok(Figures {
+            issued,
+            reissued,
+            refused_duplicates: refused,
+            orders,
+            products,
+        })
+    }
+
     /// Rows in `codes`.
     pub fn count(&self) -> Result<u64, RegistryError> {
         self.conn
@@ -399,6 +494,50 @@ impl Registry {
             .map(|n| n as u64)
             .map_err(|e| self.sql(e))
     }
+}
+
+/// The registry's figures ([`Registry::figures`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct Figures {
+    /// Codes issued (first issues).
+    pub issued: u64,
+    /// Codes issued again to a UID that had one.
+    pub reissued: u64,
+    /// UIDs refused because they already had a code.
+    pub refused_duplicates: u64,
+    /// Per production order.
+    pub orders: Vec<OrderFigures>,
+    /// Per product.
+    pub products: Vec<ProductFigures>,
+}
+
+/// One production order's figures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct OrderFigures {
+    /// Order id.
+    pub order: String,
+    /// Product.
+    pub product: String,
+    /// Key id (hex).
+    pub key_id: String,
+    /// Most codes.
+    pub limit: u64,
+    /// Codes issued.
+    pub issued: u64,
+}
+
+/// One product's figures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ProductFigures {
+    /// Product id.
+    pub product: String,
+    /// Codes issued (first issues).
+    pub issued: u64,
+    /// Codes issued again.
+    pub reissued: u64,
 }
 
 fn csv(s: &str) -> String {

@@ -279,6 +279,37 @@ fn production_orders_cap_issuance() {
     fs::write(p.join("d.txt"), &list[150]).unwrap();
     let r = gen(p, "d.txt", "d.csv", &["--order", "PO-8"]);
     assert_eq!(r.json()["error"]["kind"], "order");
+    // A batch of UIDs that already have codes is refused, and the refusals are counted.
+    let r = gen(p, "a.txt", "again.csv", &[]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!p.join("again.csv").exists());
+    // The registry's figures: issued, refused duplicates, per order, per product.
+    let r = bluesphere(p, &["--json", "codes", "stats", "--registry", "reg.sqlite"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let f = &r.json()["figures"];
+    assert_eq!(f["issued"], 100);
+    assert_eq!(f["reissued"], 0);
+    assert_eq!(f["refused_duplicates"], 60);
+    assert_eq!(f["orders"][0]["order"], "PO-7");
+    assert_eq!(f["orders"][0]["issued"], 100);
+    assert_eq!(f["orders"][0]["limit"], 100);
+    assert_eq!(f["orders"][1]["order"], "PO-8");
+    assert_eq!(f["orders"][1]["issued"], 0);
+    assert_eq!(f["products"][0]["product"], "thermo");
+    assert_eq!(f["products"][0]["issued"], 100);
+    let text = bluesphere(p, &["codes", "stats", "--registry", "reg.sqlite"]);
+    assert!(
+        text.stdout.contains("100 codes issued")
+            && text.stdout.contains("60 duplicate UIDs refused"),
+        "{text:?}"
+    );
+    // No registry: a clear error, not an empty one made on the spot.
+    let r = bluesphere(
+        p,
+        &["--json", "codes", "stats", "--registry", "none.sqlite"],
+    );
+    assert_eq!(r.json()["error"]["kind"], "registry", "{r:?}");
+    assert!(!p.join("none.sqlite").exists());
 }
 
 /// Four generators at once on one registry: overlapping batches never both succeed, and no

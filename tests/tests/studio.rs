@@ -3,7 +3,8 @@
 //! sample images (the old one picked in the OS's file dialog) and see its sizes, inspect and verify it, rehearse it with 100 power cuts,
 //! push it to a virtual device and
 //! see the new version, see a wrong-base package refused with its message and hint, issue
-//! activation codes with the keyboard alone, check each page with axe-core (no serious or
+//! activation codes with the keyboard alone and see the registry's figures and export its
+//! audit log, check each page with axe-core (no serious or
 //! critical violations) and save a screenshot of each page in light and dark.
 //!
 //! Needs `Xvfb`, `tauri-driver` and `WebKitWebDriver` (`scripts/deps.sh` installs them) and
@@ -413,7 +414,8 @@ fn studio_end_to_end_in_a_real_window() {
         "2122232425262728",
     ])
     .unwrap();
-    s.keys(&[tab]).unwrap();
+    // The UIDs file field, its Choose…, the port, Read UID, then the key.
+    s.keys(&[tab, tab, tab, tab, tab]).unwrap();
     s.keys(&[&path("k.pem")]).unwrap();
     s.keys(&[tab, tab, tab]).unwrap(); // the key's Choose…, passphrase, registry
     s.keys(&[&path("reg.sqlite")]).unwrap();
@@ -426,6 +428,22 @@ fn studio_end_to_end_in_a_real_window() {
     assert!(t.contains("3 codes issued"), "{t}");
     assert_eq!(
         std::fs::read_to_string(p.join("codes.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    // The registry's figures follow the batch; its audit log exports as CSV.
+    let issued = s.wait_for("[data-testid='registry-issued']", 20).unwrap();
+    assert_eq!(s.text(&issued).unwrap(), "3");
+    assert_eq!(text_of(&s, "[data-testid='registry-refused']"), "0");
+    s.fill("#codes-audit", &path("audit.csv")).unwrap();
+    s.click(&s.find("[data-testid='audit-export']").unwrap())
+        .unwrap();
+    let a = s.wait_for("[data-testid='audit-result']", 20).unwrap();
+    assert!(s.text(&a).unwrap().contains("3 issued codes"));
+    assert_eq!(
+        std::fs::read_to_string(p.join("audit.csv"))
             .unwrap()
             .lines()
             .count(),

@@ -29,6 +29,10 @@ import type { HistoryRequest } from "./bindings/HistoryRequest";
 import type { StationReport } from "./bindings/StationReport";
 import type { StationRequest } from "./bindings/StationRequest";
 import type { RehearseRequest } from "./bindings/RehearseRequest";
+import type { FiguresRequest } from "./bindings/FiguresRequest";
+import type { FiguresReport } from "./bindings/FiguresReport";
+import type { AuditRequest } from "./bindings/AuditRequest";
+import type { AuditReport } from "./bindings/AuditReport";
 
 export type { ApiError, Event };
 
@@ -88,6 +92,8 @@ export const api = {
     started(j.handle);
     return invoke<CodesGenReport>("codes_gen", { req, passphrase, job: j.id, onEvent: j.channel });
   },
+  codesFigures: (req: FiguresRequest) => invoke<FiguresReport>("codes_figures", { req }),
+  codesAudit: (req: AuditRequest) => invoke<AuditReport>("codes_audit", { req }),
   devices: () => invoke<DeviceEntry[]>("devices"),
   deviceInfo: (target: Target) => invoke<InfoReport>("device_info", { target }),
   push(req: PushRequest, onEvent: (e: Event) => void, started: (h: JobHandle) => void) {
