@@ -223,6 +223,12 @@ fn studio_end_to_end_in_a_real_window() {
         cold.as_millis()
     );
 
+    // A fresh store: what earlier runs remembered (paths, presets) must not leak in.
+    s.script("localStorage.clear(); location.reload();", vec![])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.wait_for("body[data-ready='1']", 30).unwrap();
+
     // Package: make a signed delta from the two sample images; the old one is chosen in the
     // OS's file dialog, the others typed.
     s.click(&s.find("#pkg-old-choose").unwrap()).unwrap();
@@ -250,7 +256,13 @@ fn studio_end_to_end_in_a_real_window() {
     s.fill("#pkg-hardware", "revB").unwrap();
     s.click(&s.find("[data-testid='make-package']").unwrap())
         .unwrap();
-    s.wait_for("[data-testid='pack-result']", 120).unwrap();
+    if let Err(e) = s.wait_for("[data-testid='pack-result']", 120) {
+        panic!(
+            "no package: {e}; status: {}; old image field: {:?}",
+            text_of(&s, "[data-testid='last-result']"),
+            s.script("return document.getElementById('pkg-old').value", vec![])
+        );
+    }
     let pkg_len = std::fs::metadata(p.join("p.bsp")).unwrap().len();
     let shown = text_of(&s, "[data-testid='bytes-b3']").replace(',', "");
     assert_eq!(
@@ -264,6 +276,31 @@ fn studio_end_to_end_in_a_real_window() {
     assert_eq!(
         text_of(&s, "[data-testid='bytes-b1']").replace(',', ""),
         new_len.to_string()
+    );
+    // The product's preset: another hardware typed, then the product chosen again (its
+    // change event) fills in what its last package was made with.
+    s.fill("#pkg-hardware", "other").unwrap();
+    s.script(
+        "const e = document.getElementById('pkg-product'); e.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![],
+    )
+    .unwrap();
+    if s.wait_for("[data-testid='preset-note']", 10).is_err() {
+        panic!(
+            "no preset note; stored: {:?}",
+            s.script(
+                "return localStorage.getItem('bluesphere-studio-settings')",
+                vec![]
+            )
+        );
+    }
+    assert_eq!(
+        s.script(
+            "return document.getElementById('pkg-hardware').value",
+            vec![]
+        )
+        .unwrap(),
+        Value::String("revB".into())
     );
     // Inspect and verify with the public key.
     s.fill("#inspect-path", &path("p.bsp")).unwrap();
