@@ -5,7 +5,8 @@
 //! see the new version, see a wrong-base package refused with its message and hint, issue
 //! activation codes with the keyboard alone and see the registry's figures and export its
 //! audit log, check each page with axe-core (no serious or
-//! critical violations) and save a screenshot of each page in light and dark.
+//! critical violations), save a screenshot of each page in light and dark, and at last drag a
+//! file from a GTK drag source onto one of the two drop zones (a real OS drop).
 //!
 //! Needs `Xvfb`, `tauri-driver` and `WebKitWebDriver` (`scripts/deps.sh` installs them) and
 //! the built Studio; run by `scripts/test.sh` with `--ignored`.
@@ -132,6 +133,90 @@ fn answer_file_dialog(display: u32, title: &str, path: &str) {
     xdo(&["type", "--delay", "15", path]);
     std::thread::sleep(Duration::from_millis(300));
     xdo(&["key", "Return"]);
+}
+
+/// Drag `path` from a GTK drag source (`tests/tools/drag_source.py`) onto the page element
+/// `css` with the mouse (xdotool): a real OS drop, which WebDriver cannot make.
+fn drop_file(s: &Session, display: u32, css: &str, path: &str) {
+    let xdo = |args: &[&str]| {
+        let ok = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", format!(":{display}"))
+            .status()
+            .expect("xdotool (apt install xdotool)")
+            .success();
+        assert!(ok, "xdotool {args:?}");
+    };
+    // The target's centre on the screen: the window's origin plus the element's place.
+    let out = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--name", "BlueSphere Studio"])
+        .env("DISPLAY", format!(":{display}"))
+        .output()
+        .unwrap();
+    let win = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .expect("the Studio's window")
+        .trim()
+        .to_string();
+    let geo = Command::new("xdotool")
+        .args(["getwindowgeometry", "--shell", &win])
+        .env("DISPLAY", format!(":{display}"))
+        .output()
+        .unwrap();
+    let geo = String::from_utf8_lossy(&geo.stdout).to_string();
+    let field = |k: &str| -> i64 {
+        geo.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (wx, wy) = (field("X"), field("Y"));
+    let r = s
+        .script(
+            "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return [Math.round(r.left + r.width / 2), Math.round(r.top + r.height / 2)];",
+            vec![json!(css)],
+        )
+        .unwrap();
+    let (tx, ty) = (wx + r[0].as_i64().unwrap(), wy + r[1].as_i64().unwrap());
+    // The source sits over the sidebar's empty lower part, away from every drop zone.
+    let (sx, sy) = (20, 560);
+    let mut src = Term(
+        Command::new("/usr/bin/python3")
+            .args([
+                root().join("tests/tools/drag_source.py").to_str().unwrap(),
+                path,
+                &sx.to_string(),
+                &sy.to_string(),
+            ])
+            .env("DISPLAY", format!(":{display}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with GTK (apt install python3-gi gir1.2-gtk-3.0)"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(src.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "the drag source did not start");
+    std::thread::sleep(Duration::from_millis(500));
+    let (ax, ay) = (sx + 40, sy + 25);
+    xdo(&["mousemove", &ax.to_string(), &ay.to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    xdo(&["mousedown", "1"]);
+    for k in 1..=20 {
+        let x = ax + (tx - ax) * k / 20;
+        let y = ay + (ty - ay) * k / 20;
+        xdo(&["mousemove", &x.to_string(), &y.to_string()]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    xdo(&["mouseup", "1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(src);
 }
 
 fn text_of(s: &Session, css: &str) -> String {
@@ -543,5 +628,39 @@ fn studio_end_to_end_in_a_real_window() {
     }
     axe(&s, "history");
     shots(&s, "history", &screens);
+
+    // Last (a real drag leaves the window's pointer state to the OS): a file dragged from a
+    // GTK drag source onto the New image zone lands in that field, not the Old image one.
+    s.chord(&["\u{E009}"], "1").unwrap();
+    s.wait_for("#pkg-new", 10).unwrap();
+    s.script(
+        "const e = document.getElementById('pkg-new'); e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true }));",
+        vec![],
+    )
+    .unwrap();
+    let before_old = s
+        .script("return document.getElementById('pkg-old').value", vec![])
+        .unwrap();
+    drop_file(&s, display, "#pkg-new", &path("k.pub.pem"));
+    let t = Instant::now();
+    loop {
+        let v = s
+            .script("return document.getElementById('pkg-new').value", vec![])
+            .unwrap();
+        if v.as_str() == Some(path("k.pub.pem").as_str()) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the dropped file did not reach the New image field: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        s.script("return document.getElementById('pkg-old').value", vec![])
+            .unwrap(),
+        before_old,
+        "the drop went to one zone only"
+    );
     s.end();
 }
