@@ -553,6 +553,66 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Barrier};
 
+    /// The figures count first issues, reissues and refused duplicates (a refused batch
+    /// leaves no code, only its refusals), per order and per product.
+    #[test]
+    fn figures_count_issues_refusals_orders_and_products() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(&dir.path().join("r.sqlite")).unwrap();
+        let empty = reg.figures().unwrap();
+        assert_eq!(
+            (empty.issued, empty.reissued, empty.refused_duplicates),
+            (0, 0, 0)
+        );
+        reg.create_order("PO-1", "k", "pump", 10).unwrap();
+        let meta = |product: &str, order: Option<&str>, reissue: bool| IssueMeta {
+            product: product.into(),
+            key_id: "k".into(),
+            order: order.map(String::from),
+            reissue,
+            ..IssueMeta::default()
+        };
+        let items = |uids: &[&str]| -> Vec<(String, String)> {
+            uids.iter()
+                .map(|u| (u.to_string(), format!("c-{u}")))
+                .collect()
+        };
+        reg.issue(
+            &items(&["01", "02", "03"]),
+            &meta("pump", Some("PO-1"), false),
+        )
+        .unwrap();
+        reg.issue(&items(&["01"]), &meta("fan", None, false))
+            .unwrap();
+        // "02" and "03" already have codes: the whole batch is refused, "04" included.
+        let e = reg.issue(&items(&["02", "03", "04"]), &meta("pump", None, false));
+        assert!(
+            matches!(e, Err(RegistryError::AlreadyIssued { count: 2, .. })),
+            "{e:?}"
+        );
+        reg.issue(&items(&["01"]), &meta("pump", None, true))
+            .unwrap();
+        let f = reg.figures().unwrap();
+        assert_eq!((f.issued, f.reissued, f.refused_duplicates), (4, 1, 2));
+        assert_eq!(
+            f.orders,
+            vec![OrderFigures {
+                order: "PO-1".into(),
+                product: "pump".into(),
+                key_id: "k".into(),
+                limit: 10,
+                issued: 3
+            }]
+        );
+        let by: Vec<(String, u64, u64)> = f
+            .products
+            .iter()
+            .map(|p| (p.product.clone(), p.issued, p.reissued))
+            .collect();
+        assert_eq!(by, vec![("fan".into(), 1, 0), ("pump".into(), 3, 1)]);
+        assert_eq!(reg.count().unwrap(), 5);
+    }
+
     /// A gang station opens the registry from one thread per port at the same instant, on a
     /// file that may not exist yet: every open must succeed (it once failed with "database is
     /// locked" while another connection was switching the new file to WAL).
