@@ -30,6 +30,7 @@ pub mod history;
 pub mod package;
 mod progress;
 pub mod rehearse;
+pub mod release;
 mod secrets;
 
 pub use error::{Error, ErrorKind};

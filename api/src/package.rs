@@ -335,7 +335,7 @@ pub struct PackReport {
     pub core_s: f64,
 }
 
-fn parse_depends(depends: &[String]) -> Result<Vec<(String, String)>, Error> {
+pub(crate) fn parse_depends(depends: &[String]) -> Result<Vec<(String, String)>, Error> {
     depends
         .iter()
         .map(|d| {
@@ -349,7 +349,7 @@ fn parse_depends(depends: &[String]) -> Result<Vec<(String, String)>, Error> {
         .collect()
 }
 
-fn params(profile: Profile, block_kib: Option<u32>) -> Result<Params, Error> {
+pub(crate) fn params(profile: Profile, block_kib: Option<u32>) -> Result<Params, Error> {
     let mut params = match profile {
         Profile::Best => Params::BEST,
         Profile::Small => Params::SMALL,
@@ -443,7 +443,7 @@ pub fn pack(
     })
 }
 
-fn build_error(e: BuildError) -> Error {
+pub(crate) fn build_error(e: BuildError) -> Error {
     match e {
         BuildError::Invalid(m) => Error::usage(m),
         BuildError::Cancelled => Error::cancelled(),

@@ -184,20 +184,24 @@ struct KeygenArgs {
 /// `pack`.
 #[derive(clap::Args, Debug)]
 struct PackArgs {
-    /// New firmware image (BIN or Intel HEX).
-    #[arg(long)]
-    new: PathBuf,
+    /// A release manifest (TOML): one package for several components, each with its own
+    /// images, versions and profile (`--key` and `-o` override the manifest's).
+    #[arg(long, conflicts_with_all = ["new", "old", "component", "load_address", "depends", "block_kib"])]
+    manifest: Option<PathBuf>,
+    /// New firmware image (BIN, Intel HEX or ELF).
+    #[arg(long, required_unless_present = "manifest")]
+    new: Option<PathBuf>,
     /// Installed firmware image the delta applies to.
     #[arg(long)]
     old: Option<PathBuf>,
     /// Signing key (PEM).
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required_unless_present = "manifest")]
+    key: Option<PathBuf>,
     #[command(flatten)]
     pass: PassArgs,
     /// Package file to write.
-    #[arg(short, long)]
-    out: PathBuf,
+    #[arg(short, long, required_unless_present = "manifest")]
+    out: Option<PathBuf>,
     /// Product id.
     #[arg(long, default_value = "generic")]
     product: String,
@@ -460,6 +464,49 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             to_json(&r)
         }
         Cmd::Pack(PackArgs {
+            manifest: Some(manifest),
+            key,
+            pass,
+            out: dest,
+            ..
+        }) => {
+            let req = bluesphere_api::release::ReleaseRequest {
+                manifest: manifest.clone(),
+                key: key.clone(),
+                out: dest.clone(),
+            };
+            let bar = out.bar("packing");
+            let r = bluesphere_api::release::pack_release(&req, &CliSecrets(pass), &bar, &cancel);
+            bar.done();
+            let r = r?;
+            let mut text = format!(
+                "wrote {} ({} bytes, {} components)",
+                r.out.display(),
+                r.package_size,
+                r.components.len()
+            );
+            for c in &r.components {
+                text +=
+                    &format!(
+                    "\n  {} {}{} ({}, {} profile): payload {} bytes = {:.2}% of the {}-byte image",
+                    c.name,
+                    c.from_version.as_deref().map(|f| format!("{f} -> ")).unwrap_or_default(),
+                    c.to_version,
+                    c.kind,
+                    match c.profile {
+                        jobs::Profile::Best => "best",
+                        jobs::Profile::Small => "small",
+                    },
+                    c.payload_size,
+                    c.payload_size as f64 * 100.0 / (c.target_size.max(1)) as f64,
+                    c.target_size
+                );
+            }
+            out.text(&text);
+            to_json(&r)
+        }
+        Cmd::Pack(PackArgs {
+            manifest: None,
             new,
             old,
             key,
@@ -477,6 +524,11 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             block_kib,
             image,
         }) => {
+            let (Some(new), Some(key), Some(dest)) = (new, key, dest) else {
+                return Err(Error::usage(
+                    "pack needs --new, --key and -o (or --manifest)",
+                ));
+            };
             let req = jobs::PackRequest {
                 new: new.clone(),
                 old: old.clone(),

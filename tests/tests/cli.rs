@@ -796,3 +796,180 @@ fn rehearse_survives_power_cuts_and_refuses_a_wrong_base() {
     assert!(r.stdout.contains("base image"), "{r:?}");
     assert_eq!(snapshot(p), before);
 }
+
+/// A release manifest makes one package of several components (a delta for the main MCU
+/// with the best profile, a full image for a module with the small one), with paths relative
+/// to the manifest; every component inspects, verifies and applies; a bad manifest is a
+/// clear usage error and writes nothing.
+#[test]
+fn release_manifest_packs_several_components() {
+    let f = fixture();
+    let p = f.p();
+    fs::create_dir_all(p.join("rel")).unwrap();
+    let ble = firmware(7, 20 * 1024);
+    fs::write(p.join("rel/ble-2.0.0.bin"), &ble).unwrap();
+    fs::write(
+        p.join("rel/release.toml"),
+        r#"product = "thermo"
+hardware = "revB"
+key = "../k.pem"
+out = "release.bsp"
+
+[[component]]
+name = "main"
+old = "../old.bin"
+new = "../new.bin"
+from = "1.0.0"
+to = "1.1.0"
+counter = 3
+depends = ["ble>=2.0.0"]
+
+[[component]]
+name = "ble"
+new = "ble-2.0.0.bin"
+to = "2.0.0"
+profile = "small"
+load_address = 0x1000
+"#,
+    )
+    .unwrap();
+    let r = bluesphere(p, &["--json", "pack", "--manifest", "rel/release.toml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["components"][0]["name"], "main");
+    assert_eq!(j["components"][0]["kind"], "delta");
+    assert_eq!(j["components"][0]["profile"], "best");
+    assert_eq!(j["components"][1]["name"], "ble");
+    assert_eq!(j["components"][1]["kind"], "full");
+    assert_eq!(j["components"][1]["profile"], "small");
+    assert!(p.join("rel/release.bsp").exists());
+
+    let info = bluesphere(
+        p,
+        &["--json", "inspect", "rel/release.bsp", "--pub", "k.pub.pem"],
+    )
+    .json();
+    assert_eq!(info["components"].as_array().unwrap().len(), 2);
+    assert_eq!(info["components"][0]["dependencies"][0][0], "ble");
+    assert_eq!(info["components"][1]["load_address"], 0x1000);
+    let v = bluesphere(
+        p,
+        &[
+            "--json",
+            "verify",
+            "rel/release.bsp",
+            "--pub",
+            "k.pub.pem",
+            "--old",
+            "old.bin",
+            "--component",
+            "main",
+        ],
+    );
+    assert_eq!(v.code, 0, "{v:?}");
+    for (comp, old, want) in [("main", Some("old.bin"), &f.new), ("ble", None, &ble)] {
+        let mut a = vec![
+            "apply",
+            "rel/release.bsp",
+            "--component",
+            comp,
+            "-o",
+            "out.bin",
+            "--pub",
+            "k.pub.pem",
+        ];
+        if let Some(o) = old {
+            a.extend_from_slice(&["--old", o]);
+        }
+        let r = bluesphere(p, &a);
+        assert_eq!(r.code, 0, "{comp}: {r:?}");
+        assert_eq!(&fs::read(p.join("out.bin")).unwrap(), want, "{comp}");
+    }
+    // `-o` overrides the manifest's `out`; the text names every component.
+    let t = bluesphere(
+        p,
+        &["pack", "--manifest", "rel/release.toml", "-o", "two.bsp"],
+    );
+    assert_eq!(t.code, 0, "{t:?}");
+    assert!(
+        t.stdout.contains("2 components") && t.stdout.contains("ble 2.0.0 (full, small profile)"),
+        "{}",
+        t.stdout
+    );
+
+    // Bad manifests: a misspelt field (with its line), `old` without `from`, no components,
+    // an output that names an input, and the single-image options beside --manifest.
+    let bad = |name: &str, text: &str| fs::write(p.join("rel").join(name), text).unwrap();
+    bad(
+        "typo.toml",
+        "product = \"thermo\"\nhardware = \"revB\"\nkey = \"../k.pem\"\n\n[[component]]\nname = \"main\"\nnew = \"../new.bin\"\nto = \"1.1.0\"\nprofil = \"small\"\n",
+    );
+    bluesphere_tests::refused(
+        p,
+        &["pack", "--manifest", "rel/typo.toml", "-o", "x.bsp"],
+        2,
+        "usage",
+        &["profil", "line 9"],
+    );
+    bad(
+        "nofrom.toml",
+        "product = \"t\"\nhardware = \"h\"\n[[component]]\nname = \"main\"\nold = \"../old.bin\"\nnew = \"../new.bin\"\nto = \"1.1.0\"\n",
+    );
+    bluesphere_tests::refused(
+        p,
+        &[
+            "pack",
+            "--manifest",
+            "rel/nofrom.toml",
+            "--key",
+            "k.pem",
+            "-o",
+            "x.bsp",
+        ],
+        2,
+        "usage",
+        &["`old` and `from` go together"],
+    );
+    bad("empty.toml", "product = \"t\"\nhardware = \"h\"\n");
+    bluesphere_tests::refused(
+        p,
+        &[
+            "pack",
+            "--manifest",
+            "rel/empty.toml",
+            "--key",
+            "k.pem",
+            "-o",
+            "x.bsp",
+        ],
+        2,
+        "usage",
+        &["no [[component]]"],
+    );
+    bluesphere_tests::refused(
+        p,
+        &[
+            "pack",
+            "--manifest",
+            "rel/release.toml",
+            "-o",
+            "rel/ble-2.0.0.bin",
+        ],
+        2,
+        "output-conflict",
+        &["ble-2.0.0.bin"],
+    );
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "pack",
+            "--manifest",
+            "rel/release.toml",
+            "--new",
+            "new.bin",
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    f.no_stray_files();
+}

@@ -1,0 +1,285 @@
+//! A release manifest: one package for several components (the main MCU and its modules),
+//! each with its own images, versions, counter, dependencies and coding profile, described
+//! by a TOML file. Paths are relative to the manifest's folder; the components are installed
+//! in the order they are listed.
+//!
+//! ```toml
+//! product = "thermostat"
+//! hardware = "revB"
+//! key = "keys/release.pem"      # optional: the caller may give one
+//! out = "release-1.1.0.bsp"     # optional: the caller may give one
+//!
+//! [[component]]
+//! name = "main"
+//! old = "main-1.0.0.hex"        # optional: without it the full image is sent
+//! new = "main-1.1.0.hex"
+//! from = "1.0.0"                # the version `old` is (required with `old`)
+//! to = "1.1.0"
+//! counter = 3                   # anti-rollback counter (default 0)
+//! depends = ["ble>=2.0.0"]      # versions the machine must have after the update
+//! profile = "best"              # best (61 KiB of device RAM) or small (7.3 KiB)
+//!
+//! [[component]]
+//! name = "ble"
+//! new = "ble-2.0.0.bin"
+//! to = "2.0.0"
+//! profile = "small"
+//! load_address = 0x1000         # default: the HEX/ELF base address, else 0
+//! block_kib = 16                # optional; also format = "bin"|"hex"|"elf", range = "A..B"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bluesphere_core::package::build::{build_package_until, ComponentSpec, PackageSpec};
+use bluesphere_core::unpack;
+use serde::{Deserialize, Serialize};
+
+use crate::files::{self, MAX_TEXT};
+use crate::package::{
+    build_error, core_event, load_image, load_private, params, parse_depends, AddressRange,
+    InputFormat, Profile,
+};
+use crate::progress::{Cancel, Event, Progress};
+use crate::secrets::Secrets;
+use crate::Error;
+
+/// `pack --manifest`: a package of every component of a release manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ReleaseRequest {
+    /// The manifest (TOML).
+    pub manifest: PathBuf,
+    /// Signing key, instead of the manifest's `key`.
+    pub key: Option<PathBuf>,
+    /// Package file to write, instead of the manifest's `out`.
+    pub out: Option<PathBuf>,
+}
+
+/// One component of the package made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ReleaseComponent {
+    /// Name.
+    pub name: String,
+    /// `delta` or `full`.
+    pub kind: String,
+    /// Version installed before (deltas).
+    pub from_version: Option<String>,
+    /// Version this installs.
+    pub to_version: String,
+    /// Coding profile.
+    pub profile: Profile,
+    /// New image size.
+    pub target_size: u64,
+    /// Payload size.
+    pub payload_size: u64,
+}
+
+/// What `pack --manifest` made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ReleaseReport {
+    /// Always true.
+    pub ok: bool,
+    /// Package file.
+    pub out: PathBuf,
+    /// Package size.
+    pub package_size: u64,
+    /// The components, in install order.
+    pub components: Vec<ReleaseComponent>,
+    /// Seconds spent making and signing.
+    pub core_s: f64,
+}
+
+/// The manifest file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    product: String,
+    hardware: String,
+    key: Option<PathBuf>,
+    out: Option<PathBuf>,
+    #[serde(rename = "component", default)]
+    components: Vec<Entry>,
+}
+
+/// One `[[component]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    new: PathBuf,
+    old: Option<PathBuf>,
+    from: Option<String>,
+    to: String,
+    #[serde(default)]
+    counter: u32,
+    load_address: Option<u64>,
+    #[serde(default)]
+    depends: Vec<String>,
+    #[serde(default)]
+    profile: Profile,
+    block_kib: Option<u32>,
+    #[serde(default)]
+    format: InputFormat,
+    range: Option<String>,
+}
+
+/// Read and check a manifest; paths resolved against its folder.
+fn read_manifest(path: &Path) -> Result<Manifest, Error> {
+    let bytes = files::read_input(path, "release manifest", MAX_TEXT)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::usage(format!("{} is not a text file", path.display()))
+            .hint("a release manifest is TOML text")
+    })?;
+    let mut m: Manifest = toml::from_str(&text).map_err(|e| {
+        Error::usage(format!("{}: {}", path.display(), e.message())).hint(match e.span() {
+            Some(s) => format!(
+                "line {} of the manifest; see `pack --manifest` in the README for its fields",
+                text.get(..s.start)
+                    .map_or(1, |t| t.matches('\n').count() + 1)
+            ),
+            None => "see `pack --manifest` in the README for its fields".into(),
+        })
+    })?;
+    if m.components.is_empty() {
+        return Err(
+            Error::usage(format!("{} lists no [[component]]", path.display()))
+                .hint("add one [[component]] table per image (name, new, to)"),
+        );
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let here = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(k) = m.key.as_mut() {
+        here(k);
+    }
+    if let Some(o) = m.out.as_mut() {
+        here(o);
+    }
+    for c in &mut m.components {
+        here(&mut c.new);
+        if let Some(o) = c.old.as_mut() {
+            here(o);
+        }
+        if c.old.is_some() != c.from.is_some() {
+            return Err(Error::usage(format!(
+                "component {:?}: `old` and `from` go together (the installed image and its version)",
+                c.name
+            )));
+        }
+    }
+    Ok(m)
+}
+
+/// Make and sign the package of a release manifest; nothing is written unless it all
+/// succeeded. Cancellable like [`crate::package::pack`].
+pub fn pack_release(
+    req: &ReleaseRequest,
+    secrets: &dyn Secrets,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<ReleaseReport, Error> {
+    let m = read_manifest(&req.manifest)?;
+    let key = req.key.clone().or(m.key.clone()).ok_or_else(|| {
+        Error::usage("no signing key: the manifest has no `key` and none was given")
+    })?;
+    let out = req.out.clone().or(m.out.clone()).ok_or_else(|| {
+        Error::usage("no package file to write: the manifest has no `out` and none was given")
+    })?;
+    let mut inputs: Vec<&Path> = vec![&req.manifest, &key];
+    for c in &m.components {
+        inputs.push(&c.new);
+        if let Some(o) = &c.old {
+            inputs.push(o);
+        }
+    }
+    files::check_output(&out, &inputs)?;
+    let signing = load_private(&key, secrets)?;
+    let of = m.components.len();
+    let mut specs = Vec::with_capacity(of);
+    for (i, c) in m.components.iter().enumerate() {
+        progress.event(Event::Stage {
+            name: "read".into(),
+            component: i,
+            of,
+        });
+        let range = c
+            .range
+            .as_deref()
+            .map(str::parse::<AddressRange>)
+            .transpose()
+            .map_err(|e| e.context(format!("component {:?}", c.name)))?;
+        let new = load_image(&c.new, c.format, range)?;
+        let old = c
+            .old
+            .as_ref()
+            .map(|o| load_image(o, c.format, range))
+            .transpose()?;
+        cancel.check()?;
+        specs.push(ComponentSpec {
+            name: c.name.clone(),
+            from_version: c.from.clone(),
+            to_version: c.to.clone(),
+            security_counter: c.counter,
+            load_address: c.load_address.unwrap_or(new.base_address),
+            old: old.map(|i| i.data),
+            new: new.data,
+            params: params(c.profile, c.block_kib)
+                .map_err(|e| e.context(format!("component {:?}", c.name)))?,
+            dependencies: parse_depends(&c.depends)
+                .map_err(|e| e.context(format!("component {:?}", c.name)))?,
+        });
+    }
+    let spec = PackageSpec {
+        product_id: m.product.clone(),
+        hardware_id: m.hardware.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        components: specs,
+    };
+    let t = Instant::now();
+    let pkg = build_package_until(
+        &spec,
+        &signing,
+        &mut |e| progress.event(core_event(e)),
+        cancel.flag(),
+    )
+    .map_err(build_error)?;
+    let core_s = t.elapsed().as_secs_f64();
+    cancel.check()?;
+    progress.event(Event::Stage {
+        name: "write".into(),
+        component: 0,
+        of,
+    });
+    let info = unpack::inspect(&pkg)?;
+    files::write_atomic(&out, &pkg, 0o644)?;
+    let components = m
+        .components
+        .iter()
+        .zip(&info.components)
+        .map(|(c, i)| ReleaseComponent {
+            name: c.name.clone(),
+            kind: if c.old.is_some() { "delta" } else { "full" }.into(),
+            from_version: c.from.clone(),
+            to_version: c.to.clone(),
+            profile: c.profile,
+            target_size: i.record.target_size,
+            payload_size: i.record.payload_size,
+        })
+        .collect();
+    Ok(ReleaseReport {
+        ok: true,
+        out,
+        package_size: pkg.len() as u64,
+        components,
+        core_s,
+    })
+}
