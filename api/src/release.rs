@@ -37,12 +37,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::{self, MAX_TEXT};
 use crate::package::{
-    build_error, core_event, load_image, load_private, params, parse_depends, AddressRange,
-    InputFormat, Profile,
+    build_error, core_event, load_image, load_package, load_private, load_publics, params,
+    parse_depends, AddressRange, InputFormat, Profile,
 };
 use crate::progress::{Cancel, Event, Progress};
 use crate::secrets::Secrets;
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// `pack --manifest`: a package of every component of a release manifest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -281,5 +281,180 @@ pub fn pack_release(
         package_size: pkg.len() as u64,
         components,
         core_s,
+    })
+}
+
+/// `apply --all`: every component's new image, into a folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ApplyAllRequest {
+    /// Package file.
+    pub package: PathBuf,
+    /// Installed image per delta component: `(component name, image file)`.
+    pub old: Vec<(String, PathBuf)>,
+    /// Folder to write `<component>.bin` into (made if missing).
+    pub out_dir: PathBuf,
+    /// Verify the signature with these keys first.
+    pub public: Vec<PathBuf>,
+    /// Required hardware id.
+    pub hardware: Option<String>,
+    /// Input format of the installed images.
+    pub format: InputFormat,
+    /// Write the images without checking the signature (only when `public` is empty).
+    pub unverified: bool,
+}
+
+/// One image `apply --all` wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct AppliedImage {
+    /// Component.
+    pub component: String,
+    /// Version.
+    pub version: String,
+    /// File written.
+    pub out: PathBuf,
+    /// Image size.
+    pub size: u64,
+    /// SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// What `apply --all` wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ApplyAllReport {
+    /// Always true.
+    pub ok: bool,
+    /// The images, in install order.
+    pub images: Vec<AppliedImage>,
+    /// Whether the signature was checked.
+    pub signature_checked: bool,
+}
+
+/// A component name as a file name: letters, digits, `.`, `-`, `_` only, not starting with
+/// `.` (a package names its components; a hostile one must not name a path).
+fn file_name_of(name: &str) -> Result<String, Error> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !ok {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("component name {name:?} cannot be a file name; nothing was written"),
+        )
+        .hint("apply that component alone with --component NAME -o FILE"));
+    }
+    Ok(format!("{name}.bin"))
+}
+
+/// Rebuild every component's new image; all are made in memory and staged before any is
+/// renamed into place, so a failure (a wrong base, a damaged payload) writes none.
+pub fn apply_all(
+    req: &ApplyAllRequest,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<ApplyAllReport, Error> {
+    if req.public.is_empty() && !req.unverified {
+        return Err(Error::new(
+            ErrorKind::NeedKey,
+            "the package's signature cannot be checked without a public key; nothing was written",
+        )
+        .hint("give the public key of the key that signed the package, or choose on purpose to write the images unverified"));
+    }
+    let bytes = load_package(&req.package)?;
+    let pubs = load_publics(&req.public)?;
+    let checks = unpack::Checks {
+        keys: (!pubs.is_empty()).then_some(&pubs[..]),
+        hardware_id: req.hardware.as_deref(),
+        product_id: None,
+    };
+    let p = unpack::check(&bytes, &checks)?;
+    let all: Vec<_> = p
+        .manifest
+        .components()
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::from(unpack::Error::from(e)))?;
+    for (name, _) in &req.old {
+        if !all.iter().any(|c| c.name == name) {
+            let have: Vec<&str> = all.iter().map(|c| c.name).collect();
+            return Err(Error::usage(format!(
+                "--old names component {name:?}, which the package does not have (it has {})",
+                have.join(", ")
+            )));
+        }
+    }
+    let mut outs = Vec::with_capacity(all.len());
+    for c in &all {
+        outs.push(req.out_dir.join(file_name_of(c.name)?));
+    }
+    let mut inputs: Vec<&Path> = vec![&req.package];
+    inputs.extend(req.old.iter().map(|(_, p)| p.as_path()));
+    inputs.extend(req.public.iter().map(PathBuf::as_path));
+    // A folder that does not exist yet holds no input; it is made once every image is.
+    if req.out_dir.exists() {
+        for o in &outs {
+            files::check_output(o, &inputs)?;
+        }
+    }
+    let of = all.len();
+    let mut made = Vec::with_capacity(of);
+    for (i, c) in all.iter().enumerate() {
+        progress.event(Event::Stage {
+            name: "apply".into(),
+            component: i,
+            of,
+        });
+        let old = req
+            .old
+            .iter()
+            .find(|(n, _)| n == c.name)
+            .map(|(_, path)| load_image(path, req.format, None))
+            .transpose()?;
+        let new = unpack::apply_component_until(
+            &p,
+            c,
+            old.as_ref().map(|i| &i.data[..]),
+            &mut |e| progress.event(core_event(e)),
+            cancel.flag(),
+        )
+        .map_err(|e| match e {
+            unpack::Error::Cancelled => Error::cancelled(),
+            e => Error::from(e),
+        })?;
+        cancel.check()?;
+        made.push(new);
+    }
+    std::fs::create_dir_all(&req.out_dir).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot make the folder {}: {e}", req.out_dir.display()),
+        )
+    })?;
+    let staged = outs
+        .iter()
+        .zip(&made)
+        .map(|(o, data)| files::stage(o, data, 0o644))
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(ApplyAllReport {
+        ok: true,
+        images: all
+            .iter()
+            .zip(outs)
+            .zip(&made)
+            .map(|((c, out), data)| AppliedImage {
+                component: c.name.into(),
+                version: c.to_version.into(),
+                out,
+                size: data.len() as u64,
+                sha256: hex::encode(c.target_sha256),
+            })
+            .collect(),
+        signature_checked: !pubs.is_empty(),
     })
 }

@@ -281,7 +281,7 @@ struct ApplyArgs {
     /// Installed image (needed for deltas).
     #[arg(long)]
     old: Option<PathBuf>,
-    /// Output image file (BIN).
+    /// Output image file (BIN); with --all, the folder for `<component>.bin` files.
     #[arg(short, long)]
     out: PathBuf,
     /// Verify the signature with this public key first (repeatable).
@@ -291,8 +291,14 @@ struct ApplyArgs {
     #[arg(long, conflicts_with = "public")]
     unverified: bool,
     /// Component to apply (needed when the package has several).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all")]
     component: Option<String>,
+    /// Every component, each to `-o DIR/<component>.bin` (all or none is written).
+    #[arg(long, conflicts_with_all = ["old", "component"])]
+    all: bool,
+    /// With --all: the installed image of a delta component (repeatable).
+    #[arg(long = "old-of", value_name = "COMPONENT=FILE", requires = "all")]
+    old_of: Vec<String>,
     /// Require this hardware id.
     #[arg(long)]
     hardware: Option<String>,
@@ -603,6 +609,62 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
         }
         Cmd::Apply(ApplyArgs {
             package,
+            out: dest,
+            public,
+            hardware,
+            image,
+            unverified,
+            all: true,
+            old_of,
+            ..
+        }) => {
+            let old = old_of
+                .iter()
+                .map(|a| {
+                    a.split_once('=')
+                        .map(|(n, f)| (n.to_string(), PathBuf::from(f)))
+                        .ok_or_else(|| {
+                            Error::usage(format!(
+                                "--old-of {a:?}: write COMPONENT=FILE, e.g. --old-of main=fw-1.0.0.bin"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let bar = out.bar("apply");
+            let r = bluesphere_api::release::apply_all(
+                &bluesphere_api::release::ApplyAllRequest {
+                    package: package.clone(),
+                    old,
+                    out_dir: dest.clone(),
+                    public: public.clone(),
+                    hardware: hardware.clone(),
+                    format: image.format.into(),
+                    unverified: *unverified,
+                },
+                &bar,
+                &cancel,
+            );
+            bar.done();
+            let r = r?;
+            let lines: Vec<String> = r
+                .images
+                .iter()
+                .map(|i| {
+                    format!(
+                        "wrote {} ({} {}, {} bytes, SHA-256 {})",
+                        i.out.display(),
+                        i.component,
+                        i.version,
+                        i.size,
+                        i.sha256
+                    )
+                })
+                .collect();
+            out.text(&lines.join("\n"));
+            to_json(&r)
+        }
+        Cmd::Apply(ApplyArgs {
+            package,
             old,
             out: dest,
             public,
@@ -610,6 +672,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
             hardware,
             image,
             unverified,
+            ..
         }) => {
             let bar = out.bar("apply");
             let r = jobs::apply(

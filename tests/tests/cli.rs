@@ -885,6 +885,78 @@ load_address = 0x1000
         assert_eq!(r.code, 0, "{comp}: {r:?}");
         assert_eq!(&fs::read(p.join("out.bin")).unwrap(), want, "{comp}");
     }
+    // `apply --all`: every image into a folder, the delta's base given by component.
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "apply",
+            "rel/release.bsp",
+            "--all",
+            "-o",
+            "images",
+            "--old-of",
+            "main=old.bin",
+            "--pub",
+            "k.pub.pem",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["images"][1]["component"], "ble");
+    assert_eq!(fs::read(p.join("images/main.bin")).unwrap(), f.new);
+    assert_eq!(fs::read(p.join("images/ble.bin")).unwrap(), ble);
+    // Without the main component's base nothing at all is written (not even ble.bin).
+    let r = bluesphere(
+        p,
+        &[
+            "--json",
+            "apply",
+            "rel/release.bsp",
+            "--all",
+            "-o",
+            "partial",
+            "--pub",
+            "k.pub.pem",
+        ],
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!p.join("partial").exists(), "{r:?}");
+    // A package whose component is named like a path cannot write outside the folder.
+    fs::write(
+        p.join("rel/evil.toml"),
+        "product = \"t\"\nhardware = \"h\"\n[[component]]\nname = \"../escape\"\nnew = \"ble-2.0.0.bin\"\nto = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let r = bluesphere(
+        p,
+        &[
+            "pack",
+            "--manifest",
+            "rel/evil.toml",
+            "--key",
+            "k.pem",
+            "-o",
+            "evil.bsp",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    bluesphere_tests::refused(
+        p,
+        &[
+            "apply",
+            "evil.bsp",
+            "--all",
+            "-o",
+            "images",
+            "--pub",
+            "k.pub.pem",
+        ],
+        3,
+        "invalid-input",
+        &["cannot be a file name", "--component"],
+    );
+    assert!(!p.join("escape.bin").exists());
+
     // `-o` overrides the manifest's `out`; the text names every component.
     let t = bluesphere(
         p,
