@@ -24,6 +24,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
     &[
         "app_info",
         "pack",
+        "pack_release",
         "compare",
         "rehearse",
         "history",

@@ -91,6 +91,29 @@ pub async fn pack(
     r
 }
 
+/// Make a package of several components from a release manifest.
+#[tauri::command]
+pub async fn pack_release(
+    jobs: State<'_, Jobs>,
+    req: bluesphere_api::release::ReleaseRequest,
+    passphrase: Option<String>,
+    job: u32,
+    on_event: Channel<Event>,
+) -> Result<bluesphere_api::release::ReleaseReport, Error> {
+    let cancel = jobs.start(job);
+    let r = blocking(move || {
+        bluesphere_api::release::pack_release(
+            &req,
+            &*secrets(passphrase),
+            &ToPage(on_event),
+            &cancel,
+        )
+    })
+    .await;
+    jobs.end(job);
+    r
+}
+
 /// Rehearse a package with power cuts on simulated flash.
 #[tauri::command]
 pub async fn rehearse(

@@ -14,6 +14,7 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::pack,
+            commands::pack_release,
             commands::compare,
             commands::rehearse,
             commands::history,

@@ -641,10 +641,38 @@ fn studio_end_to_end_in_a_real_window() {
     axe(&s, "history");
     shots(&s, "history", &screens);
 
+    // Several components: a release manifest (main as a delta with the best profile, a
+    // module's full image with the small one) makes one package; a row per component.
+    s.chord(&["\u{E009}"], "1").unwrap();
+    s.wait_for("#release-manifest", 10).unwrap();
+    std::fs::write(
+        p.join("release.toml"),
+        format!(
+            "product = \"thermostat\"\nhardware = \"revB\"\nout = \"release.bsp\"\n\n[[component]]\nname = \"main\"\nold = {:?}\nnew = {:?}\nfrom = \"1.0.0\"\nto = \"1.1.0\"\n\n[[component]]\nname = \"ble\"\nnew = {:?}\nto = \"2.0.0\"\nprofile = \"small\"\n",
+            sample("sample-v1.0.0.bin"),
+            sample("sample-v1.1.0.bin"),
+            sample("sample-v1.1.0.bin")
+        ),
+    )
+    .unwrap();
+    s.fill("#release-manifest", &path("release.toml")).unwrap();
+    s.click(&s.find("[data-testid='make-release']").unwrap())
+        .unwrap();
+    let table = s.wait_for("[data-testid='release-result']", 60).unwrap();
+    let rows = s.text(&table).unwrap();
+    assert!(
+        rows.contains("main")
+            && rows.contains("delta")
+            && rows.contains("ble")
+            && rows.contains("small"),
+        "{rows}"
+    );
+    assert!(p.join("release.bsp").exists());
+
     // Last (a real drag leaves the window's pointer state to the OS): a file dragged from a
     // GTK drag source onto the New image zone lands in that field, not the Old image one.
-    s.chord(&["\u{E009}"], "1").unwrap();
-    s.wait_for("#pkg-new", 10).unwrap();
+    s.script("document.getElementById('main').scrollTop = 0", vec![])
+        .unwrap();
     s.script(
         "const e = document.getElementById('pkg-new'); e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true }));",
         vec![],

@@ -30,6 +30,8 @@ import type { StationReport } from "./bindings/StationReport";
 import type { StationRequest } from "./bindings/StationRequest";
 import type { RehearseRequest } from "./bindings/RehearseRequest";
 import type { FiguresRequest } from "./bindings/FiguresRequest";
+import type { ReleaseRequest } from "./bindings/ReleaseRequest";
+import type { ReleaseReport } from "./bindings/ReleaseReport";
 import type { FiguresReport } from "./bindings/FiguresReport";
 import type { AuditRequest } from "./bindings/AuditRequest";
 import type { AuditReport } from "./bindings/AuditReport";
@@ -92,6 +94,11 @@ export const api = {
     started(j.handle);
     return invoke<CodesGenReport>("codes_gen", { req, passphrase, job: j.id, onEvent: j.channel });
   },
+  packRelease(req: ReleaseRequest, passphrase: string | null, onEvent: (e: Event) => void, started: (h: JobHandle) => void) {
+    const j = job(onEvent);
+    started(j.handle);
+    return invoke<ReleaseReport>("pack_release", { req, passphrase, job: j.id, onEvent: j.channel });
+  },
   codesFigures: (req: FiguresRequest) => invoke<FiguresReport>("codes_figures", { req }),
   codesAudit: (req: AuditRequest) => invoke<AuditReport>("codes_audit", { req }),
   devices: () => invoke<DeviceEntry[]>("devices"),
@@ -119,5 +126,6 @@ export const filters = {
   key: [["PEM keys", ["pem"]], ["All files", ["*"]]],
   csv: [["CSV", ["csv"]], ["All files", ["*"]]],
   registry: [["Code registries", ["db", "sqlite"]], ["All files", ["*"]]],
+  manifest: [["Release manifests", ["toml"]], ["All files", ["*"]]],
   none: [],
 } satisfies Record<string, FileFilter[]>;
