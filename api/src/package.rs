@@ -397,10 +397,7 @@ pub fn pack(
     let spec = PackageSpec {
         product_id: req.product.clone(),
         hardware_id: req.hardware.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: now_secs(),
         components: vec![ComponentSpec {
             name: req.component.clone(),
             from_version: req.old.as_ref().map(|_| req.from_version.clone()),
@@ -413,23 +410,7 @@ pub fn pack(
             dependencies: deps,
         }],
     };
-    let t = Instant::now();
-    let pkg = build_package_until(
-        &spec,
-        &signing,
-        &mut |e| progress.event(core_event(e)),
-        cancel.flag(),
-    )
-    .map_err(build_error)?;
-    let core_s = t.elapsed().as_secs_f64();
-    cancel.check()?;
-    progress.event(Event::Stage {
-        name: "write".into(),
-        component: 0,
-        of: 1,
-    });
-    let info = unpack::inspect(&pkg)?;
-    files::write_atomic(&req.out, &pkg, 0o644)?;
+    let (pkg, info, core_s) = sign_and_write(&spec, &signing, &req.out, progress, cancel)?;
     let c = info.components.first();
     let (target, payload) = c.map_or((0, 0), |c| (c.record.target_size, c.record.payload_size));
     Ok(PackReport {
@@ -441,6 +422,78 @@ pub fn pack(
         kind: if req.old.is_some() { "delta" } else { "full" }.into(),
         core_s,
     })
+}
+
+/// Seconds since 1970 (a package's creation time).
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Build and sign `spec`, read it back, and write it to `out` atomically: the package, what
+/// it says, and the seconds spent making and signing it.
+pub(crate) fn sign_and_write(
+    spec: &PackageSpec,
+    signing: &SigningKey,
+    out: &Path,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<(Vec<u8>, unpack::PackageInfo, f64), Error> {
+    let t = Instant::now();
+    let pkg = build_package_until(
+        spec,
+        signing,
+        &mut |e| progress.event(core_event(e)),
+        cancel.flag(),
+    )
+    .map_err(build_error)?;
+    let core_s = t.elapsed().as_secs_f64();
+    cancel.check()?;
+    progress.event(Event::Stage {
+        name: "write".into(),
+        component: 0,
+        of: spec.components.len(),
+    });
+    let info = unpack::inspect(&pkg)?;
+    files::write_atomic(out, &pkg, 0o644)?;
+    Ok((pkg, info, core_s))
+}
+
+/// `apply` writes nothing unverified unless asked to on purpose.
+pub(crate) fn require_key(public: &[PathBuf], unverified: bool) -> Result<(), Error> {
+    if public.is_empty() && !unverified {
+        return Err(Error::new(
+            ErrorKind::NeedKey,
+            "the package's signature cannot be checked without a public key; nothing was written",
+        )
+        .hint("give the public key of the key that signed the package, or choose on purpose to write the image unverified"));
+    }
+    Ok(())
+}
+
+/// Rebuild component `c`'s new image (from `old` for a delta).
+pub(crate) fn rebuild(
+    p: &bluesphere_core::package::Package<'_>,
+    c: &bluesphere_core::package::Component<'_>,
+    old: Option<&[u8]>,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<Vec<u8>, Error> {
+    let new = unpack::apply_component_until(
+        p,
+        c,
+        old,
+        &mut |e| progress.event(core_event(e)),
+        cancel.flag(),
+    )
+    .map_err(|e| match e {
+        unpack::Error::Cancelled => Error::cancelled(),
+        e => Error::from(e),
+    })?;
+    cancel.check()?;
+    Ok(new)
 }
 
 pub(crate) fn build_error(e: BuildError) -> Error {
@@ -665,13 +718,7 @@ pub fn apply(
     }
     inputs.extend(req.public.iter().map(PathBuf::as_path));
     files::check_output(&req.out, &inputs)?;
-    if req.public.is_empty() && !req.unverified {
-        return Err(Error::new(
-            ErrorKind::NeedKey,
-            "the package's signature cannot be checked without a public key; nothing was written",
-        )
-        .hint("give the public key of the key that signed the package, or choose on purpose to write the image unverified"));
-    }
+    require_key(&req.public, req.unverified)?;
     let bytes = load_package(&req.package)?;
     let pubs = load_publics(&req.public)?;
     let checks = Checks {
@@ -700,18 +747,13 @@ pub fn apply(
         component: 0,
         of: 1,
     });
-    let new = unpack::apply_component_until(
+    let new = rebuild(
         &p,
         &c,
         old_img.as_ref().map(|i| &i.data[..]),
-        &mut |e| progress.event(core_event(e)),
-        cancel.flag(),
-    )
-    .map_err(|e| match e {
-        unpack::Error::Cancelled => Error::cancelled(),
-        e => Error::from(e),
-    })?;
-    cancel.check()?;
+        progress,
+        cancel,
+    )?;
     files::write_atomic(&req.out, &new, 0o644)?;
     Ok(ApplyReport {
         ok: true,

@@ -29,16 +29,15 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use bluesphere_core::package::build::{build_package_until, ComponentSpec, PackageSpec};
+use bluesphere_core::package::build::{ComponentSpec, PackageSpec};
 use bluesphere_core::unpack;
 use serde::{Deserialize, Serialize};
 
 use crate::files::{self, MAX_TEXT};
 use crate::package::{
-    build_error, core_event, load_image, load_package, load_private, load_publics, params,
-    parse_depends, AddressRange, InputFormat, Profile,
+    load_image, load_package, load_private, load_publics, now_secs, params, parse_depends, rebuild,
+    require_key, sign_and_write, AddressRange, InputFormat, Profile,
 };
 use crate::progress::{Cancel, Event, Progress};
 use crate::secrets::Secrets;
@@ -208,12 +207,13 @@ pub fn pack_release(
             component: i,
             of,
         });
+        let ctx = |e: Error| e.context(format!("component {:?}", c.name));
         let range = c
             .range
             .as_deref()
             .map(str::parse::<AddressRange>)
             .transpose()
-            .map_err(|e| e.context(format!("component {:?}", c.name)))?;
+            .map_err(ctx)?;
         let new = load_image(&c.new, c.format, range)?;
         let old = c
             .old
@@ -229,38 +229,17 @@ pub fn pack_release(
             load_address: c.load_address.unwrap_or(new.base_address),
             old: old.map(|i| i.data),
             new: new.data,
-            params: params(c.profile, c.block_kib)
-                .map_err(|e| e.context(format!("component {:?}", c.name)))?,
-            dependencies: parse_depends(&c.depends)
-                .map_err(|e| e.context(format!("component {:?}", c.name)))?,
+            params: params(c.profile, c.block_kib).map_err(ctx)?,
+            dependencies: parse_depends(&c.depends).map_err(ctx)?,
         });
     }
     let spec = PackageSpec {
         product_id: m.product.clone(),
         hardware_id: m.hardware.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: now_secs(),
         components: specs,
     };
-    let t = Instant::now();
-    let pkg = build_package_until(
-        &spec,
-        &signing,
-        &mut |e| progress.event(core_event(e)),
-        cancel.flag(),
-    )
-    .map_err(build_error)?;
-    let core_s = t.elapsed().as_secs_f64();
-    cancel.check()?;
-    progress.event(Event::Stage {
-        name: "write".into(),
-        component: 0,
-        of,
-    });
-    let info = unpack::inspect(&pkg)?;
-    files::write_atomic(&out, &pkg, 0o644)?;
+    let (pkg, info, core_s) = sign_and_write(&spec, &signing, &out, progress, cancel)?;
     let components = m
         .components
         .iter()
@@ -357,13 +336,7 @@ pub fn apply_all(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<ApplyAllReport, Error> {
-    if req.public.is_empty() && !req.unverified {
-        return Err(Error::new(
-            ErrorKind::NeedKey,
-            "the package's signature cannot be checked without a public key; nothing was written",
-        )
-        .hint("give the public key of the key that signed the package, or choose on purpose to write the images unverified"));
-    }
+    require_key(&req.public, req.unverified)?;
     let bytes = load_package(&req.package)?;
     let pubs = load_publics(&req.public)?;
     let checks = unpack::Checks {
@@ -413,18 +386,7 @@ pub fn apply_all(
             .find(|(n, _)| n == c.name)
             .map(|(_, path)| load_image(path, req.format, None))
             .transpose()?;
-        let new = unpack::apply_component_until(
-            &p,
-            c,
-            old.as_ref().map(|i| &i.data[..]),
-            &mut |e| progress.event(core_event(e)),
-            cancel.flag(),
-        )
-        .map_err(|e| match e {
-            unpack::Error::Cancelled => Error::cancelled(),
-            e => Error::from(e),
-        })?;
-        cancel.check()?;
+        let new = rebuild(&p, c, old.as_ref().map(|i| &i.data[..]), progress, cancel)?;
         made.push(new);
     }
     std::fs::create_dir_all(&req.out_dir).map_err(|e| {
