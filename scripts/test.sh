@@ -27,13 +27,16 @@ else
   echo "note: corpus fixture not fetched (offline?); the tests use generated images"
 fi
 cargo build -q --workspace --bins
-cargo test -q --workspace -- --skip sweep::power_cut_sweep
+cargo test -q --workspace -- --skip sweep::power_cut_sweep --skip machine_tests::machine_power_cut_sweep
 
 echo "== Studio in a real window (Xvfb + WebDriver)"
 cargo test -q -p bluesphere-tests --test studio -- --ignored --nocapture
 
 echo "== power-cut sweep (device SDK)"
 cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --nocapture
+
+echo "== whole-machine power-cut sweep (main MCU + module + data partition)"
+cargo test -q -p bluesphere-device --lib machine_tests::machine_power_cut_sweep -- --exact --nocapture | grep -v '^machine sweep (seed'
 
 echo "== fuzz (cargo-fuzz on the stable toolchain): input parsers 60 s each, codecs 20 s"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --version ^0.13 --locked

@@ -102,6 +102,42 @@ pub fn admit(
     installed: &[Installed<'_>],
     slot_size: u64,
 ) -> Result<Admitted, Rejection> {
+    admit_scoped(
+        header,
+        manifest,
+        signature,
+        keys,
+        id,
+        installed,
+        &|_| Some(slot_size),
+        Scope::All,
+    )
+}
+
+/// Which of a package's components a device checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'s> {
+    /// Every component and every dependency (a device, or a machine's coordinator).
+    All,
+    /// Only the component of this name, without its dependencies: a member of a machine,
+    /// whose coordinator checked the whole package against the whole machine first. A
+    /// package without this component is [`Reject::Unsupported`].
+    Only(&'s str),
+}
+
+/// [`admit`] with a slot size per component (`None`: this device has no place for a
+/// component of that name: [`Reject::Unsupported`]) and a [`Scope`].
+#[allow(clippy::too_many_arguments)]
+pub fn admit_scoped(
+    header: &[u8],
+    manifest: &[u8],
+    signature: &[u8],
+    keys: &[VerifyingKey],
+    id: &Identity<'_>,
+    installed: &[Installed<'_>],
+    slot_size: &dyn Fn(&str) -> Option<u64>,
+    scope: Scope<'_>,
+) -> Result<Admitted, Rejection> {
     let h = Header::parse(header).map_err(from_package)?;
     if manifest.len() != h.manifest_len as usize
         || header.len() != bluesphere_core::package::HEADER_LEN
@@ -119,13 +155,26 @@ pub fn admit(
     if m.hardware_id != id.hardware_id {
         return Err(reject(Reject::WrongHardware, 0));
     }
+    let mut found = false;
     for (i, c) in m.components().enumerate() {
         let i = i as u8;
         let c = c.map_err(from_package)?;
-        check_component(&c, i, installed, slot_size)?;
-        for d in c.dependencies() {
-            check_dependency(d.component, d.min_version, i, installed, &m)?;
+        if let Scope::Only(name) = scope {
+            if c.name != name {
+                continue;
+            }
         }
+        found = true;
+        let size = slot_size(c.name).ok_or(reject(Reject::Unsupported, i))?;
+        check_component(&c, i, installed, size)?;
+        if scope == Scope::All {
+            for d in c.dependencies() {
+                check_dependency(d.component, d.min_version, i, installed, &m)?;
+            }
+        }
+    }
+    if !found {
+        return Err(reject(Reject::Unsupported, 0));
     }
     Ok(Admitted {
         key_index: v,

@@ -134,6 +134,27 @@ pub struct Record {
     pub tag: [u8; 8],
 }
 
+/// What a [`Journal`] stores: a 32-byte record whose first byte is its kind's magic and
+/// whose last four are the CRC-32 of the rest (the updater's [`Record`], the machine
+/// coordinator's record in `crate::machine`).
+pub trait Entry: Sized {
+    /// The 32 bytes to write.
+    fn encode(&self) -> [u8; RECORD_LEN];
+    /// The record, if these bytes are one of this kind (magic and CRC checked).
+    fn decode(r: &[u8; RECORD_LEN]) -> Option<Self>;
+}
+
+/// Fill in the CRC of a record (bytes 28..32 over 0..28).
+pub fn seal(r: &mut [u8; RECORD_LEN]) {
+    let crc = crc32(&r[..28]);
+    r[28..32].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Whether a record's CRC matches.
+pub fn sealed(r: &[u8; RECORD_LEN]) -> bool {
+    crc_ok(r)
+}
+
 impl Record {
     /// The state of a fresh device.
     pub const IDLE: Record = Record {
@@ -145,7 +166,9 @@ impl Record {
         stream_params: [0; 4],
         tag: [0; 8],
     };
+}
 
+impl Entry for Record {
     fn encode(&self) -> [u8; RECORD_LEN] {
         let mut r = [0u8; RECORD_LEN];
         r[0] = REC_MAGIC;
@@ -156,8 +179,7 @@ impl Record {
         r[8..12].copy_from_slice(&self.extent.to_le_bytes());
         r[12..16].copy_from_slice(&self.stream_params);
         r[16..24].copy_from_slice(&self.tag);
-        let crc = crc32(&r[..28]);
-        r[28..32].copy_from_slice(&crc.to_le_bytes());
+        seal(&mut r);
         r
     }
 
@@ -177,7 +199,8 @@ impl Record {
     }
 }
 
-fn le32(b: &[u8]) -> u32 {
+/// A little-endian `u32` from the first four bytes (0 if shorter).
+pub fn le32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(b.get(..4).unwrap_or(&[0; 4]));
     u32::from_le_bytes(a)
@@ -236,11 +259,11 @@ impl Journal {
     }
 
     /// Scan `region` and return the journal and its last valid record (`None`: blank).
-    pub fn open<F: NorFlash>(
+    pub fn open<F: NorFlash, R: Entry>(
         flash: &mut F,
         region: Region,
         erased: u8,
-    ) -> Result<(Journal, Option<Record>), JournalError<F::Error>> {
+    ) -> Result<(Journal, Option<R>), JournalError<F::Error>> {
         let slot = Self::slot_size(F::WRITE_SIZE);
         let e = F::ERASE_SIZE;
         if slot > MAX_SLOT || e < 3 * slot {
@@ -290,7 +313,7 @@ impl Journal {
             }
             next = i + 1;
             buf.copy_from_slice(rec.get(..RECORD_LEN).unwrap_or(&[0; RECORD_LEN]));
-            if let Some(r) = Record::decode(&buf) {
+            if let Some(r) = R::decode(&buf) {
                 last = Some(r);
             }
         }
@@ -321,7 +344,11 @@ impl Journal {
     }
 
     /// Append `rec`, starting a new sector when the active one is full.
-    pub fn append<F: NorFlash>(&mut self, flash: &mut F, rec: &Record) -> Result<(), F::Error> {
+    pub fn append<F: NorFlash, R: Entry>(
+        &mut self,
+        flash: &mut F,
+        rec: &R,
+    ) -> Result<(), F::Error> {
         match self.active {
             Some((s, _)) if self.next < self.slots() => {
                 let at = self.addr(s, self.next);
@@ -470,11 +497,11 @@ mod tests {
     fn appends_compacts_and_reopens() {
         for erased in [0xFF, 0x00] {
             let mut f = F::new(2, erased);
-            let (mut j, last) = Journal::open(&mut f, J, erased).unwrap();
+            let (mut j, last) = Journal::open::<_, Record>(&mut f, J, erased).unwrap();
             assert_eq!(last, None);
             for a in 0..100 {
                 j.append(&mut f, &rec(a)).unwrap();
-                let (_, last) = Journal::open(&mut f, J, erased).unwrap();
+                let (_, last) = Journal::open::<_, Record>(&mut f, J, erased).unwrap();
                 assert_eq!(last, Some(rec(a)));
             }
             // 512-byte sectors hold 15 records after the header: 100 records compact 6 times
@@ -490,7 +517,7 @@ mod tests {
             for n in 0..40u64 {
                 for tear in [false, true] {
                     let mut f = F::new(2, erased);
-                    let (mut j, _) = Journal::open(&mut f, J, erased).unwrap();
+                    let (mut j, _) = Journal::open::<_, Record>(&mut f, J, erased).unwrap();
                     for a in 0..20 {
                         j.append(&mut f, &rec(a)).unwrap();
                     }
@@ -505,12 +532,12 @@ mod tests {
                         done = a;
                     }
                     f.power_on();
-                    let (mut j, last) = Journal::open(&mut f, J, erased).unwrap();
+                    let (mut j, last) = Journal::open::<_, Record>(&mut f, J, erased).unwrap();
                     let a = last.unwrap().position;
                     assert!(a == done || a == done + 1, "cut {n}: {a} vs {done}");
                     // And it keeps working after the cut.
                     j.append(&mut f, &rec(1000)).unwrap();
-                    let (_, last) = Journal::open(&mut f, J, erased).unwrap();
+                    let (_, last) = Journal::open::<_, Record>(&mut f, J, erased).unwrap();
                     assert_eq!(last, Some(rec(1000)));
                 }
             }

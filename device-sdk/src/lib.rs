@@ -40,6 +40,9 @@ mod flash_io;
 pub mod journal;
 #[cfg(feature = "std")]
 pub mod linux;
+pub mod machine;
+#[cfg(test)]
+mod machine_tests;
 #[cfg(feature = "std")]
 pub mod rehearse;
 pub mod serve;
@@ -51,7 +54,9 @@ mod updater;
 #[cfg(test)]
 mod updater_tests;
 
-pub use admit::{admit, hash_region, Admitted, Identity, Installed, Reject, Rejection};
+pub use admit::{
+    admit, admit_scoped, hash_region, Admitted, Identity, Installed, Reject, Rejection, Scope,
+};
 pub use bluesphere_core as core_formats;
 pub use embedded_storage::nor_flash as flash;
 pub use flash_io::{FlashIoError, FlashPatchIo, Region, TargetWriter};

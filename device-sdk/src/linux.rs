@@ -510,6 +510,7 @@ impl VirtualDevice {
                 hardware_id: &self.file.hardware,
             },
             component: &self.file.component,
+            member: false,
         };
         Ok(Updater::open(self.flash()?, cfg, ws)?)
     }

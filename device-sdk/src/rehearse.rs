@@ -252,6 +252,7 @@ fn rehearse_with<const E: usize>(
             keys: r.keys,
             identity: r.identity,
             component: r.component,
+            member: false,
         },
         header: r.package.get(..HEADER_LEN).unwrap_or(&[]),
         manifest: r.package.get(HEADER_LEN..m_end).unwrap_or(&[]),

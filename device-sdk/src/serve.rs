@@ -10,7 +10,7 @@
 //! | DATA | [`Updater::write`] (in order; earlier bytes are skipped) | DATA_ACK (next expected offset, also for out-of-order frames) |
 //! | FINISH | [`Updater::finish`] | DONE or ERROR |
 //! | REBOOT | restart if the phase is the one asked (the caller resets after the answer is sent) | DONE |
-//! | STATUS / CONFIRM / ABORT | | STATUS / DONE |
+//! | STATUS / CONFIRM / ABORT / REVERT | | STATUS / DONE |
 //! | READ_UID / WRITE_CODE / READ_CODE | [`CodeStore`] | BYTES / DONE |
 
 use bluesphere_core::delta::StreamDecoder;
@@ -68,7 +68,7 @@ fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
     }
 }
 
-fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'static> {
+pub(crate) fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'static> {
     match e {
         UpdateError::Rejected(r) => err(Status::Refused, r.reason.code(), u32::from(r.component)),
         UpdateError::Busy(p) => err(Status::Busy, p.into(), 0),
@@ -152,7 +152,7 @@ where
     pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
         let Ok((seq, req)) = Request::parse(frame) else {
             let seq = frame.get(1).copied().unwrap_or(0);
-            let known = frame.first().is_some_and(|k| (1..=0x0C).contains(k));
+            let known = frame.first().is_some_and(|k| (1..=0x0D).contains(k));
             let status = if known {
                 Status::BadRequest
             } else {
@@ -207,6 +207,9 @@ where
             }
             Request::Confirm => self.done_or(|up| up.confirm()),
             Request::Abort => self.done_or(|up| up.abort()),
+            Request::Revert => self.done_or(|up| up.request_revert()),
+            // A single device is not a machine.
+            Request::Machine => err(Status::UnknownCommand, 0, 0),
             Request::ReadUid => Response::Bytes(self.uid),
             Request::ReadCode => {
                 let n = self.codes.read(&mut code);

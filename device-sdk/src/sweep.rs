@@ -175,7 +175,7 @@ pub(crate) fn drive<const W: usize, const E: usize, P: Profile>(
 
 fn durable_phase<const W: usize, const E: usize>(f: &mut SimFlash<W, E>, j: Region) -> Phase {
     let erased = f.erased();
-    Journal::open(f, j, erased)
+    Journal::open::<_, crate::journal::Record>(f, j, erased)
         .ok()
         .and_then(|(_, r)| r)
         .map_or(Phase::Idle, |r| r.phase)
@@ -198,7 +198,7 @@ fn check_end<const W: usize, const E: usize>(
         (&fx.old, &fx.new)
     };
     let erased = f.erased();
-    let rec = Journal::open(f, cfg.layout.journal, erased)
+    let rec = Journal::open::<_, crate::journal::Record>(f, cfg.layout.journal, erased)
         .ok()
         .and_then(|(_, r)| r)
         .ok_or("no journal record")?;
@@ -278,6 +278,7 @@ pub(crate) fn sweep<const W: usize, const E: usize, P: Profile + Default>(
         keys: &keys,
         identity: ID,
         component: "main",
+        member: false,
     };
     let mut base: SimFlash<W, E> = SimFlash::new(sectors, case.erased);
     let mut ws = std::boxed::Box::new(P::default());

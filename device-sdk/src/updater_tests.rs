@@ -68,6 +68,7 @@ fn cfg<'a>(
         keys,
         identity: id,
         component: "main",
+        member: false,
     }
 }
 

@@ -63,6 +63,7 @@ fn main() {
             hardware_id: "b1",
         },
         component: "main",
+        member: false,
     };
     let base: SimFlash<8, 4096> = SimFlash::new((2 * k as usize) / 4096 + 3, 0xFF);
     println!(

@@ -115,6 +115,7 @@ fn fixture(seed: u64, size: usize) -> Fx {
             hardware_id: "revB",
         },
         component: "main",
+        member: false,
     };
     let mut base = Flash::new(n, 0xFF);
     {

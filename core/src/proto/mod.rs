@@ -8,7 +8,7 @@ pub mod push;
 
 pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
 pub use msg::{
-    Command, ImageEntry, Info, Phase, RefuseReason, Request, Response, ResponseKind, Status,
-    PROTO_VERSION, REBOOT_ANY_PHASE,
+    Command, ImageEntry, Info, MachineInfo, MemberEntry, Phase, RefuseReason, Request, Response,
+    ResponseKind, Status, PROTO_VERSION, REBOOT_ANY_PHASE,
 };
 pub use push::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};

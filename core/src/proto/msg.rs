@@ -82,6 +82,11 @@ wire_enum! {
         WriteCode = 0x0B => ("write-code", "store an activation code"),
         /// Read the stored activation code.
         ReadCode = 0x0C => ("read-code", "read the stored activation code"),
+        /// Take the previous image back (the trial one, or the one just confirmed while the
+        /// previous is still in the other slot); the next restart runs it.
+        Revert = 0x0D => ("revert", "take the previous image back at the next restart"),
+        /// The whole machine's update state and each component (a machine's main MCU).
+        Machine = 0x0E => ("machine", "the whole machine's update state and components"),
     }
 }
 
@@ -104,6 +109,8 @@ wire_enum! {
         Done = 0x87 => ("done", "request done"),
         /// READ_UID / READ_CODE answer.
         Bytes = 0x88 => ("bytes", "READ_UID or READ_CODE answer"),
+        /// MACHINE answer.
+        Machine = 0x89 => ("machine", "MACHINE answer"),
         /// Refusal or failure with a status code.
         Error = 0xFF => ("error", "refusal or failure with a status code"),
     }
@@ -144,6 +151,11 @@ wire_enum! {
         BadCode = 15 => ("bad-code", "the activation code does not verify for this chip"),
         /// The package was refused; the detail byte holds the [`RefuseReason`].
         Refused = 16 => ("refused", "the package was refused"),
+        /// A module of the machine does not answer on its link (value: component index).
+        ModuleUnreachable = 17 => ("module-unreachable", "a module of the machine does not answer"),
+        /// A component failed during the install; every component went back to its old
+        /// image (value: component index; detail 1: the machine's self-test failed).
+        RolledBack = 18 => ("rolled-back", "a component failed; every component went back to its old image"),
     }
 }
 
@@ -319,6 +331,10 @@ pub enum Request<'a> {
     },
     /// No body.
     ReadCode,
+    /// No body.
+    Revert,
+    /// No body.
+    Machine,
 }
 
 impl<'a> Request<'a> {
@@ -337,6 +353,8 @@ impl<'a> Request<'a> {
             Request::ReadUid => Command::ReadUid,
             Request::WriteCode { .. } => Command::WriteCode,
             Request::ReadCode => Command::ReadCode,
+            Request::Revert => Command::Revert,
+            Request::Machine => Command::Machine,
         }
     }
 
@@ -401,6 +419,8 @@ impl<'a> Request<'a> {
             Command::ReadUid => Request::ReadUid,
             Command::WriteCode => Request::WriteCode { code: b.rest() },
             Command::ReadCode => Request::ReadCode,
+            Command::Revert => Request::Revert,
+            Command::Machine => Request::Machine,
         };
         b.end()?;
         Ok((seq, r))
@@ -447,6 +467,92 @@ pub struct Info<'a> {
     pub running: Option<ImageEntry<'a>>,
     /// Image in the other slot.
     pub other: Option<ImageEntry<'a>>,
+}
+
+/// A machine's state (MACHINE answer): `phase u8, component u8, done u32, total u32,
+/// count u8, count x member`; a member is `str name, phase u8 (0xFF: does not answer),
+/// str version (empty: no image), sha256 [32]`. `phase` is the machine's phase code
+/// (`docs/WHOLE-MACHINE.md`: 0 idle, 1 staging, 2 staged, 3 installing, 4 trial, 5
+/// committing, 6 committed, 7 rolling back, 8 rolled back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineInfo<'a> {
+    /// Machine phase code.
+    pub phase: u8,
+    /// The component the phase is at.
+    pub component: u8,
+    /// Payload bytes taken.
+    pub done: u32,
+    /// Payload bytes of the package (0 when none).
+    pub total: u32,
+    /// Number of members.
+    pub count: u8,
+    /// The members, encoded (see [`MachineInfo::members`], [`MachineInfo::put_member`]).
+    pub entries: &'a [u8],
+}
+
+/// One member of a machine, as MACHINE reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberEntry<'a> {
+    /// Component name.
+    pub name: &'a str,
+    /// Its update phase (`None`: it does not answer).
+    pub phase: Option<Phase>,
+    /// Running version (empty: no valid image).
+    pub version: &'a str,
+    /// Running image SHA-256.
+    pub sha256: [u8; 32],
+}
+
+fn member<'a>(b: &mut Body<'a>) -> Result<MemberEntry<'a>, BadMessage> {
+    let name = b.str()?;
+    let phase = match b.u8()? {
+        0xFF => None,
+        p => Some(Phase::try_from(p)?),
+    };
+    let version = b.str()?;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(b.take(32)?);
+    Ok(MemberEntry {
+        name,
+        phase,
+        version,
+        sha256,
+    })
+}
+
+impl<'a> MachineInfo<'a> {
+    /// The members, in the machine's order (a parsed answer's entries are known good).
+    pub fn members(&self) -> impl Iterator<Item = Result<MemberEntry<'a>, BadMessage>> + 'a {
+        let mut b = Body(self.entries);
+        let mut left = self.count;
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            Some(member(&mut b))
+        })
+    }
+
+    /// Append one member's encoding to `out` at `at`; the new length, or `None` if it does
+    /// not fit (names and versions are at most 255 bytes).
+    pub fn put_member(out: &mut [u8], at: usize, e: &MemberEntry<'_>) -> Option<usize> {
+        let name = e.name.as_bytes();
+        let version = e.version.as_bytes();
+        let len = 1 + name.len() + 1 + 1 + version.len() + 32;
+        let nl = u8::try_from(name.len()).ok()?;
+        let vl = u8::try_from(version.len()).ok()?;
+        let dst = out.get_mut(at..at + len)?;
+        let mut parts: [&[u8]; 6] = [&[nl], name, &[0], &[vl], version, &e.sha256];
+        let phase = [e.phase.map_or(0xFF, u8::from)];
+        parts[2] = &phase;
+        let mut i = 0;
+        for p in parts {
+            dst.get_mut(i..i + p.len())?.copy_from_slice(p);
+            i += p.len();
+        }
+        Some(at + len)
+    }
 }
 
 /// Device to host. (INFO is the large variant; responses live on the stack briefly.)
@@ -505,6 +611,8 @@ pub enum Response<'a> {
     },
     /// The rest of the body.
     Bytes(&'a [u8]),
+    /// See [`MachineInfo`].
+    Machine(MachineInfo<'a>),
     /// `status u8, detail u8, value u32`.
     Error {
         /// What went wrong.
@@ -555,6 +663,7 @@ impl<'a> Response<'a> {
             Response::Status { .. } => ResponseKind::Status,
             Response::Done { .. } => ResponseKind::Done,
             Response::Bytes(_) => ResponseKind::Bytes,
+            Response::Machine(_) => ResponseKind::Machine,
             Response::Error { .. } => ResponseKind::Error,
         }
     }
@@ -614,6 +723,13 @@ impl<'a> Response<'a> {
             }
             Response::Bytes(b) => {
                 w.bytes(b);
+            }
+            Response::Machine(m) => {
+                w.bytes(&[m.phase, m.component])
+                    .u32(m.done)
+                    .u32(m.total)
+                    .bytes(&[m.count])
+                    .bytes(m.entries);
             }
             Response::Error {
                 status,
@@ -683,6 +799,29 @@ impl<'a> Response<'a> {
                 phase: Phase::try_from(b.u8()?)?,
             },
             ResponseKind::Bytes => Response::Bytes(b.rest()),
+            ResponseKind::Machine => {
+                let phase = b.u8()?;
+                let component = b.u8()?;
+                let done = b.u32()?;
+                let total = b.u32()?;
+                let count = b.u8()?;
+                let entries = b.rest();
+                let m = MachineInfo {
+                    phase,
+                    component,
+                    done,
+                    total,
+                    count,
+                    entries,
+                };
+                // Every entry must parse, and nothing may follow them.
+                let mut e = Body(entries);
+                for _ in 0..count {
+                    member(&mut e)?;
+                }
+                e.end()?;
+                Response::Machine(m)
+            }
             ResponseKind::Error => Response::Error {
                 status: Status::try_from(b.u8()?)?,
                 detail: b.u8()?,
@@ -736,6 +875,8 @@ mod tests {
             Request::ReadUid,
             Request::WriteCode { code: &[9; 64] },
             Request::ReadCode,
+            Request::Revert,
+            Request::Machine,
         ];
         for (i, r) in reqs.iter().enumerate() {
             through(
@@ -799,7 +940,7 @@ mod tests {
                 |f| assert_eq!(Response::parse(f).unwrap(), (i as u8, *r)),
             );
         }
-        for s in 1..=16 {
+        for s in 1..=18 {
             assert_eq!(Status::try_from(s).map(u8::from), Ok(s));
         }
         assert_eq!(Status::try_from(0), Err(BadMessage));
@@ -813,5 +954,65 @@ mod tests {
         assert!(Request::parse(&[Command::Status as u8, 0, 1]).is_err());
         assert!(Request::parse(&[0x7E, 0]).is_err());
         assert!(Response::parse(&[ResponseKind::DataAck as u8, 0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn machine_answer_round_trips_and_refuses_bad_entries() {
+        let members = [
+            MemberEntry {
+                name: "main",
+                phase: Some(Phase::Testing),
+                version: "1.1.0",
+                sha256: [7; 32],
+            },
+            MemberEntry {
+                name: "radio",
+                phase: None,
+                version: "",
+                sha256: [0; 32],
+            },
+        ];
+        let mut raw = [0u8; 200];
+        let mut n = 0;
+        for m in &members {
+            n = MachineInfo::put_member(&mut raw, n, m).unwrap();
+        }
+        let info = MachineInfo {
+            phase: 4,
+            component: 1,
+            done: 10,
+            total: 20,
+            count: 2,
+            entries: &raw[..n],
+        };
+        through(
+            |b| Response::Machine(info).encode(3, b),
+            |f| {
+                let (seq, r) = Response::parse(f).unwrap();
+                assert_eq!(seq, 3);
+                let Response::Machine(m) = r else {
+                    panic!("{r:?}")
+                };
+                let got: std::vec::Vec<_> = m.members().map(Result::unwrap).collect();
+                assert_eq!(got, members);
+            },
+        );
+        // A count that does not match the entries, or bytes after them: refused.
+        for (count, len) in [(3u8, n), (1, n), (2, n - 1)] {
+            let bad = MachineInfo {
+                count,
+                entries: &raw[..len],
+                ..info
+            };
+            through(
+                |b| Response::Machine(bad).encode(3, b),
+                |f| assert!(Response::parse(f).is_err()),
+            );
+        }
+        // An entry that does not fit the buffer is not written.
+        assert_eq!(
+            MachineInfo::put_member(&mut raw[..10], 0, &members[0]),
+            None
+        );
     }
 }

@@ -25,13 +25,28 @@ where
     }
 
     /// Ask for the old image back while the new one is on trial; the next boot reverts.
+    /// Also after the new image confirmed, as long as the other slot still holds the
+    /// previous image (a machine whose other member failed to commit takes every member
+    /// back: `crate::machine`).
     pub fn request_revert(&mut self) -> Result<(), UpdateError<F::Error>> {
-        if self.rec.phase != Phase::Testing {
+        let confirmed = self.rec.phase == Phase::Confirmed;
+        if !(self.rec.phase == Phase::Testing || confirmed) {
             return Err(UpdateError::Busy(self.status().phase));
+        }
+        if confirmed && !self.slot_valid(1 - self.boot_slot())? {
+            return Err(UpdateError::NoValidImage);
         }
         match self.cfg.layout.mode {
             SlotMode::AB => {
-                let rec = self.with_phase(Phase::Reverted);
+                let back = if confirmed {
+                    1 - self.boot_slot()
+                } else {
+                    self.rec.active
+                };
+                let rec = Record {
+                    active: back,
+                    ..self.with_phase(Phase::Reverted)
+                };
                 self.append(rec)
             }
             SlotMode::Swap { .. } => self.record_swap(Phase::Reverting),

@@ -42,7 +42,7 @@ use embedded_storage::nor_flash::NorFlash;
 use p256::ecdsa::VerifyingKey;
 use sha2::{Digest, Sha256};
 
-use crate::admit::{admit, Identity, Installed, Reject, Rejection};
+use crate::admit::{admit_scoped, Identity, Installed, Reject, Rejection, Scope};
 use crate::journal::{ImageInfo, Journal, JournalError, Phase, Record, TRAILER_LEN};
 use crate::{FlashIoError, FlashPatchIo, Region, TargetWriter};
 
@@ -90,6 +90,11 @@ pub struct Config<'a> {
     pub identity: Identity<'a>,
     /// Name of the component the slots hold (`main`).
     pub component: &'a str,
+    /// The slots belong to a machine (`crate::machine`): take the component named
+    /// `component` out of a whole-machine package and leave the others to the coordinator,
+    /// which checked them, and this component's dependencies, against the whole machine.
+    /// `false`: the package must hold exactly this one component.
+    pub member: bool,
 }
 
 /// The update state, as [`Updater::status`] reports it: the protocol's phase (one table in

@@ -33,14 +33,21 @@ where
             image_sha256: i.sha256,
         });
         let installed = installed.as_slice();
-        admit(
+        let scope = if self.cfg.member {
+            Scope::Only(self.cfg.component)
+        } else {
+            Scope::All
+        };
+        let capacity = u64::from(self.capacity());
+        admit_scoped(
             header,
             manifest,
             signature,
             self.cfg.keys,
             &self.cfg.identity,
             installed,
-            u64::from(self.capacity()),
+            &|_| Some(capacity),
+            scope,
         )
         .map_err(UpdateError::Rejected)?;
         let unsupported = Rejection {
@@ -50,6 +57,10 @@ where
         let h = Header::parse(header).map_err(|_| unsupported)?;
         let m = Manifest::parse(manifest, &h).map_err(|_| unsupported)?;
         let c = match m.components().next() {
+            _ if self.cfg.member => match m.component(self.cfg.component) {
+                Some(c) => c,
+                None => return Err(UpdateError::Rejected(unsupported)),
+            },
             Some(Ok(c)) if m.component_count == 1 && c.name == self.cfg.component => c,
             _ => return Err(UpdateError::Rejected(unsupported)),
         };
