@@ -79,6 +79,37 @@ pub struct InfoReport {
     pub boot_slot: u8,
     /// Images.
     pub images: Vec<ImageReport>,
+    /// A whole machine: its update phase and every component (`None`: a single device).
+    pub machine: Option<MachineReport>,
+}
+
+/// A whole machine's update state (`docs/WHOLE-MACHINE.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct MachineReport {
+    /// Machine phase: idle, staging, staged, installing, trial, committing, committed,
+    /// rolling-back, rolled-back.
+    pub phase: String,
+    /// The component the phase is at (install order).
+    pub component: u8,
+    /// Payload progress.
+    pub progress: DeviceProgress,
+    /// Every component, in install order.
+    pub components: Vec<MachineComponent>,
+}
+
+/// One component of a machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct MachineComponent {
+    /// Component name.
+    pub name: String,
+    /// Its update phase, or `unreachable` (the module does not answer the main MCU).
+    pub phase: String,
+    /// Running version (empty: no image).
+    pub version: String,
+    /// Running image SHA-256 (hex).
+    pub sha256: String,
 }
 
 impl From<DeviceSummary> for InfoReport {
@@ -107,6 +138,24 @@ impl From<DeviceSummary> for InfoReport {
                     sha256: hex::encode(i.sha256),
                 })
                 .collect(),
+            machine: d.machine.map(|m| MachineReport {
+                phase: m.phase.into(),
+                component: m.component,
+                progress: DeviceProgress {
+                    done: m.done,
+                    total: m.total,
+                },
+                components: m
+                    .members
+                    .into_iter()
+                    .map(|c| MachineComponent {
+                        name: c.name,
+                        phase: c.phase.map_or("unreachable", |p| p.name()).into(),
+                        version: c.version,
+                        sha256: hex::encode(c.sha256),
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -50,6 +50,21 @@ pub fn info(out: &Out, port: &str, baud: u32) -> Result<Value, Error> {
             i.slot, i.component, i.version, i.size, i.security_counter
         ));
     }
+    if let Some(m) = &d.machine {
+        out.text(&format!("  machine: {}", m.phase));
+        for c in &m.components {
+            out.text(&format!(
+                "    {:<12} {:<12} {}",
+                c.name,
+                c.phase,
+                if c.version.is_empty() {
+                    "(no image)"
+                } else {
+                    &c.version
+                }
+            ));
+        }
+    }
     to_json(&d)
 }
 

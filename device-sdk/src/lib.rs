@@ -40,6 +40,8 @@ mod flash_io;
 pub mod journal;
 #[cfg(feature = "std")]
 pub mod linux;
+#[cfg(feature = "std")]
+pub mod linux_machine;
 pub mod machine;
 #[cfg(test)]
 mod machine_tests;

@@ -135,6 +135,9 @@ pub enum DeviceError {
     /// The flash file failed.
     #[error("flash: {0}")]
     Flash(#[from] FileFlashError),
+    /// The whole-machine coordinator failed.
+    #[error("{0}")]
+    Machine(#[from] crate::machine::MachineError<FileFlashError>),
 }
 
 impl From<UpdateError<FileFlashError>> for DeviceError {
@@ -156,6 +159,17 @@ impl DeviceError {
             DeviceError::Key { .. } | DeviceError::PrivateKey(_) => "key",
             DeviceError::Package { .. } => "bad-package",
             DeviceError::Flash(_) => "flash",
+            DeviceError::Machine(e) => {
+                use crate::machine::MachineError as M;
+                match e {
+                    M::Rejected(r) => r.reason.name(),
+                    M::Member { .. } => "module",
+                    M::RolledBack { .. } | M::SelfTest => "rolled-back",
+                    M::Busy(_) => "wrong-phase",
+                    M::Flash(_) | M::Layout(_) => "flash",
+                    M::NoSession | M::Incomplete { .. } | M::TooLarge(_) => "protocol",
+                }
+            }
             DeviceError::Update(e) => match e {
                 UpdateError::Rejected(r) => r.reason.name(),
                 UpdateError::Busy(_) => "wrong-phase",
@@ -173,7 +187,7 @@ impl DeviceError {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeviceError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeviceError + '_ {
     move |source| DeviceError::Io {
         path: path.to_path_buf(),
         source,
@@ -276,10 +290,11 @@ pub struct VirtualDevice {
     uid: Vec<u8>,
     dir: PathBuf,
     delay: Option<Duration>,
+    member: bool,
     _lock: File,
 }
 
-fn lock(dir: &Path) -> Result<File, DeviceError> {
+pub(crate) fn lock(dir: &Path) -> Result<File, DeviceError> {
     let path = dir.join("lock");
     let f = fs::OpenOptions::new()
         .create(true)
@@ -364,6 +379,7 @@ impl VirtualDevice {
             uid,
             dir: dir.to_path_buf(),
             delay,
+            member: false,
             _lock: lock,
         })
     }
@@ -510,9 +526,34 @@ impl VirtualDevice {
                 hardware_id: &self.file.hardware,
             },
             component: &self.file.component,
-            member: false,
+            member: self.member,
         };
         Ok(Updater::open(self.flash()?, cfg, ws)?)
+    }
+
+    /// Trusted update keys.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// Product and hardware id.
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            product_id: &self.file.product,
+            hardware_id: &self.file.hardware,
+        }
+    }
+
+    /// Chip unique id.
+    pub fn uid(&self) -> &[u8] {
+        &self.uid
+    }
+
+    /// This device is a member of a machine ([`crate::linux_machine`]): its updater takes
+    /// its own component out of whole-machine packages.
+    pub fn into_member(mut self) -> Self {
+        self.member = true;
+        self
     }
 
     /// The activation code store.
@@ -701,7 +742,7 @@ impl VirtualDevice {
 }
 
 /// Write `data` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), DeviceError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), DeviceError> {
     let tmp = path.with_extension("json.part");
     fs::write(&tmp, data).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))

@@ -355,8 +355,20 @@ struct Rig<'a> {
     plant: bool,
 }
 
-/// One life of the main MCU: open everything from flash, run the boot step, check the
-/// machine is not mixed, then push until done (restarting the module after its cuts).
+std::thread_local! {
+    /// The keep-powered signal, as a power switch wired to it would see it (last value;
+    /// 2: never called). The machine calls it on its own thread.
+    static HOLD: std::cell::Cell<u8> = const { std::cell::Cell::new(2) };
+}
+
+fn power_hold(on: bool) {
+    HOLD.with(|h| h.set(u8::from(on)));
+}
+
+fn hold() -> u8 {
+    HOLD.with(|h| h.get())
+}
+
 type M<'x, 'y, 'z> = Machine<'x, 'y, Shared<'z, Flash>>;
 
 /// Open the machine of `rig` from flash (the main MCU starts) and hand it to `f`.
@@ -395,6 +407,7 @@ fn with_machine<T>(
         erased: 0xFF,
         keys: rig.keys,
         identity: ID,
+        keep_powered: Some(power_hold),
     };
     let mut m = Machine::open(Shared(rig.main), mcfg, &mut members, &mut env)
         .map_err(|e| format!("open machine: {e:?}"))?;
@@ -402,6 +415,8 @@ fn with_machine<T>(
     Ok(f(m))
 }
 
+/// One life of the main MCU: open everything from flash, run the boot step, check the
+/// machine is not mixed, then push until done (restarting the module after its cuts).
 fn main_life(
     rig: &Rig<'_>,
     ws_main: &mut BestWorkspace<256>,
@@ -990,6 +1005,98 @@ fn the_host_push_engine_installs_a_machine_package_through_the_machine_server() 
         assert!(members
             .iter()
             .all(|e| e.phase == Some(UpdatePhase::Confirmed)));
+    })
+    .unwrap();
+}
+
+#[test]
+fn modules_and_the_power_switch_see_the_machine_update() {
+    let s = setup(22, 6000, false);
+    let keys = [s.im.key];
+    let main = RefCell::new(s.main0.clone());
+    let module_flash = RefCell::new(s.module0.clone());
+    let end = ModuleEnd {
+        flash: &module_flash,
+        server: RefCell::new(None),
+        cfg: cfg(s.lay.module, &keys, "radio"),
+    };
+    let mut ws_mod = Box::new(ModWs::new());
+    end.start(&mut ws_mod).unwrap();
+    let rig = Rig {
+        im: &s.im,
+        lay: &s.lay,
+        keys: &keys,
+        main: &main,
+        module: &end,
+        plant: false,
+    };
+    let told = || {
+        end.server
+            .borrow()
+            .as_ref()
+            .and_then(|srv| srv.machine_state())
+    };
+    let (mut a, mut b) = (
+        Box::new(BestWorkspace::<256>::new()),
+        Box::new(ModWs::new()),
+    );
+    with_machine(&rig, &mut a, &mut b, |mut m| {
+        assert_eq!(
+            hold(),
+            0,
+            "at rest after open: the modules may be switched off"
+        );
+        assert!(!m.keep_powered());
+        m.boot().unwrap();
+        let (h, man, sig, payload) = split(&s.im.pkg);
+        m.begin(h, man, sig).unwrap();
+        assert_eq!(hold(), 1, "an update started: keep the modules powered");
+        assert!(m.keep_powered());
+        assert_eq!(told(), Some((MachinePhase::Staging as u8, 0)));
+        m.write(0, payload).unwrap();
+        m.finish().unwrap();
+        assert_eq!(told(), Some((MachinePhase::Staged as u8, 0)));
+        m.boot().unwrap();
+        assert_eq!(told(), Some((MachinePhase::Trial as u8, 0)));
+        assert_eq!(hold(), 1);
+        m.confirm().unwrap();
+        assert_eq!(told(), Some((MachinePhase::Committed as u8, 0)));
+        assert_eq!(
+            hold(),
+            0,
+            "committed: the modules may be switched off again"
+        );
+    })
+    .unwrap();
+    // A main MCU that restarts mid-update says so at once.
+    let s2 = setup(23, 6000, false);
+    let keys2 = [s2.im.key];
+    let main2 = RefCell::new(s2.main0.clone());
+    let mf2 = RefCell::new(s2.module0.clone());
+    let end2 = ModuleEnd {
+        flash: &mf2,
+        server: RefCell::new(None),
+        cfg: cfg(s2.lay.module, &keys2, "radio"),
+    };
+    let mut ws2 = Box::new(ModWs::new());
+    end2.start(&mut ws2).unwrap();
+    let rig2 = Rig {
+        im: &s2.im,
+        lay: &s2.lay,
+        keys: &keys2,
+        main: &main2,
+        module: &end2,
+        plant: false,
+    };
+    with_machine(&rig2, &mut a, &mut b, |mut m| {
+        let (h, man, sig, _) = split(&s2.im.pkg);
+        m.begin(h, man, sig).unwrap();
+    })
+    .unwrap();
+    power_hold(false);
+    with_machine(&rig2, &mut a, &mut b, |m| {
+        assert_eq!(hold(), 1, "reopened while staging");
+        assert!(m.keep_powered());
     })
     .unwrap();
 }

@@ -58,6 +58,7 @@ pub struct Server<'a, F: NorFlash, C, P: Profile, const B: usize> {
     begin_len: u32,
     begin_total: u32,
     reboot: bool,
+    machine: Option<(u8, u8)>,
 }
 
 fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
@@ -118,7 +119,17 @@ where
             begin_len: 0,
             begin_total: 0,
             reboot: false,
+            machine: None,
         }
+    }
+
+    /// What the machine's main MCU last told this module about the whole machine's update:
+    /// the phase code (`bluesphere_core::proto::MACHINE_PHASES`) and the component it is at.
+    /// `None` until told (a device that is not part of a machine). A module whose main
+    /// MCU is mid-update (anything but idle, committed, rolled back) should not restart on
+    /// its own.
+    pub fn machine_state(&self) -> Option<(u8, u8)> {
+        self.machine
     }
 
     /// Give the updater back.
@@ -152,7 +163,7 @@ where
     pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
         let Ok((seq, req)) = Request::parse(frame) else {
             let seq = frame.get(1).copied().unwrap_or(0);
-            let known = frame.first().is_some_and(|k| (1..=0x0D).contains(k));
+            let known = frame.first().is_some_and(|k| (1..=0x0F).contains(k));
             let status = if known {
                 Status::BadRequest
             } else {
@@ -210,6 +221,12 @@ where
             Request::Revert => self.done_or(|up| up.request_revert()),
             // A single device is not a machine.
             Request::Machine => err(Status::UnknownCommand, 0, 0),
+            Request::MachineNote { phase, component } => {
+                self.machine = Some((phase, component));
+                Response::Done {
+                    phase: self.up.status().phase,
+                }
+            }
             Request::ReadUid => Response::Bytes(self.uid),
             Request::ReadCode => {
                 let n = self.codes.read(&mut code);
@@ -311,6 +328,27 @@ where
     }
 }
 
+/// What [`serve`] drives: a device's [`Server`] or a machine's
+/// [`MachineServer`](crate::machine::MachineServer).
+pub trait Handler {
+    /// Handle one raw frame; the encoded answer goes to `out`. `None`: nothing to send.
+    fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize>;
+    /// True once a REBOOT was answered.
+    fn take_reboot(&mut self) -> bool;
+}
+
+impl<F: NorFlash, C: CodeStore, P: Profile, const B: usize> Handler for Server<'_, F, C, P, B>
+where
+    F::Error: core::fmt::Debug,
+{
+    fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        Server::handle(self, frame, out)
+    }
+    fn take_reboot(&mut self) -> bool {
+        Server::take_reboot(self)
+    }
+}
+
 /// Why [`serve`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served<E> {
@@ -325,20 +363,17 @@ pub enum Served<E> {
 /// Serve over a byte link until a REBOOT is answered, `keep_going` says stop, or the link
 /// fails. A read that returns 0 bytes is an idle poll (a timeout), not the end. `N`: the
 /// largest encoded frame accepted.
-pub fn serve<IO, F, C, P: Profile, const B: usize, const N: usize>(
+pub fn serve<IO, H: Handler, const N: usize>(
     io: &mut IO,
-    server: &mut Server<'_, F, C, P, B>,
+    server: &mut H,
     decoder: &mut FrameDecoder<N>,
     mut keep_going: impl FnMut() -> bool,
 ) -> Served<IO::Error>
 where
     IO: embedded_io::Read + embedded_io::Write,
-    F: NorFlash,
-    F::Error: core::fmt::Debug,
-    C: CodeStore,
 {
     let mut rx = [0u8; 256];
-    let mut tx = [0u8; 700];
+    let mut tx = [0u8; 2600];
     while keep_going() {
         let n = match io.read(&mut rx) {
             Ok(n) => n,

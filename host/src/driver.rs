@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bluesphere_core::proto::{
     encoded_max, FrameDecoder, Outcome, Phase, Push, PushConfig, PushError, RefuseReason, Request,
-    Response, Stage, PROTO_VERSION,
+    Response, Stage, Status, MACHINE_PHASES, PROTO_VERSION,
 };
 
 use crate::transport::{Address, Clock, Connector, Link, LinkError};
@@ -189,8 +189,13 @@ pub fn push_error(e: PushError, push: &Push<'_>, pkg_from: &str, link: &str) -> 
         PushError::ManifestTooLarge { need, max } => HostError::Device(format!(
             "the package's header and manifest ({need} bytes) exceed what the device takes ({max} bytes)"
         )),
-        PushError::Refused { reason } => {
+        PushError::Refused { reason, component } => {
             let mut message = reason.text().to_string();
+            if push.component_count() > 1 {
+                if let Some(name) = push.component_name(component) {
+                    message = format!("component {name}: {message}");
+                }
+            }
             let d = push.device();
             match (reason, d) {
                 (RefuseReason::WrongBase | RefuseReason::NotInstalled, Some(d)) => {
@@ -228,7 +233,26 @@ pub fn push_error(e: PushError, push: &Push<'_>, pkg_from: &str, link: &str) -> 
                 "wait until it finishes, then try again"
             },
         },
-        PushError::Device { status, detail } => {
+        PushError::Device {
+            status: status @ (Status::ModuleUnreachable | Status::RolledBack),
+            detail,
+            value,
+        } => {
+            let name = u8::try_from(value)
+                .ok()
+                .and_then(|i| push.component_name(i))
+                .unwrap_or("?");
+            HostError::Device(match (status, detail) {
+                (Status::ModuleUnreachable, _) => format!(
+                    "the machine's module for component {name} does not answer its main MCU: check its power and its link to the main MCU; nothing was installed{resume}"
+                ),
+                (_, 1) => "the machine's self-test failed after the update; every component went back to its old image".to_string(),
+                _ => format!(
+                    "component {name} failed during the install; every component of the machine went back to its old image"
+                ),
+            })
+        }
+        PushError::Device { status, detail, .. } => {
             HostError::Device(format!("{} (detail {detail}){resume}", status.text()))
         }
         PushError::Timeout { stage } => HostError::Timeout {
@@ -330,7 +354,7 @@ pub fn transact<T, L: Link + ?Sized, C: Clock + ?Sized>(
 ) -> Result<T, HostError> {
     let mut tx = vec![0u8; encoded_max(1100)];
     let n = req.encode(seq, &mut tx).ok_or(HostError::BadPackage)?;
-    let mut dec: FrameDecoder<1100> = FrameDecoder::new();
+    let mut dec: FrameDecoder<2600> = FrameDecoder::new();
     let mut rx = [0u8; 1024];
     let link_err = |link: &L, e: LinkError| HostError::Port {
         port: link.name(),
@@ -406,6 +430,36 @@ pub struct DeviceSummary {
     pub boot_slot: u8,
     /// The running and the other image.
     pub images: Vec<SlotImage>,
+    /// A whole machine's state (`None`: a single device).
+    pub machine: Option<MachineSummary>,
+}
+
+/// What MACHINE says, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSummary {
+    /// Machine phase (`docs/WHOLE-MACHINE.md`).
+    pub phase: &'static str,
+    /// The component the phase is at.
+    pub component: u8,
+    /// Payload bytes taken.
+    pub done: u32,
+    /// Payload bytes of the package.
+    pub total: u32,
+    /// Every member, in install order.
+    pub members: Vec<MemberSummary>,
+}
+
+/// One member of a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSummary {
+    /// Component name.
+    pub name: String,
+    /// Its update phase (`None`: it does not answer the main MCU).
+    pub phase: Option<Phase>,
+    /// Running version (empty: no image).
+    pub version: String,
+    /// Running image SHA-256.
+    pub sha256: [u8; 32],
 }
 
 /// Ask the device on `link` who it is and what it runs.
@@ -425,7 +479,7 @@ pub fn info<L: Link + ?Sized, C: Clock + ?Sized>(
         t,
         |r| matches!(r, Response::Hello { .. }).then_some(()),
     )?;
-    transact(link, clock, 2, &Request::Info, t, |r| match r {
+    let mut summary = transact(link, clock, 2, &Request::Info, t, |r| match r {
         Response::Info(i) => Some(DeviceSummary {
             product: i.product.into(),
             hardware: i.hardware.into(),
@@ -447,7 +501,40 @@ pub fn info<L: Link + ?Sized, C: Clock + ?Sized>(
                     sha256: e.sha256,
                 })
                 .collect(),
+            machine: None,
         }),
         _ => None,
-    })
+    })?;
+    // A machine's main MCU also reports every component; a single device does not know
+    // the request.
+    summary.machine = match transact(link, clock, 3, &Request::Machine, t, |r| match r {
+        Response::Machine(m) => Some(MachineSummary {
+            phase: MACHINE_PHASES
+                .get(usize::from(m.phase))
+                .copied()
+                .unwrap_or("?"),
+            component: m.component,
+            done: m.done,
+            total: m.total,
+            members: m
+                .members()
+                .flatten()
+                .map(|e| MemberSummary {
+                    name: e.name.into(),
+                    phase: e.phase,
+                    version: e.version.into(),
+                    sha256: e.sha256,
+                })
+                .collect(),
+        }),
+        _ => None,
+    }) {
+        Ok(m) => Some(m),
+        Err(HostError::Status {
+            status: Status::UnknownCommand,
+            ..
+        }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(summary)
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bluesphere_tests::webdriver::Session;
-use bluesphere_tests::{bin, bluesphere, root};
+use bluesphere_tests::{bin, bluesphere, root, PtyCable};
 use serde_json::{json, Value};
 
 /// A child process stopped with SIGTERM (tauri-driver must not be SIGKILLed: its
@@ -668,6 +668,107 @@ fn studio_end_to_end_in_a_real_window() {
         "{rows}"
     );
     assert!(p.join("release.bsp").exists());
+
+    // That package on a whole machine (a virtual main MCU with a BLE module on an
+    // in-process link, served on a pseudo-terminal): the Device page lists both components,
+    // one push updates both.
+    for (dir, component) in [("m/main", "main"), ("m/ble", "ble")] {
+        let r = Command::new(bin("bluesphere-device"))
+            .arg("--flash")
+            .arg(p.join(dir))
+            .args([
+                "init",
+                "--product",
+                "thermostat",
+                "--hardware",
+                "revB",
+                "--key",
+            ])
+            .arg(p.join("k.pub.pem"))
+            .arg("--image")
+            .arg(sample("sample-v1.0.0.bin"))
+            .args([
+                "--version",
+                "1.0.0",
+                "--component",
+                component,
+                "--mode",
+                "ab",
+            ])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{r:?}");
+    }
+    let r = Command::new(bin("bluesphere-device"))
+        .arg("--flash")
+        .arg(p.join("m"))
+        .args([
+            "machine",
+            "init",
+            "--member",
+            "local:main=main",
+            "--member",
+            "module:ble=ble",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let cable = PtyCable::new();
+    let _machine = Term(
+        Command::new(bin("bluesphere-device"))
+            .arg("--flash")
+            .arg(p.join("m"))
+            .args([
+                "machine",
+                "serve",
+                "--port",
+                &cable.device,
+                "--auto-confirm",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    s.chord(&["\u{E009}"], "3").unwrap();
+    s.wait_for("#dev-path", 10).unwrap();
+    s.fill("#dev-path", &cable.host).unwrap();
+    s.click(&s.find("[data-testid='connect']").unwrap())
+        .unwrap();
+    s.wait_for("[data-testid='machine-components']", 30)
+        .unwrap();
+    assert_eq!(
+        text_of(&s, "[data-testid='component-main-version']"),
+        "1.0.0"
+    );
+    assert_eq!(
+        text_of(&s, "[data-testid='component-ble-version']"),
+        "1.0.0"
+    );
+    s.fill("#dev-package", &path("release.bsp")).unwrap();
+    s.click(&s.find("input[name='after'][value='confirm']").unwrap())
+        .unwrap();
+    s.click(&s.find("[data-testid='push']").unwrap()).unwrap();
+    let done = s.wait_for("[data-testid='push-result']", 120).unwrap();
+    assert!(s.text(&done).unwrap().contains("confirmed"));
+    let t = Instant::now();
+    while text_of(&s, "[data-testid='component-ble-version']") != "2.0.0"
+        || text_of(&s, "[data-testid='machine-phase']") != "committed"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the device page did not show the committed machine"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        text_of(&s, "[data-testid='component-main-version']"),
+        "1.1.0"
+    );
+    axe(&s, "device (machine)");
+    shots(&s, "device-machine", &screens);
+    s.chord(&["\u{E009}"], "1").unwrap();
+    s.wait_for("#release-manifest", 10).unwrap();
 
     // Last (a real drag leaves the window's pointer state to the OS): a file dragged from a
     // GTK drag source onto the New image zone lands in that field, not the Old image one.

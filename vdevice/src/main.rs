@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bluesphere_device::linux::{DeviceError, DeviceSpec, Mode as PortMode, VirtualDevice, Ws};
+use bluesphere_device::linux_machine::{MemberFile, VirtualMachine};
 use bluesphere_host::serial::UartPort;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -148,6 +149,30 @@ enum Cmd {
     Serve(ServeArgs),
     /// Copy the image of the boot slot (or `--slot`) to a file.
     ReadImage(ReadImageArgs),
+    /// A whole machine: a main MCU and modules, each a device in a sub-folder of `--flash`.
+    #[command(subcommand)]
+    Machine(MachineCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum MachineCmd {
+    /// Make a machine from member devices already made (with `init`) in sub-folders.
+    Init(MachineInitArgs),
+    /// Serve the near-field protocol for the whole machine on a serial port until killed
+    /// (modules run on in-process links).
+    Serve(ServeArgs),
+    /// Show the machine's update phase and every member's state.
+    Status,
+}
+
+/// `machine init`.
+#[derive(Args, Debug)]
+struct MachineInitArgs {
+    /// A member in install order: `local:NAME=DIR` (one of the main MCU's own slot sets;
+    /// the first is its firmware) or `module:NAME=DIR` (a module on a local link). `NAME`
+    /// is the component the device in `DIR` (relative to `--flash`) holds.
+    #[arg(long = "member", required = true, value_name = "KIND:NAME=DIR")]
+    members: Vec<String>,
 }
 
 /// Exit code of an error kind (the README's table for `bluesphere-device`).
@@ -228,6 +253,7 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
     let mut ws = Box::new(Ws::new());
     let dev = match &cli.cmd {
         Cmd::Init(a) => return init(cli, a, &mut ws),
+        Cmd::Machine(m) => return machine(cli, m, delay),
         _ => VirtualDevice::open(&cli.flash, delay)?,
     };
     if let Cmd::Serve(a) = &cli.cmd {
@@ -252,7 +278,7 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
     let mut up = dev.updater(&mut ws)?;
     let name = &dev.file.component;
     match &cli.cmd {
-        Cmd::Init(_) | Cmd::Serve(_) => Ok(Value::Null),
+        Cmd::Init(_) | Cmd::Serve(_) | Cmd::Machine(_) => Ok(Value::Null),
         Cmd::Install(a) => {
             let mut shown = 0;
             let r = dev.install(&mut up, &a.package, a.chunk, &mut |done, total| {
@@ -411,4 +437,100 @@ fn init(cli: &Cli, a: &InitArgs, ws: &mut Ws) -> Result<Value, Failure> {
         ),
     );
     Ok(to_json(&s))
+}
+
+fn parse_member(s: &str) -> Result<MemberFile, Failure> {
+    let bad = || Failure {
+        kind: "usage",
+        message: format!("--member {s:?}: expected local:NAME=DIR or module:NAME=DIR"),
+    };
+    let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (name, dir) = rest.split_once('=').ok_or_else(bad)?;
+    let module = match kind {
+        "local" => false,
+        "module" => true,
+        _ => return Err(bad()),
+    };
+    if name.is_empty() || dir.is_empty() {
+        return Err(bad());
+    }
+    Ok(MemberFile {
+        name: name.into(),
+        dir: dir.into(),
+        module,
+    })
+}
+
+fn machine(cli: &Cli, cmd: &MachineCmd, delay: Option<Duration>) -> Result<Value, Failure> {
+    match cmd {
+        MachineCmd::Init(a) => {
+            let members = a
+                .members
+                .iter()
+                .map(|m| parse_member(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let vm = VirtualMachine::create(&cli.flash, &members)?;
+            let s = vm.status()?;
+            say(
+                cli,
+                &format!(
+                    "machine created in {}: {}",
+                    cli.flash.display(),
+                    members
+                        .iter()
+                        .map(|m| format!(
+                            "{} ({})",
+                            m.name,
+                            if m.module { "module" } else { "local" }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            Ok(to_json(&s))
+        }
+        MachineCmd::Status => {
+            let vm = VirtualMachine::open(&cli.flash, delay)?;
+            let s = vm.status()?;
+            say(cli, &format!("machine {}", s.phase));
+            for m in &s.members {
+                say(
+                    cli,
+                    &format!(
+                        "  {:<10} {:<7} {:<10} running {}",
+                        m.name,
+                        if m.module { "module" } else { "local" },
+                        m.device.phase,
+                        m.device
+                            .running
+                            .as_ref()
+                            .map_or("(no image)", |r| &r.version)
+                    ),
+                );
+            }
+            Ok(to_json(&s))
+        }
+        MachineCmd::Serve(a) => {
+            let vm = VirtualMachine::open(&cli.flash, delay)?;
+            eprintln!(
+                "bluesphere-device: serving machine {} ({} members) on {}",
+                cli.flash.display(),
+                vm.file.members.len(),
+                a.port
+            );
+            let mut open = || {
+                UartPort::open(&a.port, a.baud).map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            let parent = std::os::unix::process::parent_id();
+            let mut keep_going =
+                || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
+            vm.serve(
+                &mut open,
+                a.auto_confirm,
+                &|line| eprintln!("bluesphere-device: {line}"),
+                &mut keep_going,
+            )?;
+            Ok(Value::Null)
+        }
+    }
 }

@@ -9,6 +9,6 @@ pub mod push;
 pub use frame::{encoded_max, FrameDecoder, FrameError, FrameWriter};
 pub use msg::{
     Command, ImageEntry, Info, MachineInfo, MemberEntry, Phase, RefuseReason, Request, Response,
-    ResponseKind, Status, PROTO_VERSION, REBOOT_ANY_PHASE,
+    ResponseKind, Status, MACHINE_PHASES, PROTO_VERSION, REBOOT_ANY_PHASE,
 };
 pub use push::{Outcome, Push, PushConfig, PushError, PushProgress, Stage, Timeouts};

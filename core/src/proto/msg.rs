@@ -87,6 +87,8 @@ wire_enum! {
         Revert = 0x0D => ("revert", "take the previous image back at the next restart"),
         /// The whole machine's update state and each component (a machine's main MCU).
         Machine = 0x0E => ("machine", "the whole machine's update state and components"),
+        /// The machine's update state, told by the main MCU to a module.
+        MachineNote = 0x0F => ("machine-note", "the machine's update state, told to a module"),
     }
 }
 
@@ -335,6 +337,13 @@ pub enum Request<'a> {
     Revert,
     /// No body.
     Machine,
+    /// `phase u8, component u8`: the machine's phase code and the component it is at.
+    MachineNote {
+        /// Machine phase code ([`MACHINE_PHASES`]).
+        phase: u8,
+        /// Component index.
+        component: u8,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -355,6 +364,7 @@ impl<'a> Request<'a> {
             Request::ReadCode => Command::ReadCode,
             Request::Revert => Command::Revert,
             Request::Machine => Command::Machine,
+            Request::MachineNote { .. } => Command::MachineNote,
         }
     }
 
@@ -380,6 +390,9 @@ impl<'a> Request<'a> {
             }
             Request::Reboot { if_phase } => {
                 w.bytes(&[if_phase.map_or(REBOOT_ANY_PHASE, u8::from)]);
+            }
+            Request::MachineNote { phase, component } => {
+                w.bytes(&[*phase, *component]);
             }
             _ => {}
         }
@@ -421,6 +434,10 @@ impl<'a> Request<'a> {
             Command::ReadCode => Request::ReadCode,
             Command::Revert => Request::Revert,
             Command::Machine => Request::Machine,
+            Command::MachineNote => Request::MachineNote {
+                phase: b.u8()?,
+                component: b.u8()?,
+            },
         };
         b.end()?;
         Ok((seq, r))
@@ -489,6 +506,19 @@ pub struct MachineInfo<'a> {
     /// The members, encoded (see [`MachineInfo::members`], [`MachineInfo::put_member`]).
     pub entries: &'a [u8],
 }
+
+/// Names of the machine phases by code (MACHINE's `phase`; `docs/WHOLE-MACHINE.md`).
+pub const MACHINE_PHASES: [&str; 9] = [
+    "idle",
+    "staging",
+    "staged",
+    "installing",
+    "trial",
+    "committing",
+    "committed",
+    "rolling-back",
+    "rolled-back",
+];
 
 /// One member of a machine, as MACHINE reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -877,6 +907,10 @@ mod tests {
             Request::ReadCode,
             Request::Revert,
             Request::Machine,
+            Request::MachineNote {
+                phase: 4,
+                component: 2,
+            },
         ];
         for (i, r) in reqs.iter().enumerate() {
             through(

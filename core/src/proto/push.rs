@@ -167,6 +167,8 @@ pub enum PushError {
     Refused {
         /// Why.
         reason: RefuseReason,
+        /// The component it concerns (index in the package; a machine names the member's).
+        component: u8,
     },
     /// The device is in a state that does not allow this (e.g. a trial image not yet
     /// confirmed).
@@ -180,6 +182,8 @@ pub enum PushError {
         status: Status,
         /// Detail byte.
         detail: u8,
+        /// Value (a machine: the component index).
+        value: u32,
     },
     /// No answer in time.
     Timeout {
@@ -322,6 +326,23 @@ impl<'p> Push<'p> {
     /// The result, once finished.
     pub fn outcome(&self) -> Option<Result<Outcome, PushError>> {
         self.outcome
+    }
+
+    /// The name of component `i` of the package being pushed (`None`: no such component).
+    pub fn component_name(&self, i: u8) -> Option<&'p str> {
+        let h = Header::parse(self.begin_blob).ok()?;
+        let m = self
+            .begin_blob
+            .get(HEADER_LEN..HEADER_LEN + h.manifest_len as usize)?;
+        let man = crate::package::Manifest::parse(m, &h).ok()?;
+        man.components().nth(usize::from(i))?.ok().map(|c| c.name)
+    }
+
+    /// Number of components in the package being pushed.
+    pub fn component_count(&self) -> usize {
+        (0..=u8::MAX)
+            .take_while(|&i| self.component_name(i).is_some())
+            .count()
     }
 
     /// What the device said in INFO (after the info stage).
@@ -690,12 +711,23 @@ impl<'p> Push<'p> {
     fn on_error(&mut self, now: u64, status: Status, detail: u8, value: u32) {
         match status {
             Status::Refused => self.fail(match RefuseReason::try_from(detail) {
-                Ok(reason) => PushError::Refused { reason },
-                Err(_) => PushError::Device { status, detail },
+                Ok(reason) => PushError::Refused {
+                    reason,
+                    component: u8::try_from(value).unwrap_or(u8::MAX),
+                },
+                Err(_) => PushError::Device {
+                    status,
+                    detail,
+                    value,
+                },
             }),
             Status::Busy => self.fail(match Phase::try_from(detail) {
                 Ok(phase) => PushError::Busy { phase },
-                Err(_) => PushError::Device { status, detail },
+                Err(_) => PushError::Device {
+                    status,
+                    detail,
+                    value,
+                },
             }),
             Status::Version => self.fail(PushError::Version { device: detail }),
             Status::TooLarge if self.stage == Stage::Begin => {
@@ -717,14 +749,22 @@ impl<'p> Push<'p> {
                 self.req = None;
                 self.go_back(now);
             }
-            _ => self.fail(PushError::Device { status, detail }),
+            _ => self.fail(PushError::Device {
+                status,
+                detail,
+                value,
+            }),
         }
     }
 
-    fn on_data_error(&mut self, now: u64, status: Status, _value: u32) {
+    fn on_data_error(&mut self, now: u64, status: Status, value: u32) {
         match status {
             Status::NoSession => self.reconnected(now),
-            _ => self.fail(PushError::Device { status, detail: 0 }),
+            _ => self.fail(PushError::Device {
+                status,
+                detail: 0,
+                value,
+            }),
         }
     }
 

@@ -73,6 +73,8 @@ pub trait Member {
     fn confirm(&mut self) -> Result<(), MemberError>;
     /// Take the previous image back at its next restart (trial or just-confirmed image).
     fn request_revert(&mut self) -> Result<(), MemberError>;
+    /// Tell it the machine's phase (code) and the component it is at; best effort, once.
+    fn note(&mut self, _phase: u8, _component: u8) {}
 }
 
 fn answer_of<E: core::fmt::Debug>(e: UpdateError<E>) -> MemberError {
@@ -370,6 +372,11 @@ impl<L: ModuleLink> Member for Module<'_, L> {
     }
     fn request_revert(&mut self) -> Result<(), MemberError> {
         self.done(&Request::Revert)
+    }
+    fn note(&mut self, phase: u8, component: u8) {
+        let tries = core::mem::replace(&mut self.tries, 1);
+        let _ = self.done(&Request::MachineNote { phase, component });
+        self.tries = tries;
     }
 }
 

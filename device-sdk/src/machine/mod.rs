@@ -79,18 +79,11 @@ pub enum MachinePhase {
 
 impl MachinePhase {
     /// Short lower-case name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            MachinePhase::Idle => "idle",
-            MachinePhase::Staging => "staging",
-            MachinePhase::Staged => "staged",
-            MachinePhase::Installing => "installing",
-            MachinePhase::Trial => "trial",
-            MachinePhase::Committing => "committing",
-            MachinePhase::Committed => "committed",
-            MachinePhase::RollingBack => "rolling-back",
-            MachinePhase::RolledBack => "rolled-back",
-        }
+    pub fn name(self) -> &'static str {
+        bluesphere_core::proto::MACHINE_PHASES
+            .get(self as usize)
+            .copied()
+            .unwrap_or("?")
     }
 
     fn from_u8(v: u8) -> Option<Self> {
@@ -185,6 +178,10 @@ pub struct MachineConfig<'a> {
     pub keys: &'a [VerifyingKey],
     /// Product and hardware id of the machine (every member is configured with the same).
     pub identity: Identity<'a>,
+    /// Called with `true` when cutting a module's power would interrupt an update (a
+    /// transaction started) and with `false` when it is over (committed, rolled back,
+    /// given up); also once at [`Machine::open`]. Wire it to the modules' power switch.
+    pub keep_powered: Option<fn(bool)>,
 }
 
 /// Why a machine operation failed.
@@ -331,6 +328,13 @@ where
         }
         let (journal, last) =
             Journal::open::<F, MachineRecord>(&mut flash, cfg.journal, cfg.erased)?;
+        let rec = last.unwrap_or(MachineRecord::IDLE);
+        if let Some(f) = cfg.keep_powered {
+            f(!matches!(
+                rec.phase,
+                MachinePhase::Idle | MachinePhase::Committed | MachinePhase::RolledBack
+            ));
+        }
         Ok(Self {
             flash,
             cfg,
@@ -388,11 +392,34 @@ where
             component,
             ..self.rec
         };
+        self.commit_record(rec)
+    }
+
+    fn commit_record(&mut self, rec: MachineRecord) -> R<(), F> {
+        let was = self.keep_powered();
         self.journal
             .append(&mut self.flash, &rec)
             .map_err(MachineError::Flash)?;
         self.rec = rec;
+        let now = self.keep_powered();
+        if was != now {
+            if let Some(f) = self.cfg.keep_powered {
+                f(now);
+            }
+        }
+        for m in self.members.iter_mut() {
+            m.note(rec.phase as u8, rec.component);
+        }
         Ok(())
+    }
+
+    /// Whether cutting a module's power now would interrupt an update (a transaction is in
+    /// progress: anything but idle, committed and rolled back).
+    pub fn keep_powered(&self) -> bool {
+        !matches!(
+            self.rec.phase,
+            MachinePhase::Idle | MachinePhase::Committed | MachinePhase::RolledBack
+        )
     }
 
     fn member_index(&self, name: &str) -> Option<usize> {
@@ -629,16 +656,12 @@ where
                 c.copy_from_slice(signature);
             }
             self.store_envelope(len)?;
-            let rec = MachineRecord {
+            self.commit_record(MachineRecord {
                 phase: MachinePhase::Staging,
                 component: 0,
                 envelope_len: len as u32,
                 tag,
-            };
-            self.journal
-                .append(&mut self.flash, &rec)
-                .map_err(MachineError::Flash)?;
-            self.rec = rec;
+            })?;
         } else if !self.load_envelope()? {
             return Err(MachineError::Layout(
                 "the stored package does not match its record",

@@ -22,7 +22,7 @@ use bluesphere_core::proto::{
 use embedded_storage::nor_flash::NorFlash;
 
 use super::{Machine, MachineError, MachinePhase, MemberError, MAX_MEMBERS};
-use crate::serve::CodeStore;
+use crate::serve::{CodeStore, Handler};
 use crate::{ImageInfo, Reject};
 
 /// Serves protocol requests for a [`Machine`]. `B`: bytes for header ‖ manifest ‖ signature.
@@ -133,7 +133,7 @@ where
     pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
         let Ok((seq, req)) = Request::parse(frame) else {
             let seq = frame.get(1).copied().unwrap_or(0);
-            let known = frame.first().is_some_and(|k| (1..=0x0E).contains(k));
+            let known = frame.first().is_some_and(|k| (1..=0x0F).contains(k));
             let status = if known {
                 Status::BadRequest
             } else {
@@ -185,6 +185,8 @@ where
             Request::Confirm => self.done_or(|m| m.confirm()),
             Request::Abort => self.done_or(|m| m.abort()),
             Request::Revert => err(Status::Busy, phase().into(), 0),
+            // The main MCU tells its modules; it is not told.
+            Request::MachineNote { .. } => err(Status::UnknownCommand, 0, 0),
             Request::ReadUid => Response::Bytes(self.uid),
             Request::ReadCode => {
                 let n = self.codes.read(&mut code);
@@ -338,5 +340,17 @@ where
             entries: raw.get(..at).unwrap_or(&[]),
         })
         .encode(seq, out)
+    }
+}
+
+impl<F: NorFlash, C: CodeStore, const B: usize> Handler for MachineServer<'_, '_, F, C, B>
+where
+    F::Error: core::fmt::Debug,
+{
+    fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        MachineServer::handle(self, frame, out)
+    }
+    fn take_reboot(&mut self) -> bool {
+        MachineServer::take_reboot(self)
     }
 }
