@@ -22,10 +22,15 @@
 //!   made with `Params::BEST`), 8,080 B with the small one ([`SmallUpdater`], `Params::SMALL`),
 //!   with a 256-byte write buffer (no sector buffer needed). Stack high-water about 8.5 KB on x86_64
 //!   (test `updater_tests::ram_of_the_two_profiles`).
+//! - [`machine`]: whole-machine updates (a main MCU and its modules, one package, all old or
+//!   all new): the coordinator, its members (own slot sets, modules on a local link) and its
+//!   protocol server; `docs/WHOLE-MACHINE.md`. The test `machine_tests::machine_power_cut_sweep`
+//!   cuts the main MCU and a module at every flash operation (> 50,000 cut points).
 //! - With the `std` feature: [`sim::SimFlash`] (NOR rules, counters, power cuts and torn
 //!   operations, for tests) and [`file_flash::FileFlash`] (the Linux port's file-backed flash,
 //!   used by the `bluesphere-device` virtual device), and [`linux`]: a whole device in a
-//!   folder (identity, keys, exclusive lock, activation store, install and serve loops).
+//!   folder (identity, keys, exclusive lock, activation store, install and serve loops), and
+//!   [`linux_machine`]: a whole machine of such devices, modules on in-process links.
 #![no_std]
 #![cfg_attr(
     not(test),

@@ -122,7 +122,7 @@ fn unwrap_frame(wire: &[u8], out: &mut [u8]) -> Result<usize, ()> {
 }
 
 impl ModuleLink for SimLink<'_, '_> {
-    fn exchange(&mut self, request: &[u8], answer: &mut [u8]) -> Result<usize, ()> {
+    fn exchange(&mut self, request: &[u8], _seq: u8, answer: &mut [u8]) -> Result<usize, ()> {
         if self.end.dead() {
             return Err(());
         }
@@ -1097,6 +1097,66 @@ fn modules_and_the_power_switch_see_the_machine_update() {
     with_machine(&rig2, &mut a, &mut b, |m| {
         assert_eq!(hold(), 1, "reopened while staging");
         assert!(m.keep_powered());
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_module_that_restarts_mid_transfer_resumes_where_its_journal_says() {
+    let s = setup(24, 40_000, false);
+    // A rewritten radio firmware in 4 KiB blocks: the module records a checkpoint every
+    // block.
+    let pkg = repackage(&s, |c| {
+        c[1].new = firmware(77, 28_000);
+        c[1].params.block_log2 = 12;
+    });
+    let keys = [s.im.key];
+    let main = RefCell::new(s.main0.clone());
+    let module_flash = RefCell::new(s.module0.clone());
+    let end = ModuleEnd {
+        flash: &module_flash,
+        server: RefCell::new(None),
+        cfg: cfg(s.lay.module, &keys, "radio"),
+    };
+    let mut ws_mod = Box::new(ModWs::new());
+    end.start(&mut ws_mod).unwrap();
+    let rig = Rig {
+        im: &s.im,
+        lay: &s.lay,
+        keys: &keys,
+        main: &main,
+        module: &end,
+        plant: false,
+    };
+    let p = Package::parse(&pkg).unwrap();
+    let radio = p.manifest.component("radio").unwrap();
+    let (radio_at, radio_len) = (radio.payload_offset as u32, radio.payload_size as u32);
+    let (mut a, mut b) = (
+        Box::new(BestWorkspace::<256>::new()),
+        Box::new(ModWs::new()),
+    );
+    with_machine(&rig, &mut a, &mut b, |mut m| {
+        m.boot().unwrap();
+        let (h, man, sig, payload) = split(&pkg);
+        m.begin(h, man, sig).unwrap();
+        // Everything up to three quarters of the radio's payload.
+        let upto = radio_at + radio_len * 3 / 4;
+        assert_eq!(m.write(0, &payload[..upto as usize]).unwrap(), upto);
+        // The module loses power (its RAM session is gone; its flash journal stays).
+        end.restart().unwrap();
+        let (resume, total) = m.begin(h, man, sig).unwrap();
+        assert!(
+            resume > radio_at && resume < upto,
+            "resumed at {resume}, radio payload {radio_at}..{upto}"
+        );
+        assert_eq!(m.write(resume, &payload[resume as usize..]).unwrap(), total);
+        m.finish().unwrap();
+        m.boot().unwrap();
+        m.confirm().unwrap();
+        assert_eq!(m.record().phase, MachinePhase::Committed);
+        for member in m.members().iter_mut() {
+            assert_eq!(member.state().unwrap().phase, UpdatePhase::Confirmed);
+        }
     })
     .unwrap();
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bluesphere_device::linux::{DeviceError, DeviceSpec, Mode as PortMode, VirtualDevice, Ws};
 use bluesphere_device::linux_machine::{MemberFile, VirtualMachine};
+use bluesphere_host::pty::PtyCable;
 use bluesphere_host::serial::UartPort;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -101,7 +102,9 @@ struct InstallArgs {
 /// `serve`.
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Serial port path.
+    /// Serial port path; `auto`: make a pseudo-terminal cable, print the path of its host
+    /// end on the first line of standard output (for `bluesphere push --port PATH`) and
+    /// serve on the other end.
     #[arg(long)]
     port: String,
     /// Baud rate: the device reads at most baud / 10 bytes per second, like a UART (a pty
@@ -186,7 +189,8 @@ fn exit_code(kind: &str) -> u8 {
         | "wrong-hardware" | "too-large" | "rollback" | "missing-dependency"
         | "dependency-too-old" | "unsupported" | "refused" => 5,
         "key" => 6,
-        "no-device" | "device-busy" | "wrong-phase" | "no-valid-image" => 7,
+        "no-device" | "device-busy" | "wrong-phase" | "no-valid-image" | "module"
+        | "rolled-back" => 7,
         _ => 1,
     }
 }
@@ -257,12 +261,13 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
         _ => VirtualDevice::open(&cli.flash, delay)?,
     };
     if let Cmd::Serve(a) = &cli.cmd {
+        let (port, _cable) = port_of(a)?;
         eprintln!(
-            "bluesphere-device: serving {} {} on {}",
-            dev.file.product, dev.file.hardware, a.port
+            "bluesphere-device: serving {} {} on {port}",
+            dev.file.product, dev.file.hardware
         );
         let mut open =
-            || UartPort::open(&a.port, a.baud).map_err(|e| std::io::Error::other(e.to_string()));
+            || UartPort::open(&port, a.baud).map_err(|e| std::io::Error::other(e.to_string()));
         let parent = std::os::unix::process::parent_id();
         let mut keep_going =
             || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
@@ -512,15 +517,14 @@ fn machine(cli: &Cli, cmd: &MachineCmd, delay: Option<Duration>) -> Result<Value
         }
         MachineCmd::Serve(a) => {
             let vm = VirtualMachine::open(&cli.flash, delay)?;
+            let (port, _cable) = port_of(a)?;
             eprintln!(
-                "bluesphere-device: serving machine {} ({} members) on {}",
+                "bluesphere-device: serving machine {} ({} members) on {port}",
                 cli.flash.display(),
                 vm.file.members.len(),
-                a.port
             );
-            let mut open = || {
-                UartPort::open(&a.port, a.baud).map_err(|e| std::io::Error::other(e.to_string()))
-            };
+            let mut open =
+                || UartPort::open(&port, a.baud).map_err(|e| std::io::Error::other(e.to_string()));
             let parent = std::os::unix::process::parent_id();
             let mut keep_going =
                 || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
@@ -533,4 +537,19 @@ fn machine(cli: &Cli, cmd: &MachineCmd, delay: Option<Duration>) -> Result<Value
             Ok(Value::Null)
         }
     }
+}
+
+/// The port to serve on, and the cable made for `--port auto` (kept while serving).
+fn port_of(a: &ServeArgs) -> Result<(String, Option<PtyCable>), Failure> {
+    if a.port != "auto" {
+        return Ok((a.port.clone(), None));
+    }
+    let cable = PtyCable::open().map_err(|e| Failure {
+        kind: "io",
+        message: format!("cannot make a pseudo-terminal cable: {e}"),
+    })?;
+    println!("{}", cable.host);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok((cable.device.clone(), Some(cable)))
 }

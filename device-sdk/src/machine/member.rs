@@ -41,6 +41,10 @@ pub struct MemberState {
     pub phase: UpdatePhase,
     /// The image it runs (`None`: nothing valid recorded).
     pub running: Option<ImageInfo>,
+    /// The slot it boots.
+    pub boot_slot: u8,
+    /// Its slots are A/B (else swap).
+    pub ab: bool,
 }
 
 /// One component's place in a machine: the main MCU's own slots ([`Local`]) or a module
@@ -135,6 +139,8 @@ where
         Ok(MemberState {
             phase: st.phase,
             running,
+            boot_slot: st.boot_slot,
+            ab: self.up.config().layout.mode == crate::SlotMode::AB,
         })
     }
     fn begin(&mut self, h: &[u8], m: &[u8], s: &[u8]) -> Result<u32, MemberError> {
@@ -169,9 +175,11 @@ where
 /// The main MCU's end of a local link to one module (UART, SPI...): sends one encoded
 /// request frame and gives back the module's answer as a raw frame (kind, sequence, body).
 pub trait ModuleLink {
-    /// One exchange; `Err(())`: no answer in time (the caller retries).
+    /// One exchange: send `request` (an encoded frame with sequence number `seq`) and give
+    /// back the answer carrying the same sequence number (a late answer to an earlier
+    /// request is skipped); `Err(())`: no answer in time (the caller retries).
     #[allow(clippy::result_unit_err)]
-    fn exchange(&mut self, request: &[u8], answer: &mut [u8]) -> Result<usize, ()>;
+    fn exchange(&mut self, request: &[u8], seq: u8, answer: &mut [u8]) -> Result<usize, ()>;
     /// The module was told to restart: wait until it can answer again (a module that
     /// swaps images first takes a while). Default: nothing to wait for.
     fn restarted(&mut self) {}
@@ -229,7 +237,7 @@ impl<'a, L: ModuleLink> Module<'a, L> {
             };
             let Ok(m) = self
                 .link
-                .exchange(self.tx.get(..n).unwrap_or(&[]), &mut self.rx)
+                .exchange(self.tx.get(..n).unwrap_or(&[]), self.seq, &mut self.rx)
             else {
                 continue;
             };
@@ -280,6 +288,8 @@ impl<L: ModuleLink> Member for Module<'_, L> {
                 running: i.running.and_then(|e| {
                     ImageInfo::new(e.name, e.version, e.size, e.security_counter, e.sha256)
                 }),
+                boot_slot: i.boot_slot,
+                ab: i.mode == 1,
             })),
             _ => None,
         })
@@ -407,7 +417,7 @@ impl<IO: embedded_io::Read + embedded_io::Write> IoLink<IO> {
 }
 
 impl<IO: embedded_io::Read + embedded_io::Write> ModuleLink for IoLink<IO> {
-    fn exchange(&mut self, request: &[u8], answer: &mut [u8]) -> Result<usize, ()> {
+    fn exchange(&mut self, request: &[u8], seq: u8, answer: &mut [u8]) -> Result<usize, ()> {
         self.rx.clear();
         self.io.write_all(request).map_err(|_| ())?;
         let _ = self.io.flush();
@@ -424,10 +434,13 @@ impl<IO: embedded_io::Read + embedded_io::Write> ModuleLink for IoLink<IO> {
             while !input.is_empty() {
                 let (used, frame) = self.rx.feed(input);
                 input = input.get(used..).unwrap_or(&[]);
-                if let Some(Ok(f)) = frame {
-                    let d = answer.get_mut(..f.len()).ok_or(())?;
-                    d.copy_from_slice(f);
-                    return Ok(f.len());
+                match frame {
+                    Some(Ok(f)) if f.get(1) == Some(&seq) => {
+                        let d = answer.get_mut(..f.len()).ok_or(())?;
+                        d.copy_from_slice(f);
+                        return Ok(f.len());
+                    }
+                    _ => {}
                 }
             }
         }

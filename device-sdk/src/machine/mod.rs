@@ -706,11 +706,12 @@ where
         Ok((self.next_offset(), self.payload_total()))
     }
 
-    /// A member starts receiving; one that is not idle (a module that installed its pending
-    /// image on its own after a restart) is settled back to its old image first.
+    /// A member starts (or resumes) receiving; one that runs or installs something new (a
+    /// module that installed its pending image on its own after a restart) is settled back
+    /// to its old image first. What it received stays: its `begin` resumes from its journal.
     fn begin_member(&mut self, i: usize, h: &[u8], m: &[u8], s: &[u8]) -> Result<u32, MemberError> {
         let member = self.members.get_mut(i).ok_or(MemberError::Unreachable)?;
-        settle_old(&mut **member, None)?;
+        settle_staging(&mut **member, None)?;
         member.begin(h, m, s)
     }
 

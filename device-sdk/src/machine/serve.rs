@@ -21,9 +21,9 @@ use bluesphere_core::proto::{
 };
 use embedded_storage::nor_flash::NorFlash;
 
-use super::{Machine, MachineError, MachinePhase, MemberError, MAX_MEMBERS};
+use super::{Machine, MachineError, MachinePhase, MemberError, MemberState, MAX_MEMBERS};
 use crate::serve::{CodeStore, Handler};
-use crate::{ImageInfo, Reject};
+use crate::Reject;
 
 /// Serves protocol requests for a [`Machine`]. `B`: bytes for header ‖ manifest ‖ signature.
 pub struct MachineServer<'m, 'd, F: NorFlash, C, const B: usize> {
@@ -261,31 +261,32 @@ where
         }
     }
 
-    fn member_states(&mut self) -> [(Option<UpdatePhase>, Option<ImageInfo>); MAX_MEMBERS] {
-        let mut st = [(None, None); MAX_MEMBERS];
+    fn member_states(&mut self) -> [Option<MemberState>; MAX_MEMBERS] {
+        let mut st = [None; MAX_MEMBERS];
         for (slot, m) in st.iter_mut().zip(self.machine.members().iter_mut()) {
-            if let Ok(s) = m.state() {
-                *slot = (Some(s.phase), s.running);
-            }
+            *slot = m.state().ok();
         }
         st
     }
 
     fn info(&mut self, seq: u8, out: &mut [u8]) -> Option<usize> {
         let st = self.machine.status();
-        let first = self.member_states()[0].1;
+        // The first member (the main MCU's firmware) stands for the machine in INFO.
+        let first = self.member_states()[0];
+        let image = first.and_then(|f| f.running);
+        let boot_slot = first.map_or(0, |f| f.boot_slot);
         let id = self.machine.identity();
         let info = Info {
             product: id.product_id,
             hardware: id.hardware_id,
             uid: self.uid,
-            mode: 0,
-            boot_slot: 0,
+            mode: u8::from(first.is_some_and(|f| f.ab)),
+            boot_slot,
             phase: device_phase(st.phase),
             done: st.done,
             total: st.total,
-            running: first.as_ref().map(|i| ImageEntry {
-                slot: 0,
+            running: image.as_ref().map(|i| ImageEntry {
+                slot: boot_slot,
                 name: i.name(),
                 version: i.version(),
                 size: i.size,
@@ -316,7 +317,8 @@ where
         let mut raw = [0u8; MAX_MEMBERS * 100];
         let mut at = 0;
         for i in 0..count {
-            let (phase, running) = states.get(i).copied().unwrap_or((None, None));
+            let state = states.get(i).copied().flatten();
+            let (phase, running) = (state.map(|s| s.phase), state.and_then(|s| s.running));
             let name = names
                 .get(i)
                 .and_then(|n| n.get(..lens.get(i).copied().unwrap_or(0)))
