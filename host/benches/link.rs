@@ -17,7 +17,7 @@ use bluesphere_device::sim::SimFlash;
 use bluesphere_device::{
     BestWorkspace, Config, Identity, Layout, Region, SlotMode, Updater, Workspace,
 };
-use bluesphere_host::link::SimLink;
+use bluesphere_host::link::{BleTiming, Dir, SimLink};
 use bluesphere_host::sim::Sim;
 use p256::ecdsa::SigningKey;
 
@@ -115,6 +115,61 @@ fn main() {
             session_rate / 1024.0,
             100.0 * session_rate / line,
             100.0 * overhead
+        );
+    }
+
+    // Bluetooth LE: GATT writes without response down, notifications up, in virtual time.
+    println!();
+    println!("push over Bluetooth LE (same payload, 1 KiB frames, 8 KiB window; the stream fills each ATT packet)");
+    println!();
+    println!("| connection interval | packets per event | ATT MTU | ceiling | data phase | of ceiling | session | of ceiling |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (interval_ms, packets, mtu) in [
+        (7.5f64, 6u32, 247u32),
+        (15.0, 4, 247),
+        (30.0, 2, 23),
+        (45.0, 3, 185),
+    ] {
+        let timing = BleTiming {
+            interval: (interval_ms * 1000.0) as u64,
+            packets_per_event: packets,
+            mtu,
+            credits: 0,
+        };
+        let mut ws: Box<BestWorkspace<1024>> = Box::new(Workspace::new());
+        let up = Updater::open(base.clone(), cfg, &mut *ws).unwrap();
+        let mut dev: MemoryDevice<'_, _, _, BestWorkspace<1024>, 2048> =
+            MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
+        let mut link = SimLink::new_ble(timing, 1);
+        let mut push = Push::new(
+            &pkg,
+            PushConfig {
+                reboot: false,
+                ..PushConfig::default()
+            },
+        )
+        .unwrap();
+        let mut sim = Sim::new();
+        let done = sim.run_until(
+            &mut push,
+            &mut |_t: u64, b: &[u8]| dev.receive(b),
+            &mut link,
+            u64::MAX,
+        );
+        let o = push.outcome().unwrap().unwrap();
+        assert!(done && o.resent == 0);
+        let ceiling = timing.ceiling(Dir::Down);
+        let payload = f64::from(o.payload_len);
+        let (t0, t1) = sim.data_window.unwrap();
+        let data_rate = payload / ((t1 - t0) as f64 / 1e6);
+        let session_rate = payload / (sim.now() as f64 / 1e6);
+        println!(
+            "| {interval_ms} ms | {packets} | {mtu} | {:.1} KiB/s | {:.1} KiB/s | {:.1}% | {:.1} KiB/s | {:.1}% |",
+            ceiling / 1024.0,
+            data_rate / 1024.0,
+            100.0 * data_rate / ceiling,
+            session_rate / 1024.0,
+            100.0 * session_rate / ceiling,
         );
     }
 }

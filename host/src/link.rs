@@ -7,6 +7,7 @@
 //! | bit errors | each bit of a write flips with probability `ber` |
 //! | drops, duplicates, truncation | per write (one write = one frame here): lost, delivered twice, or cut at a random byte |
 //! | disconnect | [`SimLink::disconnect`] loses everything in flight |
+//! | Bluetooth LE ([`SimLink::ble`]) | instead of a line rate: bytes leave only at connection events (every `interval`), at most `packets_per_event` link-layer packets of `MTU - 3` bytes per direction per event (fewer when the host OS grants fewer write-command `credits`); the transport fills each packet from the byte stream |
 //!
 //! Time is in microseconds and only moves when the caller moves it, so a 45-second transfer
 //! at 115200 baud simulates in milliseconds.
@@ -39,6 +40,39 @@ pub struct Faults {
 struct Wire {
     busy_until: u64,
     queue: VecDeque<(u64, Vec<u8>)>,
+    /// BLE: the connection event last used and the bytes it carries so far.
+    event: u64,
+    event_bytes: u64,
+}
+
+/// The timing of a Bluetooth LE connection (GATT write without response down,
+/// notifications up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BleTiming {
+    /// Connection interval, microseconds (7.5 ms to 4 s).
+    pub interval: u64,
+    /// Link-layer packets per direction per connection event.
+    pub packets_per_event: u32,
+    /// ATT MTU: each packet carries `mtu - 3` bytes.
+    pub mtu: u32,
+    /// Write-command credits the host's OS grants per event (0: as many as the event takes).
+    pub credits: u32,
+}
+
+impl BleTiming {
+    /// Bytes a direction carries per connection event.
+    pub fn bytes_per_event(&self, dir: Dir) -> u64 {
+        let packets = match dir {
+            Dir::Down if self.credits > 0 => self.packets_per_event.min(self.credits),
+            _ => self.packets_per_event,
+        };
+        u64::from(packets) * u64::from(self.mtu.saturating_sub(3))
+    }
+
+    /// The most a direction can carry, bytes per second (the link's ceiling).
+    pub fn ceiling(&self, dir: Dir) -> f64 {
+        self.bytes_per_event(dir) as f64 * 1e6 / self.interval.max(1) as f64
+    }
 }
 
 /// Statistics.
@@ -59,6 +93,8 @@ pub struct SimLink {
     pub latency: u64,
     /// Faults.
     pub faults: Faults,
+    /// Bluetooth LE timing instead of a serial line (`None`: serial).
+    pub ble: Option<BleTiming>,
     wires: [Wire; 2],
     rng: u64,
     /// Statistics.
@@ -71,11 +107,14 @@ impl SimLink {
         let wire = Wire {
             busy_until: 0,
             queue: VecDeque::new(),
+            event: 0,
+            event_bytes: 0,
         };
         Self {
             baud,
             latency: latency_us,
             faults: Faults::default(),
+            ble: None,
             wires: [wire.clone(), wire],
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             stats: LinkStats::default(),
@@ -111,8 +150,50 @@ impl SimLink {
         }
     }
 
+    /// A clean Bluetooth LE link with this timing.
+    pub fn new_ble(timing: BleTiming, seed: u64) -> Self {
+        let mut l = Self::new(0, 0, seed);
+        l.ble = Some(timing);
+        l
+    }
+
+    /// Bytes leave at connection events: each event carries up to its capacity, in order.
+    fn send_ble(&mut self, now: u64, dir: Dir, data: &[u8], b: BleTiming) {
+        let i = Self::idx(dir);
+        self.stats.bytes[i] += data.len() as u64;
+        let cap = b.bytes_per_event(dir).max(1);
+        let interval = b.interval.max(1);
+        let latency = self.latency;
+        let w = &mut self.wires[i];
+        let mut rest = data;
+        while !rest.is_empty() {
+            let earliest = now.div_ceil(interval);
+            if earliest > w.event {
+                w.event = earliest;
+                w.event_bytes = 0;
+            }
+            if w.event_bytes >= cap {
+                w.event += 1;
+                w.event_bytes = 0;
+            }
+            let take = usize::try_from(cap - w.event_bytes)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
+            let (now_bytes, later) = rest.split_at(take);
+            w.event_bytes += take as u64;
+            let at = w.event * interval + latency;
+            w.busy_until = at;
+            w.queue.push_back((at, now_bytes.to_vec()));
+            rest = later;
+        }
+    }
+
     /// Put `data` on the line at `now`.
     pub fn send(&mut self, now: u64, dir: Dir, data: &[u8]) {
+        if let Some(b) = self.ble {
+            self.send_ble(now, dir, data, b);
+            return;
+        }
         let i = Self::idx(dir);
         self.stats.bytes[i] += data.len() as u64;
         let start = now.max(self.wires[i].busy_until);
@@ -177,14 +258,58 @@ impl SimLink {
 
     /// The cable is pulled: everything in flight is lost.
     pub fn disconnect(&mut self, now: u64) {
+        let event = self.ble.map_or(0, |b| now / b.interval.max(1));
         for w in &mut self.wires {
             w.queue.clear();
             w.busy_until = now;
+            w.event = event;
+            w.event_bytes = 0;
         }
     }
 
     /// Time the host-to-device line is busy until (for pacing writes like a UART driver).
     pub fn busy_until(&self, dir: Dir) -> u64 {
         self.wires[Self::idx(dir)].busy_until
+    }
+}
+
+#[cfg(test)]
+mod ble_tests {
+    use super::*;
+
+    #[test]
+    fn ble_bytes_leave_at_connection_events_up_to_their_capacity() {
+        let t = BleTiming {
+            interval: 7_500,
+            packets_per_event: 6,
+            mtu: 247,
+            credits: 0,
+        };
+        assert_eq!(t.bytes_per_event(Dir::Down), 6 * 244);
+        let mut l = SimLink::new_ble(t, 1);
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        l.send(1, Dir::Down, &data);
+        // 10,000 bytes at 1,464 per event: events 1..=7 (the first after t = 1 us).
+        let mut got = Vec::new();
+        let mut last = 0;
+        while let Some(at) = l.next_arrival() {
+            for (dir, b) in l.deliver(at) {
+                assert_eq!(dir, Dir::Down);
+                got.extend(b);
+            }
+            last = at;
+        }
+        assert_eq!(got, data);
+        assert_eq!(last, 7 * 7_500);
+        // Two write credits: two packets per event down, however many the event takes.
+        let mut l = SimLink::new_ble(BleTiming { credits: 2, ..t }, 1);
+        l.send(0, Dir::Down, &data);
+        assert_eq!(
+            l.busy_until(Dir::Down),
+            (10_000u64.div_ceil(488) - 1) * 7_500
+        );
+        // Notifications up have their own packets in the same events.
+        l.send(0, Dir::Up, &[1; 100]);
+        assert_eq!(l.next_arrival(), Some(0));
     }
 }

@@ -298,3 +298,73 @@ fn a_stalled_link_times_out_and_the_old_image_keeps_running() {
     dev.power_cycle();
     assert!(runs(&mut dev, &fx.old));
 }
+
+/// Over Bluetooth LE timing (connection events, ATT packets, write credits): a push with 100
+/// connection drops at random moments (the device stays powered, as when a phone walks out
+/// of range) resumes every time with at most one window sent again, and installs the image.
+#[test]
+fn ble_connection_drops_resume_with_at_most_a_window_resent() {
+    use bluesphere_host::link::BleTiming;
+    let mut fx = fixture(3, 20_000);
+    // A full image (tens of KB of payload), so the drops land all over the data phase.
+    fx.pkg = package(
+        &SigningKey::from_slice(&[5u8; 32]).unwrap(),
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: None,
+            new: &fx.new,
+            version: "1.1.0",
+            counter: 1,
+            params: Params::BEST,
+        },
+    )
+    .unwrap();
+    // A slow connection: 30 ms, 2 packets of 20 bytes per event (1.3 KiB/s).
+    let timing = BleTiming {
+        interval: 30_000,
+        packets_per_event: 2,
+        mtu: 23,
+        credits: 2,
+    };
+    let mut ws = Some(ws());
+    let (t0, t1) = {
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws.take().unwrap());
+        let mut link = SimLink::new_ble(timing, 1);
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        assert!(dev.run(&mut sim, &mut push, &mut link, u64::MAX));
+        assert!(runs(&mut dev, &fx.new));
+        ws = Some(dev.take().1);
+        sim.data_window.unwrap()
+    };
+    assert!(t1 - t0 > 1_000_000, "data phase {} us", t1 - t0);
+    let mut x = 0x0BAD_5EED_u64;
+    for i in 0..100u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws.take().unwrap());
+        let mut link = SimLink::new_ble(timing, i);
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        assert!(!dev.run(&mut sim, &mut push, &mut link, t0 + x % (t1 - t0)));
+        // The connection drops (everything in flight is lost); the host notices, scans,
+        // connects again and starts over at HELLO.
+        link.disconnect(sim.now());
+        push.reconnected(sim.now());
+        assert!(
+            dev.run(&mut sim, &mut push, &mut link, u64::MAX),
+            "drop {i}"
+        );
+        let o = push.outcome().unwrap().unwrap();
+        assert_eq!(o.phase, Phase::Testing, "drop {i}");
+        assert!(runs(&mut dev, &fx.new), "drop {i}");
+        assert!(
+            o.resent <= u64::from(WINDOW),
+            "drop {i}: resent {}",
+            o.resent
+        );
+        ws = Some(dev.take().1);
+    }
+}
