@@ -46,6 +46,29 @@ pub struct Installed<'a> {
     pub image_sha256: [u8; 32],
 }
 
+impl Installed<'_> {
+    /// No component (a placeholder in fixed-size lists).
+    pub const NONE: Installed<'static> = Installed {
+        name: "",
+        version: "",
+        security_counter: 0,
+        image_size: 0,
+        image_sha256: [0; 32],
+    };
+}
+
+impl<'a> From<&'a crate::ImageInfo> for Installed<'a> {
+    fn from(i: &'a crate::ImageInfo) -> Self {
+        Installed {
+            name: i.name(),
+            version: i.version(),
+            security_counter: i.security_counter,
+            image_size: u64::from(i.size),
+            image_sha256: i.sha256,
+        }
+    }
+}
+
 /// Why a device refuses a package: the protocol's refusal reason (wire codes, one table in
 /// `bluesphere_core::proto`).
 pub use bluesphere_core::proto::RefuseReason as Reject;

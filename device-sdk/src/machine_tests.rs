@@ -675,15 +675,9 @@ fn three_component_package_installs_on_the_machine() {
 
 /// Offer `pkg` to a fresh machine (with the module answering or not); the error, and
 /// whether the main MCU's and the module's flash are byte for byte what they were.
-fn offer(
-    s: &Setup,
-    pkg: &[u8],
-    module_answers: bool,
-) -> (
-    Result<(u32, u32), MachineError<crate::sim::SimError>>,
-    bool,
-    bool,
-) {
+/// A fresh copy of `s`'s machine (its module started when `module_answers`): `f` gets its
+/// rig (start the main MCU with [`life`]); then the main MCU's and the module's flash.
+fn on_rig<T>(s: &Setup, module_answers: bool, f: impl FnOnce(&Rig<'_>) -> T) -> (T, Flash, Flash) {
     let keys = [s.im.key];
     let main = RefCell::new(s.main0.clone());
     let module_flash = RefCell::new(s.module0.clone());
@@ -704,36 +698,58 @@ fn offer(
         module: &end,
         plant: false,
     };
+    let r = f(&rig);
+    let flashes = (main.borrow().clone(), module_flash.borrow().clone());
+    (r, flashes.0, flashes.1)
+}
+
+/// One life of the rig's main MCU (opened from its flash).
+fn life<T>(rig: &Rig<'_>, f: impl FnOnce(M<'_, '_, '_>) -> T) -> T {
     let (mut a, mut b) = (
         Box::new(BestWorkspace::<256>::new()),
         Box::new(ModWs::new()),
     );
-    let r = with_machine(&rig, &mut a, &mut b, |mut m| {
-        let m = &mut m;
-        let (h, man, sig, _) = split(pkg);
-        let r = m.begin(h, man, sig);
-        if r.is_err() {
-            // Whatever was refused, every member still runs its old image, at rest.
-            if module_answers {
-                assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
-            }
-            for member in m.members().iter_mut() {
-                if let Ok(st) = member.state() {
-                    assert!(
-                        matches!(st.phase, UpdatePhase::Idle | UpdatePhase::Confirmed),
-                        "{} left in {:?}",
-                        member.name(),
-                        st.phase
-                    );
+    with_machine(rig, &mut a, &mut b, f).unwrap()
+}
+
+fn offer(
+    s: &Setup,
+    pkg: &[u8],
+    module_answers: bool,
+) -> (
+    Result<(u32, u32), MachineError<crate::sim::SimError>>,
+    bool,
+    bool,
+) {
+    let (r, main, module) = on_rig(s, module_answers, |rig| {
+        life(rig, |mut m| {
+            let m = &mut m;
+            let (h, man, sig, _) = split(pkg);
+            let r = m.begin(h, man, sig);
+            if r.is_err() {
+                // Whatever was refused, every member still runs its old image, at rest.
+                if module_answers {
+                    assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
+                }
+                for member in m.members().iter_mut() {
+                    if let Ok(st) = member.state() {
+                        assert!(
+                            matches!(st.phase, UpdatePhase::Idle | UpdatePhase::Confirmed),
+                            "{} left in {:?}",
+                            member.name(),
+                            st.phase
+                        );
+                    }
                 }
             }
-        }
-        r
-    })
-    .unwrap();
-    let same_main = main.borrow().mem() == s.main0.mem();
-    let same_module = module_flash.borrow().mem() == s.module0.mem();
-    (r, same_main, same_module)
+            r
+        })
+    });
+    (
+        r,
+        main.mem() == s.main0.mem(),
+        module.mem() == s.module0.mem(),
+    )
 }
 
 fn repackage(s: &Setup, edit: impl FnOnce(&mut Vec<ComponentSpec>)) -> Vec<u8> {
@@ -819,103 +835,61 @@ fn a_module_that_does_not_answer_fails_the_update_before_anything_is_written() {
 #[test]
 fn a_failed_self_test_takes_every_component_back() {
     let s = setup(15, 6000, false);
-    let keys = [s.im.key];
-    let main = RefCell::new(s.main0.clone());
-    let module_flash = RefCell::new(s.module0.clone());
-    let end = ModuleEnd {
-        flash: &module_flash,
-        server: RefCell::new(None),
-        cfg: cfg(s.lay.module, &keys, "radio"),
-    };
-    let mut ws_mod = Box::new(ModWs::new());
-    end.start(&mut ws_mod).unwrap();
-    let rig = Rig {
-        im: &s.im,
-        lay: &s.lay,
-        keys: &keys,
-        main: &main,
-        module: &end,
-        plant: false,
-    };
-    let (mut a, mut b) = (
-        Box::new(BestWorkspace::<256>::new()),
-        Box::new(ModWs::new()),
-    );
-    with_machine(&rig, &mut a, &mut b, |mut m| {
-        let m = &mut m;
-        m.boot().unwrap();
-        let (h, man, sig, payload) = split(&s.im.pkg);
-        let (at, total) = m.begin(h, man, sig).unwrap();
-        assert_eq!((at, total), (0, payload.len() as u32));
-        assert_eq!(m.write(0, payload).unwrap(), total);
-        m.finish().unwrap();
-        assert_eq!(m.status().phase, MachinePhase::Staged);
-        assert_eq!(m.boot().unwrap(), MachinePhase::Trial);
-        assert_eq!(generations(m, &s.im).unwrap(), [1, 1, 1]);
-        assert!(matches!(m.reject(), Err(MachineError::SelfTest)));
-        assert_eq!(m.record().phase, MachinePhase::RolledBack);
-        assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
-        // A restart keeps it there, and the same package installs again afterwards.
-        assert_eq!(m.boot().unwrap(), MachinePhase::RolledBack);
-        push(m, &s.im.pkg).unwrap();
-        assert_eq!(generations(m, &s.im).unwrap(), [1, 1, 1]);
-    })
-    .unwrap();
+    on_rig(&s, true, |rig| {
+        life(rig, |mut m| {
+            let m = &mut m;
+            m.boot().unwrap();
+            let (h, man, sig, payload) = split(&s.im.pkg);
+            let (at, total) = m.begin(h, man, sig).unwrap();
+            assert_eq!((at, total), (0, payload.len() as u32));
+            assert_eq!(m.write(0, payload).unwrap(), total);
+            m.finish().unwrap();
+            assert_eq!(m.status().phase, MachinePhase::Staged);
+            assert_eq!(m.boot().unwrap(), MachinePhase::Trial);
+            assert_eq!(generations(m, &s.im).unwrap(), [1, 1, 1]);
+            assert!(matches!(m.reject(), Err(MachineError::SelfTest)));
+            assert_eq!(m.record().phase, MachinePhase::RolledBack);
+            assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
+            // A restart keeps it there, and the same package installs again afterwards.
+            assert_eq!(m.boot().unwrap(), MachinePhase::RolledBack);
+            push(m, &s.im.pkg).unwrap();
+            assert_eq!(generations(m, &s.im).unwrap(), [1, 1, 1]);
+        })
+    });
 }
 
 #[test]
 fn a_module_that_stops_answering_during_the_install_is_rolled_back_with_the_rest() {
     let s = setup(16, 6000, false);
-    let keys = [s.im.key];
-    let main = RefCell::new(s.main0.clone());
-    let module_flash = RefCell::new(s.module0.clone());
-    let end = ModuleEnd {
-        flash: &module_flash,
-        server: RefCell::new(None),
-        cfg: cfg(s.lay.module, &keys, "radio"),
-    };
-    let mut ws_mod = Box::new(ModWs::new());
-    end.start(&mut ws_mod).unwrap();
-    let rig = Rig {
-        im: &s.im,
-        lay: &s.lay,
-        keys: &keys,
-        main: &main,
-        module: &end,
-        plant: false,
-    };
-    let (mut a, mut b) = (
-        Box::new(BestWorkspace::<256>::new()),
-        Box::new(ModWs::new()),
-    );
-    with_machine(&rig, &mut a, &mut b, |mut m| {
-        let m = &mut m;
-        m.boot().unwrap();
-        let (h, man, sig, payload) = split(&s.im.pkg);
-        m.begin(h, man, sig).unwrap();
-        m.write(0, payload).unwrap();
-        m.finish().unwrap();
-        // The module goes silent (unplugged) before the machine restarts into the update.
-        let server = end.server.borrow_mut().take();
-        let r = m.boot();
-        assert!(
-            matches!(
-                r,
-                Err(MachineError::Member {
-                    component: 1,
-                    error: MemberError::Unreachable
-                })
-            ),
-            "{r:?}"
-        );
-        assert_eq!(m.record().phase, MachinePhase::RollingBack);
-        // It answers again (still pending: it never restarted): the rollback completes and
-        // nothing runs the new image.
-        *end.server.borrow_mut() = server;
-        assert_eq!(m.boot().unwrap(), MachinePhase::RolledBack);
-        assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
-    })
-    .unwrap();
+    on_rig(&s, true, |rig| {
+        life(rig, |mut m| {
+            let m = &mut m;
+            m.boot().unwrap();
+            let (h, man, sig, payload) = split(&s.im.pkg);
+            m.begin(h, man, sig).unwrap();
+            m.write(0, payload).unwrap();
+            m.finish().unwrap();
+            // The module goes silent (unplugged) before the machine restarts into the update.
+            let server = rig.module.server.borrow_mut().take();
+            let r = m.boot();
+            assert!(
+                matches!(
+                    r,
+                    Err(MachineError::Member {
+                        component: 1,
+                        error: MemberError::Unreachable
+                    })
+                ),
+                "{r:?}"
+            );
+            assert_eq!(m.record().phase, MachinePhase::RollingBack);
+            // It answers again (still pending: it never restarted): the rollback completes and
+            // nothing runs the new image.
+            *rig.module.server.borrow_mut() = server;
+            assert_eq!(m.boot().unwrap(), MachinePhase::RolledBack);
+            assert_eq!(generations(m, &s.im).unwrap(), [0, 0, 0]);
+        })
+    });
 }
 
 #[test]
@@ -923,182 +897,123 @@ fn the_host_push_engine_installs_a_machine_package_through_the_machine_server() 
     use crate::machine::MachineServer;
     use bluesphere_core::proto::{Push, PushConfig, Request, Response};
     let s = setup(21, 6000, true);
-    let keys = [s.im.key];
-    let main = RefCell::new(s.main0.clone());
-    let module_flash = RefCell::new(s.module0.clone());
-    let end = ModuleEnd {
-        flash: &module_flash,
-        server: RefCell::new(None),
-        cfg: cfg(s.lay.module, &keys, "radio"),
-    };
-    let mut ws_mod = Box::new(ModWs::new());
-    end.start(&mut ws_mod).unwrap();
-    let rig = Rig {
-        im: &s.im,
-        lay: &s.lay,
-        keys: &keys,
-        main: &main,
-        module: &end,
-        plant: false,
-    };
-    let (mut a, mut b) = (
-        Box::new(BestWorkspace::<256>::new()),
-        Box::new(ModWs::new()),
-    );
-    with_machine(&rig, &mut a, &mut b, |mut m| {
-        m.boot().unwrap();
-        let mut srv: MachineServer<'_, '_, _, NoCodes, 2048> =
-            MachineServer::new(m, NoCodes, b"main-uid", 600, 4096);
-        let mut push = Push::new(
-            &s.im.pkg,
-            PushConfig {
-                confirm: true,
-                ..PushConfig::default()
-            },
-        )
-        .unwrap();
-        let mut dec = FrameDecoder::<1400>::new();
-        let (mut tx, mut out) = ([0u8; 1400], [0u8; 1400]);
-        let mut now = 0u64;
-        while push.outcome().is_none() && now < 600_000_000 {
-            while let Some(n) = push.poll_transmit(now, &mut tx) {
-                let mut input = &tx[..n];
-                while !input.is_empty() {
-                    let (used, f) = dec.feed(input);
-                    input = &input[used..];
-                    if let Some(Ok(frame)) = f {
-                        if let Some(len) = srv.handle(frame, &mut out) {
-                            push.handle_input(now, &out[..len]);
-                        }
-                        if srv.take_reboot() {
-                            srv.machine().boot().unwrap();
+    on_rig(&s, true, |rig| {
+        life(rig, |mut m| {
+            m.boot().unwrap();
+            let mut srv: MachineServer<'_, '_, _, NoCodes, 2048> =
+                MachineServer::new(m, NoCodes, b"main-uid", 600, 4096);
+            let mut push = Push::new(
+                &s.im.pkg,
+                PushConfig {
+                    confirm: true,
+                    ..PushConfig::default()
+                },
+            )
+            .unwrap();
+            let mut dec = FrameDecoder::<1400>::new();
+            let (mut tx, mut out) = ([0u8; 1400], [0u8; 1400]);
+            let mut now = 0u64;
+            while push.outcome().is_none() && now < 600_000_000 {
+                while let Some(n) = push.poll_transmit(now, &mut tx) {
+                    let mut input = &tx[..n];
+                    while !input.is_empty() {
+                        let (used, f) = dec.feed(input);
+                        input = &input[used..];
+                        if let Some(Ok(frame)) = f {
+                            if let Some(len) = srv.handle(frame, &mut out) {
+                                push.handle_input(now, &out[..len]);
+                            }
+                            if srv.take_reboot() {
+                                srv.machine().boot().unwrap();
+                            }
                         }
                     }
                 }
+                now += 1_000;
+                push.on_tick(now);
             }
-            now += 1_000;
-            push.on_tick(now);
-        }
-        let outcome = push.outcome().unwrap().unwrap();
-        assert_eq!(outcome.phase, UpdatePhase::Confirmed);
-        assert_eq!(srv.machine().record().phase, MachinePhase::Committed);
-        assert_eq!(generations(srv.machine(), &s.im).unwrap(), [1, 1, 1]);
-        // MACHINE lists every component with its new version.
-        let n = Request::Machine.encode(9, &mut tx).unwrap();
-        let (_, f) = dec.feed(&tx[..n]);
-        let len = srv.handle(f.unwrap().unwrap(), &mut out).unwrap();
-        let mut d2 = FrameDecoder::<1400>::new();
-        let (_, f) = d2.feed(&out[..len]);
-        let (_, r) = Response::parse(f.unwrap().unwrap()).unwrap();
-        let Response::Machine(mi) = r else {
-            panic!("{r:?}")
-        };
-        assert_eq!(mi.phase, MachinePhase::Committed as u8);
-        let members: Vec<_> = mi.members().map(Result::unwrap).collect();
-        assert_eq!(
-            members
+            let outcome = push.outcome().unwrap().unwrap();
+            assert_eq!(outcome.phase, UpdatePhase::Confirmed);
+            assert_eq!(srv.machine().record().phase, MachinePhase::Committed);
+            assert_eq!(generations(srv.machine(), &s.im).unwrap(), [1, 1, 1]);
+            // MACHINE lists every component with its new version.
+            let n = Request::Machine.encode(9, &mut tx).unwrap();
+            let (_, f) = dec.feed(&tx[..n]);
+            let len = srv.handle(f.unwrap().unwrap(), &mut out).unwrap();
+            let mut d2 = FrameDecoder::<1400>::new();
+            let (_, f) = d2.feed(&out[..len]);
+            let (_, r) = Response::parse(f.unwrap().unwrap()).unwrap();
+            let Response::Machine(mi) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(mi.phase, MachinePhase::Committed as u8);
+            let members: Vec<_> = mi.members().map(Result::unwrap).collect();
+            assert_eq!(
+                members
+                    .iter()
+                    .map(|e| (e.name, e.version))
+                    .collect::<Vec<_>>(),
+                [("main", "1.1.0"), ("radio", "1.1.0"), ("data", "1.1.0")]
+            );
+            assert!(members
                 .iter()
-                .map(|e| (e.name, e.version))
-                .collect::<Vec<_>>(),
-            [("main", "1.1.0"), ("radio", "1.1.0"), ("data", "1.1.0")]
-        );
-        assert!(members
-            .iter()
-            .all(|e| e.phase == Some(UpdatePhase::Confirmed)));
-    })
-    .unwrap();
+                .all(|e| e.phase == Some(UpdatePhase::Confirmed)));
+        })
+    });
 }
 
 #[test]
 fn modules_and_the_power_switch_see_the_machine_update() {
     let s = setup(22, 6000, false);
-    let keys = [s.im.key];
-    let main = RefCell::new(s.main0.clone());
-    let module_flash = RefCell::new(s.module0.clone());
-    let end = ModuleEnd {
-        flash: &module_flash,
-        server: RefCell::new(None),
-        cfg: cfg(s.lay.module, &keys, "radio"),
-    };
-    let mut ws_mod = Box::new(ModWs::new());
-    end.start(&mut ws_mod).unwrap();
-    let rig = Rig {
-        im: &s.im,
-        lay: &s.lay,
-        keys: &keys,
-        main: &main,
-        module: &end,
-        plant: false,
-    };
-    let told = || {
-        end.server
-            .borrow()
-            .as_ref()
-            .and_then(|srv| srv.machine_state())
-    };
-    let (mut a, mut b) = (
-        Box::new(BestWorkspace::<256>::new()),
-        Box::new(ModWs::new()),
-    );
-    with_machine(&rig, &mut a, &mut b, |mut m| {
-        assert_eq!(
-            hold(),
-            0,
-            "at rest after open: the modules may be switched off"
-        );
-        assert!(!m.keep_powered());
-        m.boot().unwrap();
-        let (h, man, sig, payload) = split(&s.im.pkg);
-        m.begin(h, man, sig).unwrap();
-        assert_eq!(hold(), 1, "an update started: keep the modules powered");
-        assert!(m.keep_powered());
-        assert_eq!(told(), Some((MachinePhase::Staging as u8, 0)));
-        m.write(0, payload).unwrap();
-        m.finish().unwrap();
-        assert_eq!(told(), Some((MachinePhase::Staged as u8, 0)));
-        m.boot().unwrap();
-        assert_eq!(told(), Some((MachinePhase::Trial as u8, 0)));
-        assert_eq!(hold(), 1);
-        m.confirm().unwrap();
-        assert_eq!(told(), Some((MachinePhase::Committed as u8, 0)));
-        assert_eq!(
-            hold(),
-            0,
-            "committed: the modules may be switched off again"
-        );
-    })
-    .unwrap();
+    on_rig(&s, true, |rig| {
+        life(rig, |mut m| {
+            let told = || {
+                rig.module
+                    .server
+                    .borrow()
+                    .as_ref()
+                    .and_then(|srv| srv.machine_state())
+            };
+            assert_eq!(
+                hold(),
+                0,
+                "at rest after open: the modules may be switched off"
+            );
+            assert!(!m.keep_powered());
+            m.boot().unwrap();
+            let (h, man, sig, payload) = split(&s.im.pkg);
+            m.begin(h, man, sig).unwrap();
+            assert_eq!(hold(), 1, "an update started: keep the modules powered");
+            assert!(m.keep_powered());
+            assert_eq!(told(), Some((MachinePhase::Staging as u8, 0)));
+            m.write(0, payload).unwrap();
+            m.finish().unwrap();
+            assert_eq!(told(), Some((MachinePhase::Staged as u8, 0)));
+            m.boot().unwrap();
+            assert_eq!(told(), Some((MachinePhase::Trial as u8, 0)));
+            assert_eq!(hold(), 1);
+            m.confirm().unwrap();
+            assert_eq!(told(), Some((MachinePhase::Committed as u8, 0)));
+            assert_eq!(
+                hold(),
+                0,
+                "committed: the modules may be switched off again"
+            );
+        })
+    });
     // A main MCU that restarts mid-update says so at once.
     let s2 = setup(23, 6000, false);
-    let keys2 = [s2.im.key];
-    let main2 = RefCell::new(s2.main0.clone());
-    let mf2 = RefCell::new(s2.module0.clone());
-    let end2 = ModuleEnd {
-        flash: &mf2,
-        server: RefCell::new(None),
-        cfg: cfg(s2.lay.module, &keys2, "radio"),
-    };
-    let mut ws2 = Box::new(ModWs::new());
-    end2.start(&mut ws2).unwrap();
-    let rig2 = Rig {
-        im: &s2.im,
-        lay: &s2.lay,
-        keys: &keys2,
-        main: &main2,
-        module: &end2,
-        plant: false,
-    };
-    with_machine(&rig2, &mut a, &mut b, |mut m| {
-        let (h, man, sig, _) = split(&s2.im.pkg);
-        m.begin(h, man, sig).unwrap();
-    })
-    .unwrap();
-    power_hold(false);
-    with_machine(&rig2, &mut a, &mut b, |m| {
-        assert_eq!(hold(), 1, "reopened while staging");
-        assert!(m.keep_powered());
-    })
-    .unwrap();
+    on_rig(&s2, true, |rig| {
+        life(rig, |mut m| {
+            let (h, man, sig, _) = split(&s2.im.pkg);
+            m.begin(h, man, sig).unwrap();
+        });
+        power_hold(false);
+        life(rig, |m| {
+            assert_eq!(hold(), 1, "reopened while staging");
+            assert!(m.keep_powered());
+        });
+    });
 }
 
 #[test]
@@ -1110,53 +1025,32 @@ fn a_module_that_restarts_mid_transfer_resumes_where_its_journal_says() {
         c[1].new = firmware(77, 28_000);
         c[1].params.block_log2 = 12;
     });
-    let keys = [s.im.key];
-    let main = RefCell::new(s.main0.clone());
-    let module_flash = RefCell::new(s.module0.clone());
-    let end = ModuleEnd {
-        flash: &module_flash,
-        server: RefCell::new(None),
-        cfg: cfg(s.lay.module, &keys, "radio"),
-    };
-    let mut ws_mod = Box::new(ModWs::new());
-    end.start(&mut ws_mod).unwrap();
-    let rig = Rig {
-        im: &s.im,
-        lay: &s.lay,
-        keys: &keys,
-        main: &main,
-        module: &end,
-        plant: false,
-    };
     let p = Package::parse(&pkg).unwrap();
     let radio = p.manifest.component("radio").unwrap();
     let (radio_at, radio_len) = (radio.payload_offset as u32, radio.payload_size as u32);
-    let (mut a, mut b) = (
-        Box::new(BestWorkspace::<256>::new()),
-        Box::new(ModWs::new()),
-    );
-    with_machine(&rig, &mut a, &mut b, |mut m| {
-        m.boot().unwrap();
-        let (h, man, sig, payload) = split(&pkg);
-        m.begin(h, man, sig).unwrap();
-        // Everything up to three quarters of the radio's payload.
-        let upto = radio_at + radio_len * 3 / 4;
-        assert_eq!(m.write(0, &payload[..upto as usize]).unwrap(), upto);
-        // The module loses power (its RAM session is gone; its flash journal stays).
-        end.restart().unwrap();
-        let (resume, total) = m.begin(h, man, sig).unwrap();
-        assert!(
-            resume > radio_at && resume < upto,
-            "resumed at {resume}, radio payload {radio_at}..{upto}"
-        );
-        assert_eq!(m.write(resume, &payload[resume as usize..]).unwrap(), total);
-        m.finish().unwrap();
-        m.boot().unwrap();
-        m.confirm().unwrap();
-        assert_eq!(m.record().phase, MachinePhase::Committed);
-        for member in m.members().iter_mut() {
-            assert_eq!(member.state().unwrap().phase, UpdatePhase::Confirmed);
-        }
-    })
-    .unwrap();
+    on_rig(&s, true, |rig| {
+        life(rig, |mut m| {
+            m.boot().unwrap();
+            let (h, man, sig, payload) = split(&pkg);
+            m.begin(h, man, sig).unwrap();
+            // Everything up to three quarters of the radio's payload.
+            let upto = radio_at + radio_len * 3 / 4;
+            assert_eq!(m.write(0, &payload[..upto as usize]).unwrap(), upto);
+            // The module loses power (its RAM session is gone; its flash journal stays).
+            rig.module.restart().unwrap();
+            let (resume, total) = m.begin(h, man, sig).unwrap();
+            assert!(
+                resume > radio_at && resume < upto,
+                "resumed at {resume}, radio payload {radio_at}..{upto}"
+            );
+            assert_eq!(m.write(resume, &payload[resume as usize..]).unwrap(), total);
+            m.finish().unwrap();
+            m.boot().unwrap();
+            m.confirm().unwrap();
+            assert_eq!(m.record().phase, MachinePhase::Committed);
+            for member in m.members().iter_mut() {
+                assert_eq!(member.state().unwrap().phase, UpdatePhase::Confirmed);
+            }
+        })
+    });
 }

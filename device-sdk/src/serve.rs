@@ -54,14 +54,94 @@ pub struct Server<'a, F: NorFlash, C, P: Profile, const B: usize> {
     uid: &'a [u8],
     max_frame: u16,
     window: u32,
-    begin: [u8; B],
-    begin_len: u32,
-    begin_total: u32,
+    begin: BeginBuffer<B>,
     reboot: bool,
     machine: Option<(u8, u8)>,
 }
 
-fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
+/// Header, manifest and signature.
+pub(crate) type Parts<'b> = (&'b [u8], &'b [u8], &'b [u8]);
+
+/// BEGIN pieces that do not make a whole package yet: the answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NotYet {
+    /// BEGIN_MORE from this offset.
+    More(u32),
+    /// ERROR (status, detail, value).
+    Error(Status, u8, u32),
+}
+
+impl NotYet {
+    pub(crate) fn response(self) -> Response<'static> {
+        match self {
+            NotYet::More(next) => Response::BeginMore { next },
+            NotYet::Error(s, d, v) => err(s, d, v),
+        }
+    }
+}
+
+/// Collects BEGIN pieces into header ‖ manifest ‖ signature (`B` bytes at most).
+#[derive(Debug)]
+pub(crate) struct BeginBuffer<const B: usize> {
+    buf: [u8; B],
+    len: u32,
+    total: u32,
+}
+
+impl<const B: usize> BeginBuffer<B> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            buf: [0; B],
+            len: 0,
+            total: 0,
+        }
+    }
+
+    /// Take one piece; header, manifest and signature once all arrived, else what to
+    /// answer (BEGIN_MORE, or an error).
+    pub(crate) fn piece(
+        &mut self,
+        total: u32,
+        offset: u32,
+        data: &[u8],
+    ) -> Result<Parts<'_>, NotYet> {
+        if total as usize > B {
+            return Err(NotYet::Error(Status::TooLarge, 0, B as u32));
+        }
+        if offset == 0 || total != self.total {
+            self.total = total;
+            self.len = 0;
+        }
+        if offset > self.len {
+            return Err(NotYet::Error(Status::Gap, 0, self.len));
+        }
+        let end = offset as usize + data.len();
+        let Some(dst) = self
+            .buf
+            .get_mut(offset as usize..end)
+            .filter(|_| end <= total as usize)
+        else {
+            return Err(NotYet::Error(Status::BadRequest, 0, 0));
+        };
+        dst.copy_from_slice(data);
+        self.len = self.len.max(end as u32);
+        if self.len < total {
+            return Err(NotYet::More(self.len));
+        }
+        let malformed = || NotYet::Error(Status::Refused, crate::Reject::Malformed.code(), 0);
+        let blob = self.buf.get(..total as usize).unwrap_or(&[]);
+        let h = Header::parse(blob).map_err(|_| malformed())?;
+        let m_end = HEADER_LEN + h.manifest_len as usize;
+        if blob.len() != m_end + SIGNATURE_LEN {
+            return Err(malformed());
+        }
+        let (hm, sig) = blob.split_at(m_end);
+        let (hd, man) = hm.split_at(HEADER_LEN);
+        Ok((hd, man, sig))
+    }
+}
+
+pub(crate) fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
     Response::Error {
         status,
         detail,
@@ -83,6 +163,21 @@ pub(crate) fn update_err<E: core::fmt::Debug>(e: UpdateError<E>) -> Response<'st
             err(Status::FlashError, 0, 0)
         }
     }
+}
+
+/// The answer to a frame that is not a request: `BadRequest` for a known kind with a bad
+/// body, `UnknownCommand` otherwise.
+pub(crate) fn unparsable(frame: &[u8], out: &mut [u8]) -> Option<usize> {
+    let seq = frame.get(1).copied().unwrap_or(0);
+    let known = frame
+        .first()
+        .is_some_and(|&k| bluesphere_core::proto::Command::try_from(k).is_ok());
+    let status = if known {
+        Status::BadRequest
+    } else {
+        Status::UnknownCommand
+    };
+    err(status, 0, 0).encode(seq, out)
 }
 
 fn entry(slot: u8, i: &ImageInfo) -> ImageEntry<'_> {
@@ -115,9 +210,7 @@ where
             uid,
             max_frame,
             window,
-            begin: [0; B],
-            begin_len: 0,
-            begin_total: 0,
+            begin: BeginBuffer::new(),
             reboot: false,
             machine: None,
         }
@@ -162,14 +255,7 @@ where
     /// (at least `encoded_max(600)` bytes). `None`: nothing to send.
     pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
         let Ok((seq, req)) = Request::parse(frame) else {
-            let seq = frame.get(1).copied().unwrap_or(0);
-            let known = frame.first().is_some_and(|k| (1..=0x0F).contains(k));
-            let status = if known {
-                Status::BadRequest
-            } else {
-                Status::UnknownCommand
-            };
-            return err(status, 0, 0).encode(seq, out);
+            return unparsable(frame, out);
         };
         let mut code = [0u8; 128];
         let r = match req {
@@ -259,41 +345,10 @@ where
     }
 
     fn begin_piece(&mut self, total: u32, offset: u32, data: &[u8]) -> Response<'static> {
-        if total as usize > B {
-            return err(Status::TooLarge, 0, B as u32);
-        }
-        if offset == 0 || total != self.begin_total {
-            self.begin_total = total;
-            self.begin_len = 0;
-        }
-        if offset > self.begin_len {
-            return err(Status::Gap, 0, self.begin_len);
-        }
-        let end = offset as usize + data.len();
-        let Some(dst) = self
-            .begin
-            .get_mut(offset as usize..end)
-            .filter(|_| end <= total as usize)
-        else {
-            return err(Status::BadRequest, 0, 0);
+        let (hd, man, sig) = match self.begin.piece(total, offset, data) {
+            Ok(parts) => parts,
+            Err(r) => return r.response(),
         };
-        dst.copy_from_slice(data);
-        self.begin_len = self.begin_len.max(end as u32);
-        if self.begin_len < total {
-            return Response::BeginMore {
-                next: self.begin_len,
-            };
-        }
-        let blob = self.begin.get(..total as usize).unwrap_or(&[]);
-        let Ok(h) = Header::parse(blob) else {
-            return err(Status::Refused, crate::Reject::Malformed.code(), 0);
-        };
-        let m_end = HEADER_LEN + h.manifest_len as usize;
-        if blob.len() != m_end + SIGNATURE_LEN {
-            return err(Status::Refused, crate::Reject::Malformed.code(), 0);
-        }
-        let (hm, sig) = blob.split_at(m_end);
-        let (hd, man) = hm.split_at(HEADER_LEN);
         match self.up.begin(hd, man, sig) {
             Ok(b) => Response::Accepted {
                 resume: b.resume_offset,

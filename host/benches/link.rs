@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
 
 use bluesphere_core::delta::Params;
-use bluesphere_core::proto::{Push, PushConfig};
+use bluesphere_core::proto::{Outcome, Push, PushConfig};
 use bluesphere_core::testkit::{package, PackageFor, Rng};
 use bluesphere_device::serve::{MemoryDevice, NoCodes};
 use bluesphere_device::sim::SimFlash;
@@ -66,24 +66,12 @@ fn main() {
         member: false,
     };
     let base: SimFlash<8, 4096> = SimFlash::new((2 * k as usize) / 4096 + 3, 0xFF);
-    println!(
-        "push of a {} KiB payload, virtual time, 1 KiB frames, 8 KiB window",
-        pkg.len() / 1024
-    );
-    println!();
-    println!("| baud | latency | line rate | data phase | of line rate | session | of line rate | wire overhead |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (baud, lat_ms) in [
-        (115_200u32, 2u64),
-        (115_200, 16),
-        (921_600, 2),
-        (921_600, 16),
-    ] {
+    // One push over `link` to the device SDK's server on a fresh copy of the flash.
+    let run = |mut link: SimLink| -> (Outcome, Sim, SimLink) {
         let mut ws: Box<BestWorkspace<1024>> = Box::new(Workspace::new());
         let up = Updater::open(base.clone(), cfg, &mut *ws).unwrap();
         let mut dev: MemoryDevice<'_, _, _, BestWorkspace<1024>, 2048> =
             MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
-        let mut link = SimLink::new(baud, lat_ms * 1000, 1);
         let mut push = Push::new(
             &pkg,
             PushConfig {
@@ -101,6 +89,22 @@ fn main() {
         );
         let o = push.outcome().unwrap().unwrap();
         assert!(done && o.resent == 0);
+        (o, sim, link)
+    };
+    println!(
+        "push of a {} KiB payload, virtual time, 1 KiB frames, 8 KiB window",
+        pkg.len() / 1024
+    );
+    println!();
+    println!("| baud | latency | line rate | data phase | of line rate | session | of line rate | wire overhead |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (baud, lat_ms) in [
+        (115_200u32, 2u64),
+        (115_200, 16),
+        (921_600, 2),
+        (921_600, 16),
+    ] {
+        let (o, sim, link) = run(SimLink::new(baud, lat_ms * 1000, 1));
         let line = f64::from(baud) / 10.0;
         let payload = f64::from(o.payload_len);
         let (t0, t1) = sim.data_window.unwrap();
@@ -136,28 +140,7 @@ fn main() {
             mtu,
             credits: 0,
         };
-        let mut ws: Box<BestWorkspace<1024>> = Box::new(Workspace::new());
-        let up = Updater::open(base.clone(), cfg, &mut *ws).unwrap();
-        let mut dev: MemoryDevice<'_, _, _, BestWorkspace<1024>, 2048> =
-            MemoryDevice::new(up, NoCodes, b"uid", 1040, 8192);
-        let mut link = SimLink::new_ble(timing, 1);
-        let mut push = Push::new(
-            &pkg,
-            PushConfig {
-                reboot: false,
-                ..PushConfig::default()
-            },
-        )
-        .unwrap();
-        let mut sim = Sim::new();
-        let done = sim.run_until(
-            &mut push,
-            &mut |_t: u64, b: &[u8]| dev.receive(b),
-            &mut link,
-            u64::MAX,
-        );
-        let o = push.outcome().unwrap().unwrap();
-        assert!(done && o.resent == 0);
+        let (o, sim, _) = run(SimLink::new_ble(timing, 1));
         let ceiling = timing.ceiling(Dir::Down);
         let payload = f64::from(o.payload_len);
         let (t0, t1) = sim.data_window.unwrap();

@@ -567,27 +567,11 @@ where
                 })?;
             }
         }
-        let mut inst: [Option<Installed<'_>>; MAX_MEMBERS] = [None; MAX_MEMBERS];
-        for (slot, r) in inst.iter_mut().zip(running.iter()) {
-            *slot = r.as_ref().map(|i| Installed {
-                name: i.name(),
-                version: i.version(),
-                security_counter: i.security_counter,
-                image_size: u64::from(i.size),
-                image_sha256: i.sha256,
-            });
-        }
-        let mut list = [Installed {
-            name: "",
-            version: "",
-            security_counter: 0,
-            image_size: 0,
-            image_sha256: [0; 32],
-        }; MAX_MEMBERS];
+        let mut list = [Installed::NONE; MAX_MEMBERS];
         let mut n = 0;
-        for i in inst.iter().flatten() {
+        for i in running.iter().flatten() {
             if let Some(d) = list.get_mut(n) {
-                *d = *i;
+                *d = Installed::from(i);
                 n += 1;
             }
         }
@@ -711,13 +695,13 @@ where
     /// to its old image first. What it received stays: its `begin` resumes from its journal.
     fn begin_member(&mut self, i: usize, h: &[u8], m: &[u8], s: &[u8]) -> Result<u32, MemberError> {
         let member = self.members.get_mut(i).ok_or(MemberError::Unreachable)?;
-        settle_staging(&mut **member, None)?;
+        settle_old(&mut **member, None, true)?;
         member.begin(h, m, s)
     }
 
     fn abort_members(&mut self) -> R<(), F> {
         for (i, m) in self.members.iter_mut().enumerate() {
-            settle_old(&mut **m, None).map_err(|error| MachineError::Member {
+            settle_old(&mut **m, None, false).map_err(|error| MachineError::Member {
                 component: i as u8,
                 error,
             })?;
@@ -861,7 +845,7 @@ where
                 for i in 0..self.members.len() {
                     let t = targets.get(i).copied().flatten();
                     if let Some(m) = self.members.get_mut(i) {
-                        settle_staging(&mut **m, t).map_err(|error| MachineError::Member {
+                        settle_old(&mut **m, t, true).map_err(|error| MachineError::Member {
                             component: i as u8,
                             error,
                         })?;
@@ -964,7 +948,7 @@ where
             #[cfg(test)]
             let t = t.filter(|_| !self.plant_skip_confirmed);
             if let Some(m) = self.members.get_mut(i) {
-                settle_old(&mut **m, t).map_err(|error| MachineError::Member {
+                settle_old(&mut **m, t, false).map_err(|error| MachineError::Member {
                     component: i as u8,
                     error,
                 })?;
@@ -998,33 +982,25 @@ fn runs(st: &MemberState, target: [u8; 32]) -> bool {
 /// Most steps a member takes to settle (finish a swap, then revert it...).
 const SETTLE_STEPS: usize = 6;
 
-/// Bring a member back to its old image and no update in progress. `target`: the package's
-/// image for it (a confirmed member running it is taken back too).
-fn settle_old(m: &mut dyn Member, target: Option<[u8; 32]>) -> Result<(), MemberError> {
+/// Bring a member back to its old image: finish a swap, revert a trial image, take a
+/// confirmed target image back (`target`: the package's image for it). `keep_received`: a
+/// member receiving or holding the package pending keeps it (staging: the host resumes);
+/// else it gives it up.
+fn settle_old(
+    m: &mut dyn Member,
+    target: Option<[u8; 32]>,
+    keep_received: bool,
+) -> Result<(), MemberError> {
     for _ in 0..SETTLE_STEPS {
         let st = m.state()?;
         match st.phase {
-            UpdatePhase::Receiving | UpdatePhase::Applying | UpdatePhase::Pending => m.abort()?,
+            UpdatePhase::Receiving | UpdatePhase::Applying | UpdatePhase::Pending
+                if !keep_received =>
+            {
+                m.abort()?
+            }
             UpdatePhase::Installing | UpdatePhase::Reverting | UpdatePhase::Testing => {
                 // Finishes a swap; an unconfirmed trial image reverts at restart.
-                m.restart()?
-            }
-            UpdatePhase::Confirmed if target.is_some_and(|t| runs(&st, t)) => {
-                m.request_revert()?;
-                m.restart()?;
-            }
-            _ => return Ok(()),
-        }
-    }
-    Err(MemberError::Unreachable)
-}
-
-/// While staging: a member keeps what it received, but must not run or install anything.
-fn settle_staging(m: &mut dyn Member, target: Option<[u8; 32]>) -> Result<(), MemberError> {
-    for _ in 0..SETTLE_STEPS {
-        let st = m.state()?;
-        match st.phase {
-            UpdatePhase::Installing | UpdatePhase::Reverting | UpdatePhase::Testing => {
                 m.restart()?
             }
             UpdatePhase::Confirmed if target.is_some_and(|t| runs(&st, t)) => {

@@ -14,7 +14,6 @@
 //! | MACHINE | | machine phase and every member (name, phase, version, SHA-256) |
 //! | READ_UID / WRITE_CODE / READ_CODE | the main MCU's [`CodeStore`] | as a device |
 
-use bluesphere_core::package::{Header, HEADER_LEN, SIGNATURE_LEN};
 use bluesphere_core::proto::{
     ImageEntry, Info, MachineInfo, MemberEntry, Phase as UpdatePhase, Request, Response, Status,
     PROTO_VERSION,
@@ -22,8 +21,7 @@ use bluesphere_core::proto::{
 use embedded_storage::nor_flash::NorFlash;
 
 use super::{Machine, MachineError, MachinePhase, MemberError, MemberState, MAX_MEMBERS};
-use crate::serve::{CodeStore, Handler};
-use crate::Reject;
+use crate::serve::{err, unparsable, BeginBuffer, CodeStore, Handler};
 
 /// Serves protocol requests for a [`Machine`]. `B`: bytes for header ‖ manifest ‖ signature.
 pub struct MachineServer<'m, 'd, F: NorFlash, C, const B: usize> {
@@ -32,9 +30,7 @@ pub struct MachineServer<'m, 'd, F: NorFlash, C, const B: usize> {
     uid: &'m [u8],
     max_frame: u16,
     window: u32,
-    begin: [u8; B],
-    begin_len: u32,
-    begin_total: u32,
+    begin: BeginBuffer<B>,
     reboot: bool,
 }
 
@@ -43,14 +39,6 @@ impl<F: NorFlash, C, const B: usize> core::fmt::Debug for MachineServer<'_, '_, 
         f.debug_struct("MachineServer")
             .field("machine", &self.machine)
             .finish()
-    }
-}
-
-fn err(status: Status, detail: u8, value: u32) -> Response<'static> {
-    Response::Error {
-        status,
-        detail,
-        value,
     }
 }
 
@@ -105,9 +93,7 @@ where
             uid,
             max_frame,
             window,
-            begin: [0; B],
-            begin_len: 0,
-            begin_total: 0,
+            begin: BeginBuffer::new(),
             reboot: false,
         }
     }
@@ -132,14 +118,7 @@ where
     /// `encoded_max(1200)` bytes for MACHINE with 16 members). `None`: nothing to send.
     pub fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
         let Ok((seq, req)) = Request::parse(frame) else {
-            let seq = frame.get(1).copied().unwrap_or(0);
-            let known = frame.first().is_some_and(|k| (1..=0x0F).contains(k));
-            let status = if known {
-                Status::BadRequest
-            } else {
-                Status::UnknownCommand
-            };
-            return err(status, 0, 0).encode(seq, out);
+            return unparsable(frame, out);
         };
         let mut code = [0u8; 128];
         let phase = || device_phase(self.machine.record().phase);
@@ -217,41 +196,10 @@ where
     }
 
     fn begin_piece(&mut self, total: u32, offset: u32, data: &[u8]) -> Response<'static> {
-        if total as usize > B {
-            return err(Status::TooLarge, 0, B as u32);
-        }
-        if offset == 0 || total != self.begin_total {
-            self.begin_total = total;
-            self.begin_len = 0;
-        }
-        if offset > self.begin_len {
-            return err(Status::Gap, 0, self.begin_len);
-        }
-        let end = offset as usize + data.len();
-        let Some(dst) = self
-            .begin
-            .get_mut(offset as usize..end)
-            .filter(|_| end <= total as usize)
-        else {
-            return err(Status::BadRequest, 0, 0);
+        let (hd, man, sig) = match self.begin.piece(total, offset, data) {
+            Ok(parts) => parts,
+            Err(r) => return r.response(),
         };
-        dst.copy_from_slice(data);
-        self.begin_len = self.begin_len.max(end as u32);
-        if self.begin_len < total {
-            return Response::BeginMore {
-                next: self.begin_len,
-            };
-        }
-        let blob = self.begin.get(..total as usize).unwrap_or(&[]);
-        let Ok(h) = Header::parse(blob) else {
-            return err(Status::Refused, Reject::Malformed.code(), 0);
-        };
-        let m_end = HEADER_LEN + h.manifest_len as usize;
-        if blob.len() != m_end + SIGNATURE_LEN {
-            return err(Status::Refused, Reject::Malformed.code(), 0);
-        }
-        let (hm, sig) = blob.split_at(m_end);
-        let (hd, man) = hm.split_at(HEADER_LEN);
         match self.machine.begin(hd, man, sig) {
             Ok((resume, payload_len)) => Response::Accepted {
                 resume,

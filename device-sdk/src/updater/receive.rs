@@ -25,13 +25,7 @@ where
         let prev = self.session.take();
         let running = self.boot_slot();
         let info = self.image_info(running)?;
-        let installed = info.as_ref().map(|i| Installed {
-            name: i.name(),
-            version: i.version(),
-            security_counter: i.security_counter,
-            image_size: u64::from(i.size),
-            image_sha256: i.sha256,
-        });
+        let installed = info.as_ref().map(Installed::from);
         let installed = installed.as_slice();
         let scope = if self.cfg.member {
             Scope::Only(self.cfg.component)
