@@ -4,7 +4,8 @@
 //! A 3-component package (main delta with the best profile, radio delta with the small one,
 //! data full) is installed; power is cut before, and separately torn at, every flash
 //! operation of the main MCU and of the module. After each cut the machine restarts from
-//! flash alone (the main MCU), or the module restarts while the main keeps running; the
+//! flash alone (the main MCU; at every other one of its cuts the module too, as when the
+//! whole machine loses power), or the module restarts while the main keeps running; the
 //! machine's boot step must leave every component on its old image or every one on its
 //! new image (never mixed), and the host's retry must then end all new and committed.
 
@@ -488,8 +489,12 @@ fn drive(rig: &Rig<'_>, m: &mut M<'_, '_, '_>, mixed: &mut bool) -> End {
 /// Where to cut.
 #[derive(Debug, Clone, Copy)]
 enum Target {
+    /// The main MCU loses power; the module keeps running.
     Main,
+    /// The module loses power; the main MCU keeps running.
     Module,
+    /// The whole machine loses power at the main MCU's flash operation.
+    Both,
 }
 
 struct Setup {
@@ -546,7 +551,7 @@ fn run_once(
     let mut ws_mod = Box::new(ModWs::new());
     end.start(&mut ws_mod)?;
     match cut {
-        Some((Target::Main, c)) => main.borrow_mut().set_cut(Some(c), seed),
+        Some((Target::Main | Target::Both, c)) => main.borrow_mut().set_cut(Some(c), seed),
         Some((Target::Module, c)) => module_flash.borrow_mut().set_cut(Some(c), seed),
         None => {}
     }
@@ -570,7 +575,16 @@ fn run_once(
                 }
                 return Ok((main.borrow().ops(), module_flash.borrow().ops()));
             }
-            End::MainCut => main.borrow_mut().power_on(),
+            End::MainCut => {
+                main.borrow_mut().power_on();
+                if matches!(cut, Some((Target::Both, _))) {
+                    // The whole machine lost power: the module restarts from its flash too.
+                    if let Err(e) = end.restart() {
+                        t.bricked += 1;
+                        return Err(e);
+                    }
+                }
+            }
             End::Bug(e) => {
                 if mixed {
                     t.mixed += 1;
@@ -594,6 +608,11 @@ fn sweep(seed: u64, size: usize, module_ab: bool, plant: bool) -> Tally {
     let mut points = Vec::new();
     for (target, ops) in [(Target::Main, main_ops), (Target::Module, module_ops)] {
         for i in 0..ops {
+            // Every other main MCU cut takes the module's power too.
+            let target = match target {
+                Target::Main if i % 2 == 1 => Target::Both,
+                t => t,
+            };
             points.push((target, Cut::Before(i), i));
             points.push((target, Cut::Tear(i), i));
         }
@@ -1053,4 +1072,36 @@ fn a_module_that_restarts_mid_transfer_resumes_where_its_journal_says() {
             }
         })
     });
+}
+
+#[test]
+fn a_package_that_does_not_touch_a_silent_module_installs_without_it() {
+    let s = setup(25, 6000, false);
+    // main (without its dependency on the radio) and data only; the radio module is off.
+    let pkg = repackage(&s, |c| {
+        c[0].dependencies.clear();
+        c.remove(1);
+    });
+    let ((), main, module) = on_rig(&s, false, |rig| {
+        life(rig, |mut m| {
+            m.boot().unwrap();
+            push(&mut m, &pkg).unwrap();
+            assert_eq!(m.record().phase, MachinePhase::Committed);
+        })
+    });
+    assert!(main.mem() != s.main0.mem());
+    assert!(module.mem() == s.module0.mem());
+    // A package that depends on the silent module is refused before anything is written.
+    let (r, same_main, _) = offer(&s, &s.im.pkg, false);
+    assert!(
+        matches!(
+            r,
+            Err(MachineError::Member {
+                component: 1,
+                error: MemberError::Unreachable
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(same_main);
 }

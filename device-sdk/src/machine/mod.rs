@@ -549,22 +549,42 @@ where
         if len > self.env.len() {
             return Err(MachineError::TooLarge(self.env.len() as u32));
         }
-        // What every member runs now (a module that does not answer fails here).
+        // The package's components and what they depend on: their members must answer.
+        let parsed = Header::parse(header)
+            .ok()
+            .and_then(|h| Manifest::parse(manifest, &h).ok());
+        let in_package = |name: &str| -> Option<u8> {
+            let m = parsed.as_ref()?;
+            m.components()
+                .flatten()
+                .position(|c| c.name == name)
+                .and_then(|i| u8::try_from(i).ok())
+        };
+        let needed = |name: &str| {
+            parsed.as_ref().is_none_or(|m| {
+                m.components()
+                    .flatten()
+                    .any(|c| c.name == name || c.dependencies().any(|d| d.component == name))
+            })
+        };
+        // What every member runs now (a needed module that does not answer fails here).
         let mut running: [Option<ImageInfo>; MAX_MEMBERS] = [None; MAX_MEMBERS];
         let mut capacity = [0u32; MAX_MEMBERS];
         for (i, m) in self.members.iter_mut().enumerate() {
-            let st = m.state().map_err(|error| MachineError::Member {
-                component: i as u8,
-                error,
-            })?;
+            let name = m.name();
+            let component = in_package(name).unwrap_or(i as u8);
+            let st = match m.state() {
+                Ok(st) => st,
+                Err(_) if !needed(m.name()) => continue,
+                Err(error) => return Err(MachineError::Member { component, error }),
+            };
             if let Some(r) = running.get_mut(i) {
                 *r = st.running;
             }
             if let Some(c) = capacity.get_mut(i) {
-                *c = m.capacity().map_err(|error| MachineError::Member {
-                    component: i as u8,
-                    error,
-                })?;
+                *c = m
+                    .capacity()
+                    .map_err(|error| MachineError::Member { component, error })?;
             }
         }
         let mut list = [Installed::NONE; MAX_MEMBERS];
@@ -699,12 +719,19 @@ where
         member.begin(h, m, s)
     }
 
+    /// Every member gives up what it received. One that does not answer now is settled by
+    /// a later boot step (at rest, a member holding something pending gives it up).
     fn abort_members(&mut self) -> R<(), F> {
         for (i, m) in self.members.iter_mut().enumerate() {
-            settle_old(&mut **m, None, false).map_err(|error| MachineError::Member {
-                component: i as u8,
-                error,
-            })?;
+            match settle_old(&mut **m, None, false) {
+                Ok(()) | Err(MemberError::Unreachable) => {}
+                Err(error) => {
+                    return Err(MachineError::Member {
+                        component: i as u8,
+                        error,
+                    })
+                }
+            }
         }
         Ok(())
     }
@@ -721,7 +748,9 @@ where
                 continue;
             };
             let (lo, hi) = (offset.max(p.offset), end.min(p.offset + p.len));
-            if lo >= hi {
+            if lo >= hi || p.next >= p.len {
+                // Not this component's bytes, or it has all of them (it may hold them
+                // pending already, without a session).
                 continue;
             }
             let piece = data
@@ -858,10 +887,16 @@ where
                 for i in 0..self.members.len() {
                     let t = targets.get(i).copied().flatten().filter(|_| keep_new);
                     if let Some(m) = self.members.get_mut(i) {
-                        settle_idle(&mut **m, t).map_err(|error| MachineError::Member {
-                            component: i as u8,
-                            error,
-                        })?;
+                        // A module that does not answer is settled when it does (next boot).
+                        match settle_idle(&mut **m, t) {
+                            Ok(()) | Err(MemberError::Unreachable) => {}
+                            Err(error) => {
+                                return Err(MachineError::Member {
+                                    component: i as u8,
+                                    error,
+                                })
+                            }
+                        }
                     }
                 }
             }
