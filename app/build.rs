@@ -35,6 +35,7 @@ fn bluesphere_studio_commands() -> &'static [&'static str] {
         "codes_gen",
         "devices",
         "device_info",
+        "ble_scan",
         "push",
         "device_act",
         "start_virtual_device",

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What the project needs on Debian 12 (idempotent; root or sudo): system packages for the
-# CLI, the Studio (WebKitGTK) and its real-window tests (Xvfb, WebKitWebDriver; xdotool for the
-# OS file dialog and a real drag, python3-gi for the GTK drag source), Node.js for the Studio's
-# frontend, and tauri-driver.
+# CLI (libdbus for Bluetooth LE through BlueZ), the Studio (WebKitGTK) and its real-window tests
+# (Xvfb, WebKitWebDriver; xdotool for the OS file dialog and a real drag, python3-gi for the GTK
+# drag source), Node.js for the Studio's frontend, and tauri-driver.
 set -euo pipefail
 need=()
-for p in build-essential pkg-config openssl curl ca-certificates libudev-dev \
+for p in build-essential pkg-config openssl curl ca-certificates libudev-dev libdbus-1-dev \
   libssl-dev libwebkit2gtk-4.1-dev xvfb webkit2gtk-driver xdotool python3-gi gir1.2-gtk-3.0; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done

@@ -166,6 +166,38 @@ pub fn info(target: &Target) -> Result<InfoReport, Error> {
     Ok(driver::info(&mut link, &WallClock::new())?.into())
 }
 
+/// A device found by a Bluetooth LE scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct BleDeviceReport {
+    /// Its address, or the OS's identifier for it.
+    pub id: String,
+    /// Its advertised name (`PRODUCT HARDWARE`), when known.
+    pub name: Option<String>,
+    /// Signal strength, dBm.
+    pub rssi: Option<i16>,
+}
+
+/// Scan `seconds` for devices that advertise the BlueSphere service (strongest first). A
+/// computer without Bluetooth gets [`crate::ErrorKind::NoBluetooth`] with what to do.
+pub fn ble_scan(seconds: f64) -> Result<Vec<BleDeviceReport>, Error> {
+    if !(0.0..=600.0).contains(&seconds) {
+        return Err(Error::new(
+            crate::ErrorKind::Usage,
+            format!("a scan lasts 0 to 600 seconds, not {seconds}"),
+        ));
+    }
+    let found = bluesphere_host::ble::scan(std::time::Duration::from_secs_f64(seconds))?;
+    Ok(found
+        .into_iter()
+        .map(|d| BleDeviceReport {
+            id: d.id,
+            name: d.name,
+            rssi: d.rssi,
+        })
+        .collect())
+}
+
 /// `push`: send a package to a device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]

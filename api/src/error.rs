@@ -121,6 +121,10 @@ error_kinds! {
     DeviceError = "device-error",
     /// No answer in time.
     Timeout = "timeout",
+    /// No Bluetooth on this computer (no adapter, or BlueZ not running).
+    NoBluetooth = "no-bluetooth",
+    /// The Bluetooth adapter is switched off.
+    BluetoothOff = "bluetooth-off",
     /// Some devices of a station run failed.
     StationFailures = "station-failures",
     /// Cancelled by the user.
@@ -240,6 +244,10 @@ impl From<HostError> for Error {
     fn from(e: HostError) -> Self {
         let hint = match &e {
             HostError::NoPort(_) => "check the cable and the list of ports",
+            HostError::NoBluetooth(_) => {
+                "plug in a Bluetooth LE adapter, or start the Bluetooth service (`sudo systemctl start bluetooth`); a USB-serial cable works without Bluetooth"
+            }
+            HostError::BluetoothOff(_) => "switch Bluetooth on (`bluetoothctl power on`, or the desktop's Bluetooth setting)",
             HostError::Timeout { .. } => "check the cable and that the device runs its updater",
             HostError::Refused { reason, .. } => {
                 use bluesphere_core::proto::RefuseReason as R;

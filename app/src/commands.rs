@@ -203,6 +203,12 @@ pub async fn devices() -> Result<Vec<bluesphere_api::device::DeviceEntry>, Error
     blocking(bluesphere_api::device::devices).await
 }
 
+/// Scan for devices that take updates over Bluetooth LE.
+#[tauri::command]
+pub async fn ble_scan(seconds: f64) -> Result<Vec<bluesphere_api::device::BleDeviceReport>, Error> {
+    blocking(move || bluesphere_api::device::ble_scan(seconds)).await
+}
+
 /// Ask a device who it is.
 #[tauri::command]
 pub async fn device_info(target: Target) -> Result<InfoReport, Error> {

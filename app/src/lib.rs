@@ -25,6 +25,7 @@ pub fn run() {
             commands::codes_gen,
             commands::devices,
             commands::device_info,
+            commands::ble_scan,
             commands::push,
             commands::device_act,
             commands::start_virtual_device,

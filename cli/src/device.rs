@@ -1,4 +1,4 @@
-//! `ports`, `info`, `push`: arguments to requests of `bluesphere_api::device`, reports to
+//! `ports`, `scan`, `info`, `push`: arguments to requests of `bluesphere_api::device`, reports to
 //! text or JSON.
 
 use std::path::Path;
@@ -32,6 +32,23 @@ pub fn ports(out: &Out) -> Result<Value, Error> {
         "name": p.address.to_string(), "kind": p.kind, "vid": p.vid, "pid": p.pid,
         "serial_number": p.serial_number, "manufacturer": p.manufacturer, "product": p.product,
     })).collect::<Vec<_>>()}))
+}
+
+pub fn scan(out: &Out, seconds: f64) -> Result<Value, Error> {
+    let found = jobs::ble_scan(seconds)?;
+    if found.is_empty() {
+        out.text("no BlueSphere device heard over Bluetooth LE (is it advertising and in range?)");
+    }
+    for d in &found {
+        out.text(&format!(
+            "{}  {}  {}",
+            d.id,
+            d.rssi
+                .map_or("   ? dBm".to_string(), |r| format!("{r:>4} dBm")),
+            d.name.as_deref().unwrap_or("(no name yet)")
+        ));
+    }
+    Ok(json!({ "devices": to_json(&found)? }))
 }
 
 pub fn info(out: &Out, port: &str, baud: u32) -> Result<Value, Error> {

@@ -142,10 +142,20 @@ enum Cmd {
     Station(codes::StationArgs),
     /// List serial ports (USB vendor and product ids, serial numbers).
     Ports,
+    /// Scan for devices that take updates over Bluetooth LE (name, signal, address).
+    Scan(ScanArgs),
     /// Ask the device on a serial port who it is and what it runs.
     Info(InfoArgs),
     /// Push a package to a device over a serial port; resumes after disconnects and resets.
     Push(PushArgs),
+}
+
+/// `scan`.
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// How long to listen, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
 }
 
 /// `history`.
@@ -789,6 +799,7 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
         Cmd::Codes(c) => codes::run(c, out, &cancel),
         Cmd::Station(a) => codes::station(a, out, &cancel),
         Cmd::Ports => device::ports(out),
+        Cmd::Scan(a) => device::scan(out, a.timeout),
         Cmd::Info(InfoArgs { port, baud }) => device::info(out, port, *baud),
         Cmd::Push(PushArgs {
             package,

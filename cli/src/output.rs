@@ -20,7 +20,7 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
         | Refused | AlreadyIssued | NotIssued | Order | OrderLimit => 5,
         Key => 6,
         NoPort | PermissionDenied | PortBusy | Port | DeviceBusy | ProtocolVersion
-        | DeviceError | Timeout | StationFailures => 7,
+        | DeviceError | Timeout | StationFailures | NoBluetooth | BluetoothOff => 7,
         Cancelled => 130,
     }
 }

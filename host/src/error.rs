@@ -53,6 +53,12 @@ pub enum HostError {
     /// The device reported a failure.
     #[error("the device reported: {0}")]
     Device(String),
+    /// No Bluetooth here: no adapter, or no Bluetooth service (BlueZ) running.
+    #[error("Bluetooth is not available: {0}")]
+    NoBluetooth(String),
+    /// The adapter is there but cannot scan.
+    #[error("the Bluetooth adapter cannot scan (is it switched off?): {0}")]
+    BluetoothOff(String),
     /// The device answered a request with an error status.
     #[error("the device answered {status:?} (detail {detail})")]
     Status {
@@ -98,6 +104,8 @@ impl HostError {
             HostError::Busy { .. } => "device-busy",
             HostError::Version { .. } => "protocol-version",
             HostError::Device(_) | HostError::Status { .. } => "device-error",
+            HostError::NoBluetooth(_) => "no-bluetooth",
+            HostError::BluetoothOff(_) => "bluetooth-off",
             HostError::Timeout { .. } => "timeout",
             HostError::Cancelled => "cancelled",
         }

@@ -9,6 +9,7 @@
 //! and the production station. Library code never prints: progress arrives as
 //! [`driver::Event`]s and failures as [`HostError`]s with a machine-readable kind.
 
+pub mod ble;
 pub mod codes;
 pub mod driver;
 mod error;

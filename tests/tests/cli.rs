@@ -1045,3 +1045,40 @@ load_address = 0x1000
     assert_eq!(r.code, 2, "{r:?}");
     f.no_stray_files();
 }
+
+/// A computer without Bluetooth (this one and CI's: no adapter, no BlueZ) gets a clear
+/// message from `scan` and what to do, never a crash; with an adapter the scan runs.
+#[test]
+fn scan_says_when_there_is_no_bluetooth() {
+    let f = fixture();
+    let p = f.p();
+    let r = bluesphere(p, &["--json", "scan", "--timeout", "1"]);
+    let has_adapter = Path::new("/sys/class/bluetooth")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some());
+    if has_adapter {
+        let kind = r.json()["error"]["kind"].clone();
+        assert!(r.code == 0 || kind == "bluetooth-off", "{r:?}");
+    } else {
+        assert_eq!(r.code, 7, "{r:?}");
+        let j = r.json();
+        assert_eq!(j["error"]["kind"], "no-bluetooth", "{j}");
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Bluetooth is not available"),
+            "{j}"
+        );
+        assert!(
+            j["error"]["hint"].as_str().unwrap().contains("USB-serial"),
+            "{j}"
+        );
+        let t = bluesphere(p, &["scan", "--timeout", "1"]);
+        assert_eq!(t.code, 7);
+        assert!(t.stderr.contains("Bluetooth is not available"), "{t:?}");
+        assert!(!t.stderr.contains("panicked"), "{t:?}");
+    }
+    let u = bluesphere(p, &["scan", "--timeout", "-1"]);
+    assert_eq!(u.code, 2, "{u:?}");
+}

@@ -767,6 +767,32 @@ fn studio_end_to_end_in_a_real_window() {
     );
     axe(&s, "device (machine)");
     shots(&s, "device-machine", &screens);
+    // Bluetooth LE on a computer without Bluetooth (this one and CI's): a clear message with
+    // what to do, never a hang or a crash.
+    let has_adapter = Path::new("/sys/class/bluetooth")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some());
+    s.click(&s.find("[data-testid='ble-scan']").unwrap())
+        .unwrap();
+    if has_adapter {
+        s.wait_for(
+            "[data-testid='ble-none'], [data-testid='ble-list'], [data-testid='ble-error']",
+            30,
+        )
+        .unwrap();
+    } else {
+        let alert = s
+            .wait_for(
+                "[data-testid='ble-error'] [role='alert'][data-kind='no-bluetooth']",
+                30,
+            )
+            .unwrap();
+        let t = s.text(&alert).unwrap();
+        assert!(
+            t.contains("Bluetooth is not available") && t.contains("USB-serial"),
+            "{t}"
+        );
+    }
     s.chord(&["\u{E009}"], "1").unwrap();
     s.wait_for("#release-manifest", 10).unwrap();
 

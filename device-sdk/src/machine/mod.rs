@@ -27,9 +27,9 @@
 //! any member starts: signature, product and hardware, every component's place (a
 //! component for a member this machine does not have is refused), size, anti-rollback
 //! counter and base image against the member's running image (a module is asked over its
-//! link: one that does not answer fails the `begin`), and every dependency against the
-//! versions the machine will have (the package's new ones, else the running ones). Then each
-//! member checks the signature and its own component again.
+//! link: one the package touches or depends on that does not answer fails the `begin`), and
+//! every dependency against the versions the machine will have (the package's new ones, else
+//! the running ones). Then each member checks the signature and its own component again.
 //!
 //! A member is judged by its phase and by whether its running image's SHA-256 is the
 //! package's target for it (the package's header and manifest are kept in flash for that, so

@@ -6,6 +6,7 @@ import type { CodesGenReport } from "./bindings/CodesGenReport";
 import type { CodesGenRequest } from "./bindings/CodesGenRequest";
 import type { CompareReport } from "./bindings/CompareReport";
 import type { CompareRequest } from "./bindings/CompareRequest";
+import type { BleDeviceReport } from "./bindings/BleDeviceReport";
 import type { DeviceEntry } from "./bindings/DeviceEntry";
 import type { Error as ApiError } from "./bindings/Error";
 import type { Event } from "./bindings/Event";
@@ -103,6 +104,7 @@ export const api = {
   codesAudit: (req: AuditRequest) => invoke<AuditReport>("codes_audit", { req }),
   devices: () => invoke<DeviceEntry[]>("devices"),
   deviceInfo: (target: Target) => invoke<InfoReport>("device_info", { target }),
+  bleScan: (seconds: number) => invoke<BleDeviceReport[]>("ble_scan", { seconds }),
   push(req: PushRequest, onEvent: (e: Event) => void, started: (h: JobHandle) => void) {
     const j = job(onEvent);
     started(j.handle);
