@@ -312,13 +312,25 @@ fn studio_end_to_end_in_a_real_window() {
     );
     wait_port(port);
 
-    // Cold start: from asking for the window to the first painted, ready page.
-    let t0 = Instant::now();
-    let s = Session::start(
-        &format!("http://127.0.0.1:{port}"),
-        &studio.display().to_string(),
-    )
-    .unwrap();
+    // Cold start: from asking for the window to the first painted, ready page. tauri-driver
+    // answers on its port before its WebKitWebDriver does; a session asked for in between ends
+    // with "Unexpected EOF": ask again.
+    let mut tries = 0;
+    let (s, t0) = loop {
+        let t0 = Instant::now();
+        match Session::start(
+            &format!("http://127.0.0.1:{port}"),
+            &studio.display().to_string(),
+        ) {
+            Ok(s) => break (s, t0),
+            Err(e) if tries < 4 => {
+                tries += 1;
+                eprintln!("studio: the WebDriver session did not start ({e}); asking again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("no WebDriver session after {tries} tries: {e}"),
+        }
+    };
     s.wait_for("body[data-ready='1']", 30).unwrap();
     let cold = t0.elapsed();
     eprintln!(
