@@ -3,6 +3,9 @@
 # and a short fuzz smoke run. CI (.ci/run) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# No incremental caches: they double the target directory and a clean run never reuses them.
+export CARGO_INCREMENTAL=0
+echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where the build goes"
 bash scripts/deps.sh --with-driver
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
@@ -10,6 +13,8 @@ echo "== Studio frontend: install, type-check, lint, unit tests, build"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm run lint && npm test && npm run build)
 echo "== TypeScript bindings generated from the Rust types are up to date"
 bash scripts/bindings.sh --check
+# The bindings build has a target directory of its own; CI (.ci/run) does not need it again.
+if [ -n "${BLUESPHERE_CI:-}" ]; then rm -rf target/bindings; fi
 
 echo "== fmt, clippy"
 cargo fmt --all -- --check
