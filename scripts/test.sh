@@ -37,6 +37,9 @@ cargo test -q --workspace -- --skip sweep::power_cut_sweep --skip machine_tests:
 echo "== Studio in a real window (Xvfb + WebDriver)"
 cargo test -q -p bluesphere-tests --test studio -- --ignored --nocapture
 
+echo "== Bluetooth LE on a real stack: kernel Bluetooth + bluetoothd + 2 emulated controllers in a qemu guest"
+bash tests/ble-vm/run.sh
+
 echo "== power-cut sweep (device SDK)"
 cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --nocapture
 

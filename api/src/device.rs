@@ -6,6 +6,7 @@ use std::time::Duration;
 use bluesphere_core::proto::{Phase, PushConfig, Request, Response, PROTO_VERSION};
 use bluesphere_host::driver::{self, DeviceSummary, PushOptions};
 use bluesphere_host::serial::SerialConnector;
+use bluesphere_host::transport::AnyConnector;
 pub use bluesphere_host::DeviceEntry;
 use bluesphere_host::{Address, Connector, WallClock};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,18 @@ pub struct Target {
     pub address: Address,
     /// Serial baud rate.
     pub baud: u32,
+}
+
+/// The connector for `target`: its serial baud rate; Bluetooth LE on the adapter named by the
+/// environment variable `BLUESPHERE_BLE_ADAPTER` (`hci0`), else the first one.
+fn connector(target: &Target) -> AnyConnector {
+    AnyConnector::new(target.baud, ble_adapter())
+}
+
+fn ble_adapter() -> Option<String> {
+    std::env::var("BLUESPHERE_BLE_ADAPTER")
+        .ok()
+        .filter(|a| !a.is_empty())
 }
 
 /// Every device a connector sees (serial ports with their USB ids now; BLE next).
@@ -162,7 +175,7 @@ impl From<DeviceSummary> for InfoReport {
 
 /// Ask a device who it is and what it runs.
 pub fn info(target: &Target) -> Result<InfoReport, Error> {
-    let mut link = SerialConnector { baud: target.baud }.open(&target.address)?;
+    let mut link = connector(target).open(&target.address)?;
     Ok(driver::info(&mut link, &WallClock::new())?.into())
 }
 
@@ -187,7 +200,10 @@ pub fn ble_scan(seconds: f64) -> Result<Vec<BleDeviceReport>, Error> {
             format!("a scan lasts 0 to 600 seconds, not {seconds}"),
         ));
     }
-    let found = bluesphere_host::ble::scan(std::time::Duration::from_secs_f64(seconds))?;
+    let found = bluesphere_host::ble::scan_on(
+        ble_adapter().as_deref(),
+        std::time::Duration::from_secs_f64(seconds),
+    )?;
     Ok(found
         .into_iter()
         .map(|d| BleDeviceReport {
@@ -275,10 +291,7 @@ pub fn push(
         .and_then(|b| bluesphere_core::unpack::inspect(&b).ok())
         .and_then(|i| i.components.first().map(|c| c.record.to_version.clone()))
         .unwrap_or_default();
-    let target = match &req.target.address {
-        Address::Serial(p) => p.clone(),
-        Address::UsbSerialNumber(sn) => format!("usb:{sn}"),
-    };
+    let target = req.target.address.to_string();
     let mut entry = crate::history::HistoryEntry {
         time: crate::history::now(),
         job: "push".into(),
@@ -322,9 +335,7 @@ fn push_inner(
         },
         reconnect_for: Duration::from_secs(req.reconnect_seconds),
     };
-    let connector = SerialConnector {
-        baud: req.target.baud,
-    };
+    let connector = connector(&req.target);
     let clock = WallClock::new();
     let mut reconnects = 0u32;
     let started = std::time::Instant::now();
@@ -403,7 +414,7 @@ pub struct ActionReport {
 
 /// Confirm, revert or reboot a device.
 pub fn act(target: &Target, action: Action) -> Result<ActionReport, Error> {
-    let mut link = SerialConnector { baud: target.baud }.open(&target.address)?;
+    let mut link = connector(target).open(&target.address)?;
     let clock = WallClock::new();
     let t = Duration::from_millis(500);
     driver::transact(

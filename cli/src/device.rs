@@ -5,7 +5,6 @@ use std::path::Path;
 
 use bluesphere_api::device::{self as jobs, Target};
 use bluesphere_api::{Cancel, Error};
-use bluesphere_host::Address;
 use serde_json::{json, Value};
 
 use crate::output::Out;
@@ -51,11 +50,8 @@ pub fn scan(out: &Out, seconds: f64) -> Result<Value, Error> {
     Ok(json!({ "devices": to_json(&found)? }))
 }
 
-pub fn info(out: &Out, port: &str, baud: u32) -> Result<Value, Error> {
-    let d = jobs::info(&Target {
-        address: Address::parse(port),
-        baud,
-    })?;
+pub fn info(out: &Out, target: &Target) -> Result<Value, Error> {
+    let d = jobs::info(target)?;
     out.text(&format!(
         "{} {} (uid {}), {} slots, update {}",
         d.product, d.hardware, d.uid, d.mode, d.phase
@@ -85,12 +81,10 @@ pub fn info(out: &Out, port: &str, baud: u32) -> Result<Value, Error> {
     to_json(&d)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn push(
     out: &Out,
     package: &Path,
-    port: &str,
-    baud: u32,
+    target: Target,
     reboot: bool,
     confirm: bool,
     reconnect_for: u64,
@@ -98,10 +92,7 @@ pub fn push(
 ) -> Result<Value, Error> {
     let req = jobs::PushRequest {
         package: package.to_path_buf(),
-        target: Target {
-            address: Address::parse(port),
-            baud,
-        },
+        target,
         reboot,
         confirm,
         reconnect_seconds: reconnect_for,

@@ -144,9 +144,10 @@ enum Cmd {
     Ports,
     /// Scan for devices that take updates over Bluetooth LE (name, signal, address).
     Scan(ScanArgs),
-    /// Ask the device on a serial port who it is and what it runs.
+    /// Ask a device (serial port or Bluetooth LE) who it is and what it runs.
     Info(InfoArgs),
-    /// Push a package to a device over a serial port; resumes after disconnects and resets.
+    /// Push a package to a device over a serial port or Bluetooth LE; resumes after
+    /// disconnects and resets.
     Push(PushArgs),
 }
 
@@ -319,12 +320,39 @@ struct ApplyArgs {
 /// `info`.
 #[derive(clap::Args, Debug)]
 struct InfoArgs {
-    /// Serial port (e.g. /dev/ttyUSB0).
-    #[arg(long)]
-    port: String,
-    /// Baud rate.
+    #[command(flatten)]
+    at: Where,
+}
+
+/// Where the device is: a serial port or a Bluetooth LE device.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false, id = "where")]
+struct Where {
+    /// Serial port (e.g. /dev/ttyUSB0; usb:SERIALNUMBER for a USB adapter by its serial number).
+    #[arg(long, group = "where")]
+    port: Option<String>,
+    /// Bluetooth LE device: its address from `bluesphere scan` (or its advertised name).
+    /// The adapter is the first one, or the one named by BLUESPHERE_BLE_ADAPTER (hci1).
+    #[arg(long, value_name = "ID", group = "where")]
+    ble: Option<String>,
+    /// Serial baud rate.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
+}
+
+impl Where {
+    fn target(&self) -> bluesphere_api::device::Target {
+        use bluesphere_host::Address;
+        let address = match (&self.port, &self.ble) {
+            (_, Some(id)) => Address::Ble(id.clone()),
+            (Some(p), None) => Address::parse(p),
+            (None, None) => Address::Serial(String::new()),
+        };
+        bluesphere_api::device::Target {
+            address,
+            baud: self.baud,
+        }
+    }
 }
 
 /// `push`.
@@ -332,19 +360,15 @@ struct InfoArgs {
 struct PushArgs {
     /// Package file.
     package: PathBuf,
-    /// Serial port (e.g. /dev/ttyUSB0).
-    #[arg(long)]
-    port: String,
-    /// Baud rate.
-    #[arg(long, default_value_t = 115_200)]
-    baud: u32,
+    #[command(flatten)]
+    at: Where,
     /// Leave the update pending (do not restart the device).
     #[arg(long)]
     no_reboot: bool,
     /// Confirm the new image after the restart (otherwise it must confirm itself).
     #[arg(long)]
     confirm: bool,
-    /// Seconds to keep trying to reopen a lost port.
+    /// Seconds to keep trying to reopen a lost link (a Bluetooth LE device is scanned for again).
     #[arg(long, default_value_t = 30)]
     reconnect_for: u64,
 }
@@ -800,19 +824,17 @@ fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
         Cmd::Station(a) => codes::station(a, out, &cancel),
         Cmd::Ports => device::ports(out),
         Cmd::Scan(a) => device::scan(out, a.timeout),
-        Cmd::Info(InfoArgs { port, baud }) => device::info(out, port, *baud),
+        Cmd::Info(InfoArgs { at }) => device::info(out, &at.target()),
         Cmd::Push(PushArgs {
             package,
-            port,
-            baud,
+            at,
             no_reboot,
             confirm,
             reconnect_for,
         }) => device::push(
             out,
             package,
-            port,
-            *baud,
+            at.target(),
             !*no_reboot,
             *confirm,
             *reconnect_for,

@@ -721,12 +721,17 @@ impl VirtualDevice {
                 MAX_CHUNK as u16 + 16,
                 16 * 1024,
             );
+            let mut told = Narrated {
+                server: &mut server,
+                log: &mut *log,
+                shown: 0,
+            };
             loop {
-                match crate::serve::serve(&mut link, &mut server, &mut decoder, &mut *keep_going) {
+                match crate::serve::serve(&mut link, &mut told, &mut decoder, &mut *keep_going) {
                     Served::Reboot => break,
                     Served::Stopped => return Ok(()),
                     Served::Link(e) => {
-                        log(&format!("link error ({e:?}); reopening"));
+                        (told.log)(&format!("link error ({e:?}); reopening"));
                         std::thread::sleep(Duration::from_millis(200));
                         if let Ok(l) = open_link() {
                             link = l;
@@ -738,6 +743,34 @@ impl VirtualDevice {
             decoder.clear();
         }
         Ok(())
+    }
+}
+
+/// The device's server, telling the log how far a transfer got (every 4 KiB of payload).
+struct Narrated<'s, 'a, 'l> {
+    server: &'s mut Server<'a, Flash, FileCodes<'a>, Ws, 4096>,
+    log: &'l mut dyn FnMut(&str),
+    shown: u64,
+}
+
+impl crate::serve::Handler for Narrated<'_, '_, '_> {
+    fn handle(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        let answer = self.server.handle(frame, out);
+        let st = self.server.updater().status();
+        if st.total > 0
+            && st.done != self.shown
+            && (st.done >= self.shown + 4096 || st.done == st.total || st.done < self.shown)
+        {
+            (self.log)(&format!(
+                "received {} of {} payload bytes",
+                st.done, st.total
+            ));
+            self.shown = st.done;
+        }
+        answer
+    }
+    fn take_reboot(&mut self) -> bool {
+        self.server.take_reboot()
     }
 }
 

@@ -326,13 +326,14 @@ fn reconnect<K: Connector, C: Clock>(
         attempt += 1;
         events(Event::Reconnecting { attempt });
         clock.sleep(RECONNECT_PAUSE);
-        if let Ok(l) = connector.open(address) {
-            return Ok(l);
-        }
+        let last = match connector.open(address) {
+            Ok(l) => return Ok(l),
+            Err(e) => e,
+        };
         if clock.now() >= until {
             return Err(HostError::Timeout {
                 what: format!(
-                    "the link to {address} stayed down for {} s",
+                    "the link to {address} stayed down for {} s (last attempt: {last})",
                     opts.reconnect_for.as_secs()
                 ),
                 resume: resume_hint(engine),
@@ -356,10 +357,7 @@ pub fn transact<T, L: Link + ?Sized, C: Clock + ?Sized>(
     let n = req.encode(seq, &mut tx).ok_or(HostError::BadPackage)?;
     let mut dec: FrameDecoder<2600> = FrameDecoder::new();
     let mut rx = [0u8; 1024];
-    let link_err = |link: &L, e: LinkError| HostError::Port {
-        port: link.name(),
-        message: e.to_string(),
-    };
+    let link_err = |link: &L, e: LinkError| link.failure(e.to_string());
     let wait = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
     for _ in 0..5 {
         link.send(&tx[..n]).map_err(|e| link_err(link, e))?;

@@ -23,6 +23,14 @@ pub enum HostError {
         /// What the OS said.
         message: String,
     },
+    /// A Bluetooth LE device could not be reached or used.
+    #[error("Bluetooth LE device {device}: {message}")]
+    Bluetooth {
+        /// Its address or name.
+        device: String,
+        /// What happened.
+        message: String,
+    },
     /// The file is not a package.
     #[error("not a BlueSphere package")]
     BadPackage,
@@ -56,6 +64,14 @@ pub enum HostError {
     /// No Bluetooth here: no adapter, or no Bluetooth service (BlueZ) running.
     #[error("Bluetooth is not available: {0}")]
     NoBluetooth(String),
+    /// No device with that address or name advertised the BlueSphere service.
+    #[error("no BlueSphere device {id} advertised within {secs} s: check that it is on, in range, and not connected to another computer or phone")]
+    NotFound {
+        /// What was looked for.
+        id: String,
+        /// How long.
+        secs: u64,
+    },
     /// The adapter is there but cannot scan.
     #[error("the Bluetooth adapter cannot scan (is it switched off?): {0}")]
     BluetoothOff(String),
@@ -87,7 +103,7 @@ impl HostError {
             HostError::NoPort(_) => "no-port",
             HostError::Permission(_) => "permission-denied",
             HostError::PortBusy(_) => "port-busy",
-            HostError::Port { .. } => "port",
+            HostError::Port { .. } | HostError::Bluetooth { .. } => "port",
             HostError::BadPackage => "bad-package",
             HostError::Refused { reason, .. } => match reason {
                 RefuseReason::UnknownKey => "unknown-key",
@@ -106,6 +122,7 @@ impl HostError {
             HostError::Device(_) | HostError::Status { .. } => "device-error",
             HostError::NoBluetooth(_) => "no-bluetooth",
             HostError::BluetoothOff(_) => "bluetooth-off",
+            HostError::NotFound { .. } => "no-port",
             HostError::Timeout { .. } => "timeout",
             HostError::Cancelled => "cancelled",
         }

@@ -172,6 +172,9 @@ impl SerialConnector {
                 .find(|e| e.serial_number.as_deref() == Some(sn.as_str()))
                 .map(|e| e.address.to_string())
                 .ok_or_else(|| HostError::NoPort(format!("usb:{sn}"))),
+            Address::Ble(_) => Err(HostError::NoPort(format!(
+                "{address} (a Bluetooth LE device, not a serial port)"
+            ))),
         }
     }
 }

@@ -1082,3 +1082,49 @@ fn scan_says_when_there_is_no_bluetooth() {
     let u = bluesphere(p, &["scan", "--timeout", "-1"]);
     assert_eq!(u.code, 2, "{u:?}");
 }
+
+/// `info` and `push` take a serial port or a Bluetooth LE device, exactly one; without
+/// Bluetooth they say so (exit 7) and nothing is written.
+#[test]
+fn info_and_push_over_ble_say_when_there_is_no_bluetooth() {
+    let f = fixture();
+    let p = f.p();
+    let none = bluesphere(p, &["--json", "info"]);
+    assert_eq!(none.code, 2, "{none:?}");
+    let both = bluesphere(
+        p,
+        &["info", "--port", "/dev/null", "--ble", "AA:BB:CC:DD:EE:FF"],
+    );
+    assert_eq!(both.code, 2, "{both:?}");
+    let has_adapter = Path::new("/sys/class/bluetooth")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some());
+    if has_adapter {
+        return;
+    }
+    for args in [
+        &["--json", "info", "--ble", "AA:BB:CC:DD:EE:FF"][..],
+        &[
+            "--json",
+            "push",
+            "nothing.bsp",
+            "--ble",
+            "AA:BB:CC:DD:EE:FF",
+        ][..],
+    ] {
+        let r = bluesphere(p, args);
+        let j = r.json();
+        // push checks the package first: a missing file is a usage/io error before Bluetooth.
+        if args[1] == "push" {
+            assert_ne!(r.code, 0, "{r:?}");
+            continue;
+        }
+        assert_eq!(r.code, 7, "{r:?}");
+        assert_eq!(j["error"]["kind"], "no-bluetooth", "{j}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+    }
+    // The virtual device serves on a port or over Bluetooth LE, not both.
+    let d = bluesphere_tests::device(p, &["serve", "--ble", "--port", "auto"]);
+    assert_eq!(d.code, 2, "{d:?}");
+    f.no_stray_files();
+}

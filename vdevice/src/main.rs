@@ -15,6 +15,8 @@ use bluesphere_device::linux::{DeviceError, DeviceSpec, Mode as PortMode, Virtua
 use bluesphere_device::linux_machine::{MemberFile, VirtualMachine};
 use bluesphere_host::pty::PtyCable;
 use bluesphere_host::serial::UartPort;
+mod ble;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
@@ -105,8 +107,15 @@ struct ServeArgs {
     /// Serial port path; `auto`: make a pseudo-terminal cable, print the path of its host
     /// end on the first line of standard output (for `bluesphere push --port PATH`) and
     /// serve on the other end.
+    #[arg(long, required_unless_present = "ble", conflicts_with = "ble")]
+    port: Option<String>,
+    /// Serve over Bluetooth LE instead: advertise the BlueSphere service through BlueZ
+    /// (needs bluetoothd and an adapter) and serve the central that connects.
     #[arg(long)]
-    port: String,
+    ble: bool,
+    /// The Bluetooth adapter for `--ble` (`hci0`, `hci1`, ...; default: BlueZ's default).
+    #[arg(long, value_name = "HCI", requires = "ble")]
+    adapter: Option<String>,
     /// Baud rate: the device reads at most baud / 10 bytes per second, like a UART (a pty
     /// alone has no line rate).
     #[arg(long, default_value_t = 115_200)]
@@ -190,7 +199,7 @@ fn exit_code(kind: &str) -> u8 {
         | "dependency-too-old" | "unsupported" | "refused" => 5,
         "key" => 6,
         "no-device" | "device-busy" | "wrong-phase" | "no-valid-image" | "module"
-        | "rolled-back" => 7,
+        | "rolled-back" | "no-bluetooth" => 7,
         _ => 1,
     }
 }
@@ -261,6 +270,29 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
         _ => VirtualDevice::open(&cli.flash, delay)?,
     };
     if let Cmd::Serve(a) = &cli.cmd {
+        let parent = std::os::unix::process::parent_id();
+        let mut keep_going =
+            || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
+        if a.ble {
+            let name = format!("{} {}", dev.file.product, dev.file.hardware);
+            let (io, on) = ble::start(a.adapter.clone(), name, |line| {
+                eprintln!("bluesphere-device: {line}")
+            })
+            .map_err(|message| Failure {
+                kind: "no-bluetooth",
+                message: format!("cannot serve over Bluetooth LE: {message}"),
+            })?;
+            eprintln!(
+                "bluesphere-device: serving {} {} over Bluetooth LE on {on}",
+                dev.file.product, dev.file.hardware
+            );
+            let mut io = Some(io);
+            let mut open = || {
+                io.take()
+                    .ok_or_else(|| std::io::Error::other("the Bluetooth service stopped"))
+            };
+            return serve_on(&dev, &mut ws, &mut open, a.auto_confirm, &mut keep_going);
+        }
         let (port, _cable) = port_of(a)?;
         eprintln!(
             "bluesphere-device: serving {} {} on {port}",
@@ -268,17 +300,7 @@ fn run(cli: &Cli) -> Result<Value, Failure> {
         );
         let mut open =
             || UartPort::open(&port, a.baud).map_err(|e| std::io::Error::other(e.to_string()));
-        let parent = std::os::unix::process::parent_id();
-        let mut keep_going =
-            || !a.exit_with_parent || std::os::unix::process::parent_id() == parent;
-        dev.serve(
-            &mut ws,
-            &mut open,
-            a.auto_confirm,
-            &mut |line| eprintln!("bluesphere-device: {line}"),
-            &mut keep_going,
-        )?;
-        return Ok(Value::Null);
+        return serve_on(&dev, &mut ws, &mut open, a.auto_confirm, &mut keep_going);
     }
     let mut up = dev.updater(&mut ws)?;
     let name = &dev.file.component;
@@ -539,10 +561,38 @@ fn machine(cli: &Cli, cmd: &MachineCmd, delay: Option<Duration>) -> Result<Value
     }
 }
 
+/// Serve the device over the links `open` makes, logging to standard error.
+fn serve_on<L: embedded_io::Read + embedded_io::Write>(
+    dev: &VirtualDevice,
+    ws: &mut Ws,
+    open: &mut dyn FnMut() -> Result<L, std::io::Error>,
+    auto_confirm: bool,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<Value, Failure>
+where
+    L::Error: std::fmt::Debug,
+{
+    dev.serve(
+        ws,
+        open,
+        auto_confirm,
+        &mut |line| eprintln!("bluesphere-device: {line}"),
+        keep_going,
+    )?;
+    Ok(Value::Null)
+}
+
 /// The port to serve on, and the cable made for `--port auto` (kept while serving).
 fn port_of(a: &ServeArgs) -> Result<(String, Option<PtyCable>), Failure> {
-    if a.port != "auto" {
-        return Ok((a.port.clone(), None));
+    let Some(port) = a.port.as_deref() else {
+        return Err(Failure {
+            kind: "usage",
+            message: "a whole machine serves on a serial port: give --port PATH or --port auto"
+                .into(),
+        });
+    };
+    if port != "auto" {
+        return Ok((port.to_string(), None));
     }
     let cable = PtyCable::open().map_err(|e| Failure {
         kind: "io",

@@ -3,4 +3,4 @@
 /**
  * Where a device is.
  */
-export type Address = { "transport": "serial", "id": string } | { "transport": "usb-serial-number", "id": string };
+export type Address = { "transport": "serial", "id": string } | { "transport": "usb-serial-number", "id": string } | { "transport": "ble", "id": string };
