@@ -243,7 +243,10 @@ impl Link for BleLink {
 
 impl Drop for BleLink {
     fn drop(&mut self) {
-        let _ = self.rt.block_on(self.peripheral.disconnect());
+        let p = &self.peripheral;
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(3), p.disconnect()).await });
         // The D-Bus streams unregister themselves on drop, which needs the runtime.
         let _inside = self.rt.enter();
         self.notifications = Box::pin(futures::stream::empty());

@@ -116,6 +116,11 @@ impl Session {
     /// Clear a field and type into it.
     pub fn fill(&self, css: &str, text: &str) -> Result<(), String> {
         let e = self.find(css)?;
+        // Typing needs the field in view (not under the status bar), as a user would see it.
+        self.script(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![json!({ ELEMENT: e.0 })],
+        )?;
         call(
             "POST",
             &self.url(&format!("/element/{}/clear", e.0)),
