@@ -46,12 +46,12 @@ cargo test -q -p bluesphere-device --lib sweep::power_cut_sweep -- --exact --noc
 echo "== whole-machine power-cut sweep (main MCU + module + data partition)"
 cargo test -q -p bluesphere-device --lib machine_tests::machine_power_cut_sweep -- --exact --nocapture | grep -v '^machine sweep (seed'
 
-echo "== fuzz (cargo-fuzz on the stable toolchain): input parsers 60 s each, codecs 20 s"
+echo "== fuzz (cargo-fuzz on the stable toolchain): input parsers 45 s each, codecs 20 s"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --version ^0.13 --locked
 fuzz() { # target seconds
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s address "$1" -- -max_total_time="$2" -rss_limit_mb=2048 -malloc_limit_mb=1024 2>&1 | tail -n 2)
 }
-for t in package_parse image_parse activation_parse; do fuzz "$t" "${FUZZ_PARSER_SECONDS:-60}"; done
+for t in package_parse image_parse activation_parse; do fuzz "$t" "${FUZZ_PARSER_SECONDS:-45}"; done
 for t in delta_decode delta_mutate delta_roundtrip proto_parse; do fuzz "$t" "${FUZZ_SECONDS:-20}"; done
 
 echo "== demo"
