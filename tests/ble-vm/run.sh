@@ -22,7 +22,9 @@ fi
 # 2. A Debian kernel and a busybox initramfs, cached by kernel version.
 kpkg_name=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
 kv=${kpkg_name#linux-image-}
-cache=${BLUESPHERE_BLE_CACHE:-/var/cache/bluesphere-ble}/$kv
+default_cache=/var/cache/bluesphere-ble
+[ "$(id -u)" = 0 ] || default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/bluesphere-ble
+cache=${BLUESPHERE_BLE_CACHE:-$default_cache}/$kv
 if [ ! -f "$cache/initramfs.cpio.gz" ]; then
   echo "ble-vm: preparing kernel $kv in $cache"
   rm -rf "$cache"; mkdir -p "$cache"
