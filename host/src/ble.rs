@@ -29,15 +29,21 @@ pub struct BleDevice {
     pub rssi: Option<i16>,
 }
 
-fn no_bluetooth(e: impl std::fmt::Display) -> HostError {
-    let m = e.to_string();
-    // Linux: btleplug talks to BlueZ over the system D-Bus; without it there is no Bluetooth.
-    if m.contains("system_bus_socket") || m.contains("org.bluez") || m.contains("ServiceUnknown") {
-        return HostError::NoBluetooth(format!(
-            "no Bluetooth service (BlueZ) runs on this computer ({m})"
-        ));
+/// `message` (from btleplug or bluer) explained when it means BlueZ is not there: Linux
+/// programs talk to BlueZ over the system D-Bus, and without it there is no Bluetooth.
+pub fn explain_bluez(message: String) -> String {
+    if message.contains("system_bus_socket")
+        || message.contains("org.bluez")
+        || message.contains("ServiceUnknown")
+    {
+        format!("no Bluetooth service (BlueZ) runs on this computer ({message})")
+    } else {
+        message
     }
-    HostError::NoBluetooth(m)
+}
+
+fn no_bluetooth(e: impl std::fmt::Display) -> HostError {
+    HostError::NoBluetooth(explain_bluez(e.to_string()))
 }
 
 /// Scan for `timeout` on the first adapter: the devices that advertise the BlueSphere

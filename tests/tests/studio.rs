@@ -804,6 +804,17 @@ fn studio_end_to_end_in_a_real_window() {
             t.contains("Bluetooth is not available") && t.contains("USB-serial"),
             "{t}"
         );
+        s.script(
+            "document.querySelector('[data-testid=ble-error]').scrollIntoView()",
+            vec![],
+        )
+        .unwrap();
+        for t in ["light", "dark"] {
+            theme(&s, t);
+            let shot = s.screenshot().unwrap();
+            std::fs::write(screens.join(format!("device-no-bluetooth-{t}.png")), shot).unwrap();
+        }
+        theme(&s, "system");
     }
     s.chord(&["\u{E009}"], "1").unwrap();
     s.wait_for("#release-manifest", 10).unwrap();

@@ -109,12 +109,7 @@ pub fn start(
 }
 
 fn explain(e: bluer::Error) -> String {
-    let m = e.to_string();
-    if m.contains("ServiceUnknown") || m.contains("system_bus_socket") || m.contains("org.bluez") {
-        format!("no Bluetooth service (BlueZ) runs on this computer ({m}): start bluetoothd")
-    } else {
-        m
-    }
+    bluesphere_host::ble::explain_bluez(e.to_string())
 }
 
 async fn run(
