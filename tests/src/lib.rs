@@ -208,3 +208,10 @@ impl Default for PtyCable {
         Self::new()
     }
 }
+
+/// True when this computer has a Bluetooth adapter (the CI machines have none).
+pub fn has_bluetooth_adapter() -> bool {
+    std::path::Path::new("/sys/class/bluetooth")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+}
