@@ -54,6 +54,7 @@ else
   fail "absent device" "rc=$rc $out"
 fi
 
+: >"$W/peripheral.log" # this run's device log only (a retried VM starts a new one)
 periph() {
   "$D" --flash "$W/dev" --op-delay-us "${OP_DELAY_US:-2000}" serve --ble --adapter hci1 --auto-confirm \
     >>"$W/peripheral.log" 2>&1 &

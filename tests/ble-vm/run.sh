@@ -90,7 +90,9 @@ for attempt in 1 2; do
   if [ "$code" = 0 ]; then break; fi
   echo "ble-vm: attempt $attempt ended with '${code:-no exit code}' (log: $work/vm.log)"
   if [ "$attempt" = 1 ] && [ -z "${BLE_VM_NO_RETRY:-}" ]; then
-    rm -rf "$work/dev"; cp -a "$work/dev.initial" "$work/dev"
+    cp "$work/vm.log" "$work/vm.attempt1.log"
+    rm -rf "$work/dev" "$work"/*.json "$work"/*.err "$work/peripheral.log" "$work/installed.bin"
+    cp -a "$work/dev.initial" "$work/dev"
     echo "ble-vm: retrying once (the emulated controllers are known to fail to come up now and then)"
   fi
 done
