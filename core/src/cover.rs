@@ -119,9 +119,12 @@ impl<'a> Walk<'a> {
     }
 
     /// The longest exact match of `new[j..]` in the old image: `(old offset, length)`.
+    /// Matches under 4 bytes (shorter than [`SEED`] anyway) come back as `(0, 0)`.
     fn longest(&self, j: usize) -> (usize, usize) {
-        let r = self.index.search_lcp(self.new.get(j..).unwrap_or(&[]));
-        (r.start, r.end.saturating_sub(r.start))
+        match self.index.search_lcp4(self.new.get(j..).unwrap_or(&[])) {
+            Some(r) => (r.start, r.len()),
+            None => (0, 0),
+        }
     }
 
     /// How far a cover on diagonal `i - j` reaches back from `j` (not before `floor`).

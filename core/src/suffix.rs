@@ -7,6 +7,11 @@
 //! with the pattern, so a long match costs its length about once; and once a source has
 //! needed many searches, a sampled key table decides most probes without touching the
 //! source (one cache miss per probe instead of two).
+//!
+//! Long runs of one byte (erased flash, padding: 98% of a 64 MiB UEFI image) are not sorted
+//! whole: only the first and last [`RUN_KEEP`] bytes of a run longer than [`RUN_MIN`] enter
+//! the sorted text, so such a source costs memory and sort time for its content alone. A
+//! match found in that text is mapped back to the source and measured there.
 
 use rayon::prelude::*;
 use std::ops::Range;
@@ -20,12 +25,22 @@ pub(crate) const MAX_LENGTH: usize = suffix_array::MAX_LENGTH;
 /// both interval ends already agree with the pattern), so a long match costs its length
 /// once rather than once per probe. Gives the same answers as `SuffixArray::search_lcp`.
 pub(crate) struct Index<'s> {
+    /// The source.
     pub(crate) s: &'s [u8],
+    /// What is sorted: the source, or its copy with the inside of long runs left out.
+    text: std::borrow::Cow<'s, [u8]>,
+    /// Where the text's pieces come from: `(text offset, source offset)` in increasing
+    /// order (empty when the text is the source).
+    pieces: Vec<(u32, u32)>,
+    /// The runs left out of the text, by byte and longest first.
+    runs: Vec<Run>,
     /// The suffixes in order: index 0 is the empty suffix, then the one-byte suffix (the
     /// last byte) before every longer suffix starting with that byte.
     sa: Vec<u32>,
     /// Where the two-byte prefixes start in `sa`, see [`Prefixes`].
     prefixes: Prefixes,
+    /// Which four-byte strings occur in the text, see [`Quads`].
+    quads: Quads,
     /// Every `SAMPLE`-th suffix of the array as (its first 8 bytes big-endian, its offset):
     /// a search first narrows to `SAMPLE` suffixes on these, which mostly decides each
     /// comparison without reading the source (one cache miss per probe instead of two).
@@ -37,6 +52,113 @@ pub(crate) struct Index<'s> {
     /// Searches before the samples are built (`usize::MAX`: never).
     lazy_after: usize,
 }
+
+/// Which four-byte strings occur in a text: a bit per hash of each, set for every one
+/// there (so a clear bit means the string is not there; a set bit may be a collision).
+/// About 8 bits per text byte (at most 16 MiB), so about one in eight absent strings
+/// passes. Searches with no four-byte match are most of them where the target holds new
+/// or compressed content, and this answers them without touching the suffix array.
+#[derive(Debug)]
+struct Quads {
+    shift: u32,
+    set: Vec<u64>,
+}
+
+impl Quads {
+    fn build(t: &[u8]) -> Self {
+        let bits = (usize::BITS - (t.len().max(1) * 8 - 1).leading_zeros()).clamp(12, 27);
+        let mut set = vec![0u64; 1 << (bits - 6)];
+        let shift = 32 - bits;
+        for w in t.windows(4) {
+            let h = Self::hash(w, shift);
+            set[h >> 6] |= 1 << (h & 63);
+        }
+        Self { shift, set }
+    }
+
+    fn hash(w: &[u8], shift: u32) -> usize {
+        let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        (v.wrapping_mul(0x9E37_79B1) >> shift) as usize
+    }
+
+    /// Whether the first four bytes of `pat` may occur (false: they surely do not).
+    fn may_occur(&self, pat: &[u8]) -> bool {
+        let Some(w) = pat.get(..4) else {
+            return true;
+        };
+        let h = Self::hash(w, self.shift);
+        self.set.get(h >> 6).is_some_and(|b| b >> (h & 63) & 1 == 1)
+    }
+}
+
+/// Runs of one byte longer than this are shortened in the sorted text...
+pub(crate) const RUN_MIN: usize = 1024;
+/// ...to their first and last `RUN_KEEP` bytes.
+pub(crate) const RUN_KEEP: usize = 256;
+
+/// A run of one byte left out of the sorted text: its byte, start and length.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    byte: u8,
+    start: u32,
+    len: u32,
+}
+
+/// A source with the inside of its long runs left out.
+struct Compacted {
+    /// The bytes kept.
+    text: Vec<u8>,
+    /// See [`Index::pieces`].
+    pieces: Vec<(u32, u32)>,
+    /// See [`Index::runs`].
+    runs: Vec<Run>,
+}
+
+/// The source with the inside of every run longer than [`RUN_MIN`] left out; `None` when
+/// that leaves out less than an eighth of it.
+fn compact(s: &[u8]) -> Option<Compacted> {
+    let mut runs = Vec::new();
+    let mut left_out = 0;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        let run = s[i..].iter().take_while(|&&b| b == c).count();
+        if run > RUN_MIN {
+            // Offsets fit in u32: sources are at most MAX_LENGTH bytes.
+            runs.push(Run {
+                byte: c,
+                start: i as u32,
+                len: run as u32,
+            });
+            left_out += run - 2 * RUN_KEEP;
+        }
+        i += run;
+    }
+    if left_out < s.len() / 8 {
+        return None;
+    }
+    let cuts: Vec<(usize, usize)> = runs
+        .iter()
+        .map(|r| {
+            let (a, n) = (r.start as usize, r.len as usize);
+            (a + RUN_KEEP, a + n - RUN_KEEP)
+        })
+        .collect();
+    let mut text = Vec::with_capacity(s.len() - left_out);
+    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut from = 0;
+    for (a, b) in cuts.into_iter().chain([(s.len(), s.len())]) {
+        pieces.push((text.len() as u32, from as u32));
+        text.extend_from_slice(&s[from..a]);
+        from = b;
+    }
+    // By byte, longest first (see `Index::in_runs`).
+    runs.sort_by_key(|r| (r.byte, std::cmp::Reverse(r.len)));
+    Some(Compacted { text, pieces, runs })
+}
+
+/// Candidates [`Index::in_runs`] tries at most.
+const RUN_CANDIDATES: usize = 64;
 
 /// Sampling step of [`Index::samples`] (16 bytes per 32 source bytes).
 const SAMPLE: usize = 32;
@@ -117,25 +239,49 @@ impl<'s> Index<'s> {
 
     /// The index; the samples are built after `lazy_after` searches.
     fn build(s: &'s [u8], lazy_after: usize) -> Self {
+        let (text, pieces, runs) = match compact(s) {
+            Some(c) => (std::borrow::Cow::Owned(c.text), c.pieces, c.runs),
+            None => (std::borrow::Cow::Borrowed(s), Vec::new(), Vec::new()),
+        };
+        let t: &[u8] = &text;
         // On a large source the bucket bounds are counted on another core while the suffix
         // sort (one core) runs; on a small one a thread costs more than the count.
-        let (sa, prefixes) = if s.len() >= PARALLEL_BUCKETS {
-            let (sa, prefixes) = std::thread::scope(|sc| {
-                let counting = sc.spawn(|| Prefixes::count(s));
-                let (_, sa) = SuffixArray::new(s).into_parts();
+        let tables = |t: &[u8]| (Prefixes::count(t), Quads::build(t));
+        let (sa, (prefixes, quads)) = if t.len() >= PARALLEL_BUCKETS {
+            let (sa, tabled) = std::thread::scope(|sc| {
+                let counting = sc.spawn(|| tables(t));
+                let (_, sa) = SuffixArray::new(t).into_parts();
                 (sa, counting.join())
             });
-            (sa, prefixes.unwrap_or_else(|_| Prefixes::count(s)))
+            (sa, tabled.unwrap_or_else(|_| tables(t)))
         } else {
-            (SuffixArray::new(s).into_parts().1, Prefixes::count(s))
+            (SuffixArray::new(t).into_parts().1, tables(t))
         };
         Self {
             s,
+            text,
+            pieces,
+            runs,
             sa,
             prefixes,
+            quads,
             samples: std::sync::OnceLock::new(),
             searches: std::sync::atomic::AtomicUsize::new(0),
             lazy_after,
+        }
+    }
+
+    /// The sorted text's bytes.
+    fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The source offset of text offset `t` (`t` below the text's length).
+    fn to_source(&self, t: usize) -> usize {
+        let k = self.pieces.partition_point(|&(ts, _)| ts as usize <= t);
+        match k.checked_sub(1).and_then(|k| self.pieces.get(k)) {
+            Some(&(ts, ss)) => ss as usize + (t - ts as usize),
+            None => t,
         }
     }
 
@@ -151,7 +297,7 @@ impl<'s> Index<'s> {
         Some(self.samples.get_or_init(|| {
             // Reading the source at every sampled suffix is a cache miss each: on all
             // cores, in place.
-            let (s, sa) = (self.s, &self.sa);
+            let (s, sa) = (self.text(), &self.sa);
             let mut v = vec![(0u64, 0u32); sa.len().div_ceil(SAMPLE)];
             v.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
                 for (k, o) in out.iter_mut().enumerate() {
@@ -174,9 +320,71 @@ impl<'s> Index<'s> {
     }
 
     /// The longest prefix of `pat` found in the source, as `start..start + len`
-    /// (`len(s)..len(s)` when not even its first byte occurs).
+    /// (`len(s)..len(s)` when not even its first byte occurs). With long runs left out of
+    /// the text, the place is the text's longest match and the length is measured in the
+    /// source there.
     pub(crate) fn search_lcp(&self, pat: &[u8]) -> Range<usize> {
-        let s = self.s;
+        let r = self.search_text(pat);
+        if self.pieces.is_empty() {
+            return r;
+        }
+        let found = if r.start >= self.text.len() {
+            self.s.len()..self.s.len()
+        } else {
+            let at = self.to_source(r.start);
+            at..at + lcp(self.s.get(at..).unwrap_or(&[]), pat)
+        };
+        match self.in_runs(pat) {
+            Some(m) if m.len() > found.len() => m,
+            _ => found,
+        }
+    }
+
+    /// For a pattern that starts with more than [`RUN_KEEP`] equal bytes (more than the
+    /// text keeps of a long run): its longest match starting inside a left-out run of that
+    /// byte. A run at least as long as the pattern's run is matched so that both runs end
+    /// together (the bytes after them may match too); else the longest run.
+    fn in_runs(&self, pat: &[u8]) -> Option<Range<usize>> {
+        let &c = pat.first()?;
+        let r = pat.iter().take_while(|&&b| b == c).count();
+        if r <= RUN_KEEP {
+            return None;
+        }
+        let from = self.runs.partition_point(|x| x.byte < c);
+        let mut best: Option<Range<usize>> = None;
+        for run in self.runs[from..].iter().take(RUN_CANDIDATES) {
+            if run.byte != c {
+                break;
+            }
+            let (start, len) = (run.start as usize, run.len as usize);
+            let m = if len >= r {
+                let at = start + len - r;
+                at..at + r + lcp(self.s.get(start + len..).unwrap_or(&[]), &pat[r..])
+            } else {
+                start..start + len
+            };
+            if best.as_ref().is_none_or(|b| m.len() > b.len()) {
+                best = Some(m);
+            }
+            if len < r {
+                break; // the longest shorter run: no later one does better
+            }
+        }
+        best
+    }
+
+    /// [`Self::search_lcp`] when that match is at least 4 bytes long, else `None` (most
+    /// often answered without a search).
+    pub(crate) fn search_lcp4(&self, pat: &[u8]) -> Option<Range<usize>> {
+        if pat.len() < 4 || !self.quads.may_occur(pat) {
+            return None;
+        }
+        Some(self.search_lcp(pat)).filter(|r| r.len() >= 4)
+    }
+
+    /// [`Self::search_lcp`] in the sorted text.
+    fn search_text(&self, pat: &[u8]) -> Range<usize> {
+        let s = self.text();
         let bucket = self.bucket(pat, false);
         if bucket.is_empty() {
             let top = self.bucket(pat, true);
@@ -218,7 +426,8 @@ impl<'s> Index<'s> {
             };
             let at = id * SAMPLE;
             let pos = pos as usize;
-            let cmp = if pos + 8 <= self.s.len() && k != key {
+            let n = self.text.len();
+            let cmp = if pos + 8 <= n && k != key {
                 // Both have 8 real bytes: the first differing byte decides.
                 let l = ((k ^ key).leading_zeros() / 8) as usize;
                 if k < key {
@@ -226,7 +435,7 @@ impl<'s> Index<'s> {
                 } else {
                     Cmp::Greater(l)
                 }
-            } else if pos + 8 <= self.s.len() {
+            } else if pos + 8 <= n {
                 // The same first 8 bytes: compare on from there.
                 self.compare(pat, at, 8)
             } else {
@@ -252,7 +461,7 @@ impl<'s> Index<'s> {
         let suf = self
             .sa
             .get(k)
-            .and_then(|&i| self.s.get(i as usize..))
+            .and_then(|&i| self.text.get(i as usize..))
             .unwrap_or(&[]);
         let from = from.min(suf.len()).min(pat.len());
         let l = from + lcp(&suf[from..], &pat[from..]);
@@ -273,7 +482,7 @@ impl<'s> Index<'s> {
         while p.lo < p.hi {
             let mid = p.lo + (p.hi - p.lo) / 2;
             match self.compare(pat, mid, p.llcp.min(p.rlcp)) {
-                Cmp::Equal => return self.sa[mid] as usize..self.s.len(),
+                Cmp::Equal => return self.sa[mid] as usize..self.text.len(),
                 Cmp::Less(l) => (p.lo, p.llcp) = (mid + 1, l),
                 Cmp::Greater(g) => (p.hi, p.rlcp) = (mid, g),
             }
@@ -281,7 +490,8 @@ impl<'s> Index<'s> {
         // `lo` is where the pattern would go: the suffixes before and after it were the last
         // ones probed on each side (or the bounds given), with common prefixes `llcp`, `rlcp`.
         let i = p.lo;
-        let at = |k: usize| self.sa.get(k).map_or(self.s.len(), |&v| v as usize);
+        let n = self.text.len();
+        let at = |k: usize| self.sa.get(k).map_or(n, |&v| v as usize);
         let left = i > within.start;
         let right = i < within.end;
         if left && (!right || p.llcp > p.rlcp) {
@@ -289,7 +499,7 @@ impl<'s> Index<'s> {
         } else if right {
             at(i)..at(i) + p.rlcp
         } else {
-            self.s.len()..self.s.len()
+            n..n
         }
     }
 }
@@ -425,11 +635,10 @@ mod tests {
             for lazy in [usize::MAX, 0, 100] {
                 let ours = Index::build(&s, lazy);
                 for j in 0..t.len() {
-                    assert_eq!(
-                        ours.search_lcp(&t[j..]),
-                        theirs.search_lcp(&t[j..]),
-                        "at {j}"
-                    );
+                    let want = theirs.search_lcp(&t[j..]);
+                    assert_eq!(ours.search_lcp(&t[j..]), want, "at {j}");
+                    let at_least4 = Some(want.clone()).filter(|r| r.len() >= 4);
+                    assert_eq!(ours.search_lcp4(&t[j..]), at_least4, "at {j}");
                 }
                 // Patterns that are suffixes (and prefixes) of the source itself.
                 for j in (0..s.len()).step_by(7) {
@@ -472,6 +681,88 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A source mostly of long runs (erased flash between pieces of code) is sorted without
+    /// the inside of its runs, and its searches still give true matches of the source:
+    /// every window of 64 bytes that does not reach into a run's inside is found whole,
+    /// and any pattern's answer is a real match there, as long as the crate's answer
+    /// whenever that one avoids the runs' inside too.
+    #[test]
+    fn long_runs_are_left_out_and_matches_stay_true() {
+        let mut s = Vec::new();
+        let mut left_out = vec![];
+        for (k, run) in [5000usize, 1025, 300, 70_000, 1024, 2048]
+            .into_iter()
+            .enumerate()
+        {
+            s.extend(sample(700 + 97 * k, 40 + k as u64, 255));
+            let start = s.len();
+            s.extend(std::iter::repeat_n(
+                [0xFF, 0x00, 0xFF, 0x5A, 0x00, 0xFF][k],
+                run,
+            ));
+            if run > RUN_MIN {
+                left_out.push(start + RUN_KEEP..start + run - RUN_KEEP);
+            }
+        }
+        s.extend(sample(900, 99, 255));
+        let ours = Index::new(&s);
+        let kept: usize = s.len() - left_out.iter().map(|r| r.len()).sum::<usize>();
+        assert_eq!(
+            ours.text().len(),
+            kept,
+            "only the runs' insides are left out"
+        );
+        let mut theirs = SuffixArray::new(&s);
+        theirs.enable_buckets();
+        let inside = |a: usize, b: usize| left_out.iter().any(|r| a < r.end && r.start < b);
+        let true_match =
+            |r: &Range<usize>, pat: &[u8]| r.end <= s.len() && s[r.clone()] == pat[..r.len()];
+        let mut x = 7u64;
+        for j in (0..s.len() - 64).step_by(13) {
+            let pat = &s[j..j + 64];
+            let r = ours.search_lcp(pat);
+            assert!(true_match(&r, pat), "at {j}");
+            if !inside(j, j + 64) {
+                assert_eq!(r.len(), 64, "window at {j}");
+            }
+            // A pattern that leaves the source after a while.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut pat = s[j..j + 64].to_vec();
+            pat[(x % 64) as usize] ^= 0x33;
+            let r = ours.search_lcp(&pat);
+            assert!(true_match(&r, &pat), "changed at {j}");
+            let t = theirs.search_lcp(&pat);
+            if !inside(t.start, t.end) && !inside(r.start, r.end) {
+                assert!(r.len() >= t.len(), "changed at {j}: {r:?} vs {t:?}");
+            }
+        }
+        // Runs of any length are found whole, up to the longest run of their byte (5000
+        // bytes of 0xFF here)...
+        for len in [10, 300, 1000, 4000, 5000, 65_000] {
+            let pat = vec![0xFFu8; len];
+            let r = ours.search_lcp(&pat);
+            assert!(true_match(&r, &pat));
+            assert_eq!(r.len(), len.min(5000), "run of {len}: {r:?}");
+        }
+        // ...and a run with what follows it is found where both end together.
+        for (byte, run_end) in [
+            (0xFFu8, 700 + 5000),
+            (0x5A, 700 + 5000 + 797 + 1025 + 894 + 300 + 991 + 70_000),
+        ] {
+            assert_eq!(s[run_end - 1], byte);
+            assert_ne!(s[run_end], byte);
+            let mut pat = vec![byte; 3000];
+            pat.extend_from_slice(&s[run_end..run_end + 64]);
+            let r = ours.search_lcp(&pat);
+            assert_eq!(r, run_end - 3000..run_end + 64);
+        }
+        // A source without long runs is sorted as it is.
+        let plain = sample(5000, 3, 255);
+        assert_eq!(Index::new(&plain).text().len(), plain.len());
     }
 
     #[test]

@@ -76,15 +76,13 @@ impl<'a> SourceIndex<'a> {
                 }
             }
         }
-        if max >= 4 {
-            let r = self.sa.search_lcp(&new[pos..pos + max]);
+        // Matches under 4 bytes never pay for an offset.
+        if let Some(r) = self.sa.search_lcp4(&new[pos..pos + max]) {
             let l = r.len().min(max);
-            if l >= 4 {
-                let off = r.start as i64 - cursor as i64;
-                let score = l as i64 * 8 - cost(off);
-                if score > best_score {
-                    best = Some((off, l as u32, score));
-                }
+            let off = r.start as i64 - cursor as i64;
+            let score = l as i64 * 8 - cost(off);
+            if score > best_score {
+                best = Some((off, l as u32, score));
             }
         }
         best

@@ -12,7 +12,8 @@ pub(super) fn hash_bits(len: usize) -> u32 {
 }
 pub(super) const NONE: u32 = u32::MAX;
 pub(super) const CHAIN_DEPTH: usize = 48;
-/// How far back the encoder looks for target-history matches (the format allows any distance).
+/// How far back the encoder looks for target-history matches (the format allows any
+/// distance). Farther repeats of old content are still found as source matches.
 pub(super) const LZ_WINDOW: usize = 16 << 20;
 /// Hash-chain depth: thorough up to 8 MiB, lighter above (bounded create time).
 pub(super) fn chain_depth(len: usize) -> usize {
@@ -29,6 +30,10 @@ pub(super) const MAX_MATCH: usize = 1024;
 pub(super) const GOOD_ENOUGH: usize = 256;
 
 /// Hash-chain match finder over the target's own history (positions before the cursor).
+///
+/// `head` and `prev` hold positions plus one, 0 meaning none: the tables start as zeroed
+/// memory (no pass to fill them, and pages of `head` no position hashes to are never
+/// touched).
 pub(super) struct Lz<'a> {
     pub(super) new: &'a [u8],
     pub(super) bits: u32,
@@ -39,11 +44,12 @@ pub(super) struct Lz<'a> {
 
 impl<'a> Lz<'a> {
     pub(super) fn new(new: &'a [u8]) -> Self {
+        let bits = hash_bits(new.len().min(LZ_WINDOW));
         Self {
             new,
-            bits: hash_bits(new.len().min(LZ_WINDOW)),
-            head: vec![NONE; 1 << hash_bits(new.len().min(LZ_WINDOW))],
-            prev: vec![NONE; new.len().min(LZ_WINDOW)],
+            bits,
+            head: vec![0; 1 << bits],
+            prev: vec![0; new.len().min(LZ_WINDOW)],
             inserted: 0,
         }
     }
@@ -61,7 +67,8 @@ impl<'a> Lz<'a> {
             let i = self.inserted;
             let h = Self::hash(&self.new[i..i + 4], self.bits);
             self.prev[i % LZ_WINDOW] = self.head[h];
-            self.head[h] = i as u32;
+            // Positions fit in u32 with one to spare (images are below 4 GiB).
+            self.head[h] = i as u32 + 1;
             self.inserted += 1;
         }
     }
@@ -100,8 +107,8 @@ impl<'a> Lz<'a> {
         if pos + 4 <= self.new.len() && max >= 3 {
             let mut c = self.head[Self::hash(&self.new[pos..pos + 4], self.bits)];
             let mut depth = depth;
-            while c != NONE && depth > 0 {
-                let cand = c as usize;
+            while c != 0 && depth > 0 {
+                let cand = c as usize - 1;
                 if cand >= pos || pos - cand > LZ_WINDOW {
                     break; // a stale ring entry, or beyond the window
                 }
