@@ -51,6 +51,8 @@ const PROBE_EVERY: usize = 1;
 const PROBE_SPAN: usize = 64;
 /// Equal bytes the probed diagonal must have more than the current one to switch.
 const SWITCH: usize = 8;
+/// An anchor's match this long is taken without asking the suffix array.
+const ANCHORED_ENOUGH: usize = 32;
 /// Target bytes per parallel job (large targets only).
 const CHUNK: usize = 512 * 1024;
 
@@ -70,7 +72,7 @@ pub(crate) fn covers<'a>(
     new: &'a [u8],
     stop: &'a AtomicBool,
 ) -> impl Iterator<Item = Cover> + use<'a> {
-    Walk::new(index, new, stop)
+    Walk::new(index, new, 0, stop)
 }
 
 /// All covers of `new`; targets over `parallel_above` bytes are searched in chunks on all
@@ -82,11 +84,12 @@ pub(crate) fn all_covers(
     stop: &AtomicBool,
 ) -> Vec<Cover> {
     if new.len() <= parallel_above {
-        return Walk::new(index, new, stop).collect();
+        return Walk::new(index, new, 0, stop).collect();
     }
     let jobs: Vec<Vec<Cover>> = new
         .par_chunks(CHUNK)
-        .map(|chunk| Walk::new(index, chunk, stop).collect())
+        .enumerate()
+        .map(|(k, chunk)| Walk::new(index, chunk, k * CHUNK, stop).collect())
         .collect();
     jobs.into_iter().flatten().collect()
 }
@@ -96,6 +99,8 @@ struct Walk<'a> {
     old: &'a [u8],
     new: &'a [u8],
     index: &'a Index<'a>,
+    /// Where `new` starts in the whole target (the index's anchors are in its positions).
+    base: usize,
     stop: &'a AtomicBool,
     /// Next position to seek from.
     at: usize,
@@ -106,11 +111,12 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(index: &'a Index<'a>, new: &'a [u8], stop: &'a AtomicBool) -> Self {
+    fn new(index: &'a Index<'a>, new: &'a [u8], base: usize, stop: &'a AtomicBool) -> Self {
         Self {
             old: index.s,
             new,
             index,
+            base,
             stop,
             at: 0,
             gap_from: 0,
@@ -119,12 +125,35 @@ impl<'a> Walk<'a> {
     }
 
     /// The longest exact match of `new[j..]` in the old image: `(old offset, length)`.
-    /// Matches under 4 bytes (shorter than [`SEED`] anyway) come back as `(0, 0)`.
+    /// Inside an anchor (an exact copy found by hashing, whose source bytes the suffix
+    /// array may not hold), the anchor's match. Matches under 4 bytes (shorter than [`SEED`]
+    /// anyway) come back as `(0, 0)`.
     fn longest(&self, j: usize) -> (usize, usize) {
-        match self.index.search_lcp4(self.new.get(j..).unwrap_or(&[])) {
+        let rest = self.new.get(j..).unwrap_or(&[]);
+        let anchored = self.anchored(j, rest);
+        if let Some(a) = anchored.filter(|a| a.1 >= ANCHORED_ENOUGH) {
+            return a;
+        }
+        let found = match self.index.search_lcp4(rest) {
             Some(r) => (r.start, r.len()),
             None => (0, 0),
+        };
+        match anchored {
+            Some(a) if a.1 > found.1 => a,
+            _ => found,
         }
+    }
+
+    /// The match at `j` of the anchor holding it, if any: `(old offset, length)`.
+    fn anchored(&self, j: usize, rest: &[u8]) -> Option<(usize, usize)> {
+        let g = self.base + j;
+        let anchors = self.index.anchors();
+        let a = anchors.get(anchors.partition_point(|a| a.new + a.len <= g))?;
+        if a.new > g {
+            return None;
+        }
+        let o = a.old + (g - a.new);
+        Some((o, lcp(self.old.get(o..).unwrap_or(&[]), rest)))
     }
 
     /// How far a cover on diagonal `i - j` reaches back from `j` (not before `floor`).
@@ -288,14 +317,45 @@ mod tests {
         assert_eq!(pos, new.len() as u64);
     }
 
+    /// The covers with the index made for the pair (anchors found first, their source
+    /// bytes left out of the suffix sort: what `make_delta` uses); the plain index's and
+    /// the chunked walks' covers are checked too.
     fn run(old: &[u8], new: &[u8]) -> Vec<Cover> {
-        let index = Index::new(old);
         let stop = AtomicBool::new(false);
+        let plain = Index::new(old);
+        check(old, new, &all_covers(&plain, new, usize::MAX, &stop));
+        let index = Index::for_pair(old, new);
         let v = all_covers(&index, new, usize::MAX, &stop);
         check(old, new, &v);
         // The chunked path tiles the target too.
         check(old, new, &all_covers(&index, new, 0, &stop));
         v
+    }
+
+    /// A near-identical image whose anchors take most of the source out of the suffix
+    /// sort is still covered whole, also where the new image repeats an anchored piece with
+    /// changes (found by following the anchor's diagonal or the pieces kept at its ends).
+    #[test]
+    fn anchored_sources_still_cover_repeats_with_changes() {
+        let mut r = rnd(5);
+        let old: Vec<u8> = (0..200_000).map(|_| r() as u8).collect();
+        let mut new = old.clone();
+        // The first 4 KiB again at the end, with a changed byte every 100.
+        let mut again = old[..4096].to_vec();
+        for k in (50..4096).step_by(100) {
+            again[k] ^= 0x41;
+        }
+        new.extend_from_slice(&again);
+        let index = Index::for_pair(&old, &new);
+        assert!(index.anchors().iter().any(|a| a.len >= 150_000));
+        let covers = run(&old, &new);
+        let gap: u64 = covers.iter().map(|c| c.gap).sum();
+        assert!(gap <= 64, "{gap} new bytes: {covers:?}");
+        // The repeat is read against the start of the old image.
+        assert!(
+            covers.iter().any(|c| c.old < 200 && c.len >= 3900),
+            "{covers:?}"
+        );
     }
 
     #[test]

@@ -28,15 +28,16 @@ pub const MAX_IMAGE: u64 = u32::MAX as u64;
 
 /// Find matches of `new` in `old` and return the segments describing `new`.
 pub fn find_segments(old: &[u8], new: &[u8]) -> Result<Vec<Segment>, DiffError> {
-    find_segments_indexed(&index_source(old)?, new)
+    find_segments_indexed(&index_source(old, new)?, new)
 }
 
-/// The suffix array of `old`, if it is not beyond what the array can index.
-fn index_source(old: &[u8]) -> Result<delta::SourceIndex<'_>, DiffError> {
+/// The index of `old` for finding `new` in it, if `old` is not beyond what a suffix array
+/// can index.
+fn index_source<'a>(old: &'a [u8], new: &[u8]) -> Result<delta::SourceIndex<'a>, DiffError> {
     if old.len() > crate::suffix::MAX_LENGTH {
         return Err(DiffError::Controls("source image too large to index"));
     }
-    Ok(delta::SourceIndex::new(old))
+    Ok(delta::SourceIndex::for_pair(old, new))
 }
 
 /// [`find_segments`] with the source's index built beforehand (it is also what
@@ -270,7 +271,7 @@ pub fn make_delta_until(
     }
     // One suffix array of the source serves the match search and the encoder's source
     // matches in literal regions.
-    let index = index_source(old)?;
+    let index = index_source(old, new)?;
     if !old.is_empty() && !new.is_empty() && new.len() as u64 <= params.block_size() {
         // One block: code it on a second thread while the matches are still being found.
         let covers = crate::cover::covers(index.suffixes(), new, stop);

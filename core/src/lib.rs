@@ -11,6 +11,8 @@
 )]
 
 pub mod activation;
+#[cfg(feature = "std")]
+mod anchor;
 pub mod crc;
 pub mod delta;
 mod range_coder;

@@ -13,6 +13,7 @@
 //! the sorted text, so such a source costs memory and sort time for its content alone. A
 //! match found in that text is mapped back to the source and measured there.
 
+use crate::anchor::Anchor;
 use rayon::prelude::*;
 use std::ops::Range;
 use suffix_array::SuffixArray;
@@ -34,6 +35,9 @@ pub(crate) struct Index<'s> {
     pieces: Vec<(u32, u32)>,
     /// The runs left out of the text, by byte and longest first.
     runs: Vec<Run>,
+    /// Copies of the source in the target the index was built for (see
+    /// [`Index::for_pair`]), in target order.
+    anchors: Vec<Anchor>,
     /// The suffixes in order: index 0 is the empty suffix, then the one-byte suffix (the
     /// last byte) before every longer suffix starting with that byte.
     sa: Vec<u32>,
@@ -114,11 +118,12 @@ struct Compacted {
     runs: Vec<Run>,
 }
 
-/// The source with the inside of every run longer than [`RUN_MIN`] left out; `None` when
-/// that leaves out less than an eighth of it.
-fn compact(s: &[u8]) -> Option<Compacted> {
+/// The source with the inside of every run longer than [`RUN_MIN`] and of every anchor of
+/// at least [`CUT_ANCHOR`] bytes left out; `None` when that leaves out less than an eighth
+/// of it.
+fn compact(s: &[u8], anchors: &[Anchor]) -> Option<Compacted> {
     let mut runs = Vec::new();
-    let mut left_out = 0;
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < s.len() {
         let c = s[i];
@@ -130,24 +135,30 @@ fn compact(s: &[u8]) -> Option<Compacted> {
                 start: i as u32,
                 len: run as u32,
             });
-            left_out += run - 2 * RUN_KEEP;
+            cuts.push((i + RUN_KEEP, i + run - RUN_KEEP));
         }
         i += run;
     }
+    for a in anchors.iter().filter(|a| a.len >= CUT_ANCHOR) {
+        cuts.push((a.old + ANCHOR_KEEP, a.old + a.len - ANCHOR_KEEP));
+    }
+    // In order, merged where they overlap.
+    cuts.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(cuts.len());
+    for (a, b) in cuts {
+        match merged.last_mut() {
+            Some(m) if a <= m.1 => m.1 = m.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let left_out: usize = merged.iter().map(|(a, b)| b - a).sum();
     if left_out < s.len() / 8 {
         return None;
     }
-    let cuts: Vec<(usize, usize)> = runs
-        .iter()
-        .map(|r| {
-            let (a, n) = (r.start as usize, r.len as usize);
-            (a + RUN_KEEP, a + n - RUN_KEEP)
-        })
-        .collect();
     let mut text = Vec::with_capacity(s.len() - left_out);
-    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut pieces = Vec::with_capacity(merged.len() + 1);
     let mut from = 0;
-    for (a, b) in cuts.into_iter().chain([(s.len(), s.len())]) {
+    for (a, b) in merged.into_iter().chain([(s.len(), s.len())]) {
         pieces.push((text.len() as u32, from as u32));
         text.extend_from_slice(&s[from..a]);
         from = b;
@@ -156,6 +167,12 @@ fn compact(s: &[u8]) -> Option<Compacted> {
     runs.sort_by_key(|r| (r.byte, std::cmp::Reverse(r.len)));
     Some(Compacted { text, pieces, runs })
 }
+
+/// Anchors at least this long are left out of the sorted text...
+pub(crate) const CUT_ANCHOR: usize = 1024;
+/// ...but for their first and last `ANCHOR_KEEP` bytes (a match reaching into an anchored
+/// stretch from outside is still found there).
+pub(crate) const ANCHOR_KEEP: usize = 128;
 
 /// Candidates [`Index::in_runs`] tries at most.
 const RUN_CANDIDATES: usize = 64;
@@ -234,12 +251,25 @@ impl Prefixes {
 
 impl<'s> Index<'s> {
     pub(crate) fn new(s: &'s [u8]) -> Self {
-        Self::build(s, LAZY_SAMPLES)
+        Self::build(s, LAZY_SAMPLES, Vec::new())
+    }
+
+    /// The index of `s` for finding `new` in it: the stretches of `new` that are long
+    /// exact copies of `s` are found first ([`crate::anchor`]), and the source bytes they
+    /// account for are left out of the suffix sort (matches there come from the anchors,
+    /// see [`Index::anchors`]).
+    pub(crate) fn for_pair(s: &'s [u8], new: &[u8]) -> Self {
+        Self::build(s, LAZY_SAMPLES, crate::anchor::find(s, new))
+    }
+
+    /// The anchors of the target this index was built for (empty for [`Index::new`]).
+    pub(crate) fn anchors(&self) -> &[Anchor] {
+        &self.anchors
     }
 
     /// The index; the samples are built after `lazy_after` searches.
-    fn build(s: &'s [u8], lazy_after: usize) -> Self {
-        let (text, pieces, runs) = match compact(s) {
+    fn build(s: &'s [u8], lazy_after: usize, anchors: Vec<Anchor>) -> Self {
+        let (text, pieces, runs) = match compact(s, &anchors) {
             Some(c) => (std::borrow::Cow::Owned(c.text), c.pieces, c.runs),
             None => (std::borrow::Cow::Borrowed(s), Vec::new(), Vec::new()),
         };
@@ -262,6 +292,7 @@ impl<'s> Index<'s> {
             text,
             pieces,
             runs,
+            anchors,
             sa,
             prefixes,
             quads,
@@ -633,7 +664,7 @@ mod tests {
             let mut theirs = SuffixArray::new(&s);
             theirs.enable_buckets();
             for lazy in [usize::MAX, 0, 100] {
-                let ours = Index::build(&s, lazy);
+                let ours = Index::build(&s, lazy, Vec::new());
                 for j in 0..t.len() {
                     let want = theirs.search_lcp(&t[j..]);
                     assert_eq!(ours.search_lcp(&t[j..]), want, "at {j}");
@@ -658,7 +689,7 @@ mod tests {
             let mut theirs = SuffixArray::new(s);
             theirs.enable_buckets();
             for lazy in [usize::MAX, 0] {
-                let ours = Index::build(s, lazy);
+                let ours = Index::build(s, lazy, Vec::new());
                 let pats: [&[u8]; 11] = [
                     &[5],
                     &[6],

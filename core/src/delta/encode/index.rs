@@ -20,6 +20,16 @@ impl<'a> SourceIndex<'a> {
         }
     }
 
+    /// The index of `old` for coding `new` against it: the stretches of `new` copied from
+    /// `old` are found by hashing first, and the old bytes they account for are not
+    /// sorted (faster and smaller on near-identical images; the match search takes those
+    /// stretches from the anchors). Refused like [`SourceIndex::new`].
+    pub fn for_pair(old: &'a [u8], new: &[u8]) -> Self {
+        Self {
+            sa: crate::suffix::Index::for_pair(old, new),
+        }
+    }
+
     /// The indexed source.
     pub fn source(&self) -> &'a [u8] {
         self.sa.s
