@@ -325,4 +325,29 @@ mod tests {
         let a = find(&old, &new);
         check(&old, &new, &a);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any pair built from moved, repeated and changed pieces of the old image: every
+        /// anchor is an exact copy, in order and apart.
+        #[test]
+        fn anchors_are_exact_copies(seed in proptest::prelude::any::<u64>(),
+                                    len in 0usize..60_000,
+                                    pieces in proptest::collection::vec((0usize..60_000, 0usize..5000, 0u8..4), 0..12)) {
+            let old = bytes(len, seed);
+            let mut new = Vec::new();
+            for (at, n, how) in pieces {
+                let at = at.min(old.len());
+                let piece = &old[at..(at + n).min(old.len())];
+                match how {
+                    0 => new.extend_from_slice(piece),
+                    1 => new.extend(piece.iter().enumerate().map(|(k, &b)| if k % 97 == 5 { !b } else { b })),
+                    2 => new.extend(vec![0xFF; n]),
+                    _ => new.extend(bytes(n, seed ^ n as u64)),
+                }
+            }
+            check(&old, &new, &find(&old, &new));
+        }
+    }
 }
