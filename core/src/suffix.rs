@@ -180,7 +180,7 @@ const RUN_CANDIDATES: usize = 64;
 /// Sampling step of [`Index::samples`] (16 bytes per 32 source bytes).
 const SAMPLE: usize = 32;
 /// See [`Index::samples`].
-const LAZY_SAMPLES: usize = 1 << 20;
+const LAZY_SAMPLES: usize = 1 << 16;
 
 impl std::fmt::Debug for Index<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
