@@ -10,8 +10,11 @@
 //!
 //! Long runs of one byte (erased flash, padding: 98% of a 64 MiB UEFI image) are not sorted
 //! whole: only the first and last [`RUN_KEEP`] bytes of a run longer than [`RUN_MIN`] enter
-//! the sorted text, so such a source costs memory and sort time for its content alone. A
-//! match found in that text is mapped back to the source and measured there.
+//! the sorted text, so such a source costs memory and sort time for its content alone. An
+//! index made for a pair ([`Index::for_pair`]) also leaves out the inside of the source
+//! stretches the target copies whole ([`crate::anchor`]; the cover finder takes matches
+//! there from the anchors). A match found in the shortened text is mapped back to the
+//! source and measured there.
 
 use crate::anchor::Anchor;
 use rayon::prelude::*;

@@ -148,7 +148,9 @@ impl<'a> Lz<'a> {
 }
 
 /// Matches inside a block's difference stream (within the decoder's window). The stream
-/// `d` is passed to each call: it grows while the block is coded.
+/// `d` is passed to each call: it grows while the block is coded. The chain links are a
+/// ring over the window (older positions are never candidates), so a block costs no more
+/// memory than its window.
 pub(super) struct DiffLz {
     pub(super) head: Vec<u32>,
     pub(super) prev: Vec<u32>,
@@ -162,7 +164,7 @@ impl DiffLz {
     pub(super) fn new(window: usize) -> Self {
         Self {
             head: vec![NONE; 1 << DIFF_HASH_BITS],
-            prev: Vec::new(),
+            prev: vec![NONE; window.next_power_of_two()],
             inserted: 0,
             window,
         }
@@ -170,7 +172,6 @@ impl DiffLz {
 
     pub(super) fn reset(&mut self) {
         self.head.fill(NONE);
-        self.prev.clear();
         self.inserted = 0;
     }
 
@@ -183,14 +184,17 @@ impl DiffLz {
         Some((v.wrapping_mul(0x9E37_79B1) >> (32 - DIFF_HASH_BITS)) as usize)
     }
 
+    /// The ring slot of position `i`.
+    fn link(&self, i: usize) -> usize {
+        i & (self.prev.len() - 1)
+    }
+
     pub(super) fn insert_upto(&mut self, d: &[u8], j: usize) {
-        if self.prev.len() < j {
-            self.prev.resize(j, NONE);
-        }
         while self.inserted < j {
             let i = self.inserted;
             if let Some(h) = Self::key(d, i) {
-                self.prev[i] = self.head[h];
+                let l = self.link(i);
+                self.prev[l] = self.head[h];
                 self.head[h] = i as u32;
             }
             self.inserted += 1;
@@ -231,8 +235,15 @@ impl DiffLz {
         if let Some(h) = Self::key(d, j) {
             let mut c = self.head[h];
             let mut depth = 32;
+            // Links only go back: one that does not was overwritten in the ring (its
+            // position is older than the window).
+            let mut last = j;
             while c != NONE && depth > 0 {
                 let cand = c as usize;
+                if cand >= last {
+                    break;
+                }
+                last = cand;
                 let dist = j - cand;
                 if dist > lim {
                     break;
@@ -243,7 +254,7 @@ impl DiffLz {
                     best_score = score;
                     best = Some((dist as u32, l as u32));
                 }
-                c = self.prev[cand];
+                c = self.prev[self.link(cand)];
                 depth -= 1;
             }
         }
