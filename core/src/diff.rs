@@ -41,7 +41,9 @@ fn index_source<'a>(old: &'a [u8], new: &[u8]) -> Result<delta::SourceIndex<'a>,
 }
 
 /// [`find_segments`] with the source's index built beforehand (it is also what
-/// [`delta::encode_indexed`] searches).
+/// [`delta::encode_indexed`] searches): [`delta::SourceIndex::new`], or
+/// [`delta::SourceIndex::for_pair`] made for this same `new` (made for another target, its
+/// anchors only cost matches, never correctness: every match is measured in the images).
 pub fn find_segments_indexed(
     index: &delta::SourceIndex<'_>,
     new: &[u8],
@@ -61,8 +63,9 @@ fn find_segments_until(
             len: new.len() as u64,
         }]);
     }
-    // Targets over 8 MiB are searched in parallel chunks.
-    let covers = crate::cover::all_covers(index.suffixes(), new, 8 << 20, stop);
+    // Targets over 2 MiB are searched in parallel chunks (1 MiB cost 0.65% on a u-boot pair:
+    // covers end at chunk boundaries).
+    let covers = crate::cover::all_covers(index.suffixes(), new, 2 << 20, stop);
     if stop.load(Ordering::Relaxed) {
         return Err(DiffError::Cancelled);
     }
