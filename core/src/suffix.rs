@@ -67,25 +67,26 @@ pub(crate) struct Index<'s> {
 /// or compressed content, and this answers them without touching the suffix array.
 #[derive(Debug)]
 struct Quads {
-    shift: u32,
+    bits: u32,
     set: Vec<u64>,
+}
+
+/// A `bits`-bit hash of the first four bytes of `b` (multiplicative; `b` holds at least
+/// four bytes): the four-byte table's here, the encoder's hash chains' too.
+pub(crate) fn hash4(b: &[u8], bits: u32) -> usize {
+    let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
 }
 
 impl Quads {
     fn build(t: &[u8]) -> Self {
         let bits = (usize::BITS - (t.len().max(1) * 8 - 1).leading_zeros()).clamp(12, 27);
         let mut set = vec![0u64; 1 << (bits - 6)];
-        let shift = 32 - bits;
         for w in t.windows(4) {
-            let h = Self::hash(w, shift);
+            let h = hash4(w, bits);
             set[h >> 6] |= 1 << (h & 63);
         }
-        Self { shift, set }
-    }
-
-    fn hash(w: &[u8], shift: u32) -> usize {
-        let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        (v.wrapping_mul(0x9E37_79B1) >> shift) as usize
+        Self { bits, set }
     }
 
     /// Whether the first four bytes of `pat` may occur (false: they surely do not).
@@ -93,15 +94,15 @@ impl Quads {
         let Some(w) = pat.get(..4) else {
             return true;
         };
-        let h = Self::hash(w, self.shift);
+        let h = hash4(w, self.bits);
         self.set.get(h >> 6).is_some_and(|b| b >> (h & 63) & 1 == 1)
     }
 }
 
 /// Runs of one byte longer than this are shortened in the sorted text...
-pub(crate) const RUN_MIN: usize = 1024;
+const RUN_MIN: usize = 1024;
 /// ...to their first and last `RUN_KEEP` bytes.
-pub(crate) const RUN_KEEP: usize = 256;
+const RUN_KEEP: usize = 256;
 
 /// A run of one byte left out of the sorted text: its byte, start and length.
 #[derive(Debug, Clone, Copy)]
@@ -172,10 +173,10 @@ fn compact(s: &[u8], anchors: &[Anchor]) -> Option<Compacted> {
 }
 
 /// Anchors at least this long are left out of the sorted text...
-pub(crate) const CUT_ANCHOR: usize = 1024;
+const CUT_ANCHOR: usize = 1024;
 /// ...but for their first and last `ANCHOR_KEEP` bytes (a match reaching into an anchored
 /// stretch from outside is still found there).
-pub(crate) const ANCHOR_KEEP: usize = 128;
+const ANCHOR_KEEP: usize = 128;
 
 /// Candidates [`Index::in_runs`] tries at most.
 const RUN_CANDIDATES: usize = 64;
@@ -305,11 +306,6 @@ impl<'s> Index<'s> {
         }
     }
 
-    /// The sorted text's bytes.
-    fn text(&self) -> &[u8] {
-        &self.text
-    }
-
     /// The source offset of text offset `t` (`t` below the text's length).
     fn to_source(&self, t: usize) -> usize {
         let k = self.pieces.partition_point(|&(ts, _)| ts as usize <= t);
@@ -331,7 +327,7 @@ impl<'s> Index<'s> {
         Some(self.samples.get_or_init(|| {
             // Reading the source at every sampled suffix is a cache miss each: on all
             // cores, in place.
-            let (s, sa) = (self.text(), &self.sa);
+            let (s, sa) = (&*self.text, &self.sa);
             let mut v = vec![(0u64, 0u32); sa.len().div_ceil(SAMPLE)];
             v.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
                 for (k, o) in out.iter_mut().enumerate() {
@@ -418,7 +414,7 @@ impl<'s> Index<'s> {
 
     /// [`Self::search_lcp`] in the sorted text.
     fn search_text(&self, pat: &[u8]) -> Range<usize> {
-        let s = self.text();
+        let s = &*self.text;
         let bucket = self.bucket(pat, false);
         if bucket.is_empty() {
             let top = self.bucket(pat, true);
@@ -743,11 +739,7 @@ mod tests {
         s.extend(sample(900, 99, 255));
         let ours = Index::new(&s);
         let kept: usize = s.len() - left_out.iter().map(|r| r.len()).sum::<usize>();
-        assert_eq!(
-            ours.text().len(),
-            kept,
-            "only the runs' insides are left out"
-        );
+        assert_eq!(ours.text.len(), kept, "only the runs' insides are left out");
         let mut theirs = SuffixArray::new(&s);
         theirs.enable_buckets();
         let inside = |a: usize, b: usize| left_out.iter().any(|r| a < r.end && r.start < b);
@@ -796,7 +788,7 @@ mod tests {
         }
         // A source without long runs is sorted as it is.
         let plain = sample(5000, 3, 255);
-        assert_eq!(Index::new(&plain).text().len(), plain.len());
+        assert_eq!(Index::new(&plain).text.len(), plain.len());
     }
 
     #[test]

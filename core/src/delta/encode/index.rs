@@ -20,8 +20,8 @@ impl<'a> SourceIndex<'a> {
         }
     }
 
-    /// The index of `old` for coding `new` against it: the stretches of `new` copied from
-    /// `old` are found by hashing first, and the old bytes they account for are not
+    /// The index of `old` for coding `new` against it: the stretches of `new` equal to
+    /// stretches of `old` are found by hashing first, and the old bytes they account for are not
     /// sorted (faster and smaller on near-identical images; the match search takes those
     /// stretches from the anchors). Refused like [`SourceIndex::new`].
     pub fn for_pair(old: &'a [u8], new: &[u8]) -> Self {

@@ -55,8 +55,7 @@ impl<'a> Lz<'a> {
     }
 
     pub(super) fn hash(b: &[u8], bits: u32) -> usize {
-        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
+        crate::suffix::hash4(b, bits)
     }
 
     pub(super) fn insert_upto(&mut self, pos: usize) {
@@ -180,8 +179,7 @@ impl DiffLz {
         if b == [0, 0, 0, 0] {
             return None;
         }
-        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        Some((v.wrapping_mul(0x9E37_79B1) >> (32 - DIFF_HASH_BITS)) as usize)
+        Some(crate::suffix::hash4(b, DIFF_HASH_BITS))
     }
 
     /// The ring slot of position `i`.
