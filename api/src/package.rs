@@ -147,6 +147,20 @@ pub fn load_private(path: &Path, secrets: &dyn Secrets) -> Result<SigningKey, Er
     r.map_err(|e| Error::from(e).context(path.display()))
 }
 
+/// Load a private key for signing packages (see [`keys::load_signer`]), asking `secrets`
+/// for its passphrase if it is encrypted.
+pub fn load_signer(path: &Path, secrets: &dyn Secrets) -> Result<keys::Signer, Error> {
+    let pem = read_pem(path)?;
+    let r = match keys::load_signer(&pem, None) {
+        Err(KeyError::NeedPassphrase) => match secrets.passphrase(path, Purpose::Unlock)? {
+            Some(p) => keys::load_signer(&pem, Some(&p)),
+            None => Err(KeyError::NeedPassphrase),
+        },
+        r => r,
+    };
+    r.map_err(|e| Error::from(e).context(path.display()))
+}
+
 /// Load public keys (a private key file gives its public key too).
 pub fn load_publics(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, Error> {
     paths
@@ -381,7 +395,7 @@ pub fn pack(
     files::check_output(&req.out, &inputs)?;
     let deps = parse_depends(&req.depends)?;
     let params = params(req.profile, req.block_kib)?;
-    let signing = load_private(&req.key, secrets)?;
+    let signing = load_signer(&req.key, secrets)?;
     progress.event(Event::Stage {
         name: "read".into(),
         component: 0,
@@ -436,7 +450,7 @@ pub(crate) fn now_secs() -> u64 {
 /// it says, and the seconds spent making and signing it.
 pub(crate) fn sign_and_write(
     spec: &PackageSpec,
-    signing: &SigningKey,
+    signing: &keys::Signer,
     out: &Path,
     progress: &dyn Progress,
     cancel: &Cancel,

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::{self, MAX_TEXT};
 use crate::package::{
-    load_image, load_package, load_private, load_publics, now_secs, params, parse_depends, rebuild,
+    load_image, load_package, load_publics, load_signer, now_secs, params, parse_depends, rebuild,
     require_key, sign_and_write, AddressRange, InputFormat, Profile,
 };
 use crate::progress::{Cancel, Event, Progress};
@@ -198,7 +198,7 @@ pub fn pack_release(
         }
     }
     files::check_output(&out, &inputs)?;
-    let signing = load_private(&key, secrets)?;
+    let signing = load_signer(&key, secrets)?;
     let of = m.components.len();
     let mut specs = Vec::with_capacity(of);
     for (i, c) in m.components.iter().enumerate() {

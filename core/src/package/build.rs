@@ -11,7 +11,10 @@ use crate::package::{key_id, sha2_digest, Codec, PayloadKind};
 use crate::version::Version;
 use crate::Progress;
 use core::sync::atomic::{AtomicBool, Ordering};
-use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+use p256::ecdsa::{
+    signature::{Keypair, Signer},
+    Signature, VerifyingKey,
+};
 
 /// What to put in one component.
 #[derive(Debug, Clone)]
@@ -106,19 +109,20 @@ fn check_version(v: &str, what: &str) -> Result<(), BuildError> {
     })
 }
 
-/// Build and sign a package. `progress` receives [`Progress`] events.
-pub fn build_package(
+/// Build and sign a package with `key` (a `p256` signing key, or a
+/// [`crate::keys::Signer`]). `progress` receives [`Progress`] events.
+pub fn build_package<K: Signer<Signature> + Keypair<VerifyingKey = VerifyingKey>>(
     spec: &PackageSpec,
-    key: &SigningKey,
+    key: &K,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<u8>, BuildError> {
     build_package_until(spec, key, progress, &crate::diff::NEVER)
 }
 
 /// [`build_package`] that ends with [`BuildError::Cancelled`] soon after `stop` is set.
-pub fn build_package_until(
+pub fn build_package_until<K: Signer<Signature> + Keypair<VerifyingKey = VerifyingKey>>(
     spec: &PackageSpec,
-    key: &SigningKey,
+    key: &K,
     progress: &mut dyn FnMut(Progress),
     stop: &AtomicBool,
 ) -> Result<Vec<u8>, BuildError> {
@@ -228,7 +232,7 @@ pub fn build_package_until(
         sig_len: SIGNATURE_LEN as u16,
         key_id: {
             let mut id = [0u8; KEY_ID_LEN];
-            id.copy_from_slice(&key_id(key.verifying_key())[..KEY_ID_LEN]);
+            id.copy_from_slice(&key_id(&key.verifying_key())[..KEY_ID_LEN]);
             id
         },
         payload_len: payloads.len() as u64,
@@ -236,7 +240,9 @@ pub fn build_package_until(
     let mut out = Vec::with_capacity(HEADER_LEN + m.len() + SIGNATURE_LEN + payloads.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&m);
-    let sig: Signature = key.sign(&out);
+    let sig: Signature = key.try_sign(&out).map_err(|_| {
+        BuildError::Invalid("signing failed: the system gave no random numbers".into())
+    })?;
     out.extend_from_slice(&sig.to_bytes());
     out.extend_from_slice(&payloads);
     // Self-check: what we write must parse.
