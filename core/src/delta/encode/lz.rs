@@ -155,6 +155,9 @@ pub(super) struct DiffLz {
     pub(super) prev: Vec<u32>,
     pub(super) inserted: usize,
     pub(super) window: usize,
+    /// During a search: `gains[k]` is the estimated cost of coding the first `k` differences
+    /// from the search position one by one (filled as far as a candidate has matched).
+    gains: Vec<i64>,
 }
 
 pub(super) const DIFF_HASH_BITS: u32 = 14;
@@ -166,6 +169,7 @@ impl DiffLz {
             prev: vec![NONE; window.next_power_of_two()],
             inserted: 0,
             window,
+            gains: Vec::with_capacity(MAX_MATCH + 1),
         }
     }
 
@@ -209,14 +213,22 @@ impl DiffLz {
         let est = |x: u8| if x == 0 { 2i64 } else { 112 };
         let bits = |v: u64| i64::from(64 - v.leading_zeros() as u8);
         let max = max.min(MAX_MATCH);
-        let eval = |c: usize| {
-            let mut l = 0;
-            let mut gain = 0i64;
-            while l < max && d[c + l] == d[j + l] {
-                gain += est(d[j + l]);
-                l += 1;
+        let Some(here) = d.get(j..j + max) else {
+            return None;
+        };
+        // A candidate's length by comparing 8 bytes at a time; its gain is a prefix sum
+        // over the differences from `j`, shared by every candidate.
+        let (prev, mask) = (&self.prev, self.prev.len() - 1);
+        let gains = &mut self.gains;
+        gains.clear();
+        gains.push(0);
+        let mut eval = |c: usize| {
+            let l = crate::suffix::lcp(&d[c..c + max], here);
+            while gains.len() <= l {
+                let k = gains.len() - 1;
+                gains.push(gains[k] + est(here[k]));
             }
-            (l, gain)
+            (l, gains[l])
         };
         let mut best: Option<(u32, u32)> = None;
         // Accept a match only if it saves about 12 bits over coding its bytes one by one.
@@ -252,7 +264,7 @@ impl DiffLz {
                     best_score = score;
                     best = Some((dist as u32, l as u32));
                 }
-                c = self.prev[self.link(cand)];
+                c = prev[cand & mask];
                 depth -= 1;
             }
         }
