@@ -136,24 +136,26 @@ fn read_pem(path: &Path) -> Result<String, Error> {
 
 /// Load a private key, asking `secrets` for its passphrase if it is encrypted.
 pub fn load_private(path: &Path, secrets: &dyn Secrets) -> Result<SigningKey, Error> {
-    let pem = read_pem(path)?;
-    let r = match keys::load_private(&pem, None) {
-        Err(KeyError::NeedPassphrase) => match secrets.passphrase(path, Purpose::Unlock)? {
-            Some(p) => keys::load_private(&pem, Some(&p)),
-            None => Err(KeyError::NeedPassphrase),
-        },
-        r => r,
-    };
-    r.map_err(|e| Error::from(e).context(path.display()))
+    read_private(path, secrets, keys::load_private)
 }
 
 /// Load a private key for signing packages (see [`keys::load_signer`]), asking `secrets`
 /// for its passphrase if it is encrypted.
 pub fn load_signer(path: &Path, secrets: &dyn Secrets) -> Result<keys::Signer, Error> {
+    read_private(path, secrets, keys::load_signer)
+}
+
+/// Read the key file at `path` with `read`, asking `secrets` for its passphrase if it is
+/// encrypted.
+fn read_private<T>(
+    path: &Path,
+    secrets: &dyn Secrets,
+    read: fn(&str, Option<&str>) -> Result<T, KeyError>,
+) -> Result<T, Error> {
     let pem = read_pem(path)?;
-    let r = match keys::load_signer(&pem, None) {
+    let r = match read(&pem, None) {
         Err(KeyError::NeedPassphrase) => match secrets.passphrase(path, Purpose::Unlock)? {
-            Some(p) => keys::load_signer(&pem, Some(&p)),
+            Some(p) => read(&pem, Some(&p)),
             None => Err(KeyError::NeedPassphrase),
         },
         r => r,

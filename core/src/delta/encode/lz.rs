@@ -213,9 +213,7 @@ impl DiffLz {
         let est = |x: u8| if x == 0 { 2i64 } else { 112 };
         let bits = |v: u64| i64::from(64 - v.leading_zeros() as u8);
         let max = max.min(MAX_MATCH);
-        let Some(here) = d.get(j..j + max) else {
-            return None;
-        };
+        let here = d.get(j..j + max)?;
         // A candidate's length by comparing 8 bytes at a time; its gain is a prefix sum
         // over the differences from `j`, shared by every candidate.
         let (prev, mask) = (&self.prev, self.prev.len() - 1);
