@@ -233,7 +233,7 @@ impl Signer {
     /// From a key read by [`load_private`].
     pub fn from_signing_key(key: &SigningKey) -> Result<Self, KeyError> {
         let public = key.verifying_key().to_encoded_point(false);
-        Self::from_parts(&key.to_bytes(), public.as_bytes())
+        Self::from_parts(&zeroize::Zeroizing::new(key.to_bytes()), public.as_bytes())
             .ok_or_else(|| KeyError::Encode("the signer refused the key".into()))
     }
 
@@ -265,23 +265,27 @@ impl p256::ecdsa::signature::Signer<p256::ecdsa::Signature> for Signer {
 /// checking that they belong together (the signer does): a plain PKCS#8 `PRIVATE KEY` or
 /// a SEC1 `EC PRIVATE KEY` on P-256 that carries its public key, as OpenSSL writes them.
 /// `None` for anything else.
-fn raw_parts(pem: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+fn raw_parts(pem: &str) -> Option<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>)> {
     use pkcs8::der::Decode;
-    let ec = |der: &[u8]| -> Option<(Vec<u8>, Vec<u8>)> {
+    let ec = |der: &[u8]| -> Option<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>)> {
         let k = sec1::EcPrivateKey::from_der(der).ok()?;
         if let Some(p) = k.parameters {
             if p.named_curve()? != P256_CURVE {
                 return None;
             }
         }
-        Some((k.private_key.to_vec(), k.public_key?.to_vec()))
+        let public = k.public_key?.to_vec();
+        Some((zeroize::Zeroizing::new(k.private_key.to_vec()), public))
     };
-    if let Some(block) = pem_block(pem, "EC PRIVATE KEY") {
+    let der = |label| -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let block = zeroize::Zeroizing::new(pem_block(pem, label)?);
         let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes()).ok()?;
-        return ec(&der);
+        Some(zeroize::Zeroizing::new(der))
+    };
+    if let Some(d) = der("EC PRIVATE KEY") {
+        return ec(&d);
     }
-    let block = pem_block(pem, "PRIVATE KEY")?;
-    let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes()).ok()?;
+    let der = der("PRIVATE KEY")?;
     let info = pkcs8::PrivateKeyInfo::from_der(&der).ok()?;
     if info.algorithm.oid != p256::elliptic_curve::ALGORITHM_OID
         || info.algorithm.parameters_oid().ok()? != P256_CURVE
