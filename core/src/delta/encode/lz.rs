@@ -186,16 +186,11 @@ impl DiffLz {
         Some(crate::suffix::hash4(b, DIFF_HASH_BITS))
     }
 
-    /// The ring slot of position `i`.
-    fn link(&self, i: usize) -> usize {
-        i & (self.prev.len() - 1)
-    }
-
     pub(super) fn insert_upto(&mut self, d: &[u8], j: usize) {
         while self.inserted < j {
             let i = self.inserted;
             if let Some(h) = Self::key(d, i) {
-                let l = self.link(i);
+                let l = slot(&self.prev, i);
                 self.prev[l] = self.head[h];
                 self.head[h] = i as u32;
             }
@@ -216,7 +211,7 @@ impl DiffLz {
         let here = d.get(j..j + max)?;
         // A candidate's length by comparing 8 bytes at a time; its gain is a prefix sum
         // over the differences from `j`, shared by every candidate.
-        let (prev, mask) = (&self.prev, self.prev.len() - 1);
+        let prev = &self.prev;
         let gains = &mut self.gains;
         gains.clear();
         gains.push(0);
@@ -262,10 +257,15 @@ impl DiffLz {
                     best_score = score;
                     best = Some((dist as u32, l as u32));
                 }
-                c = prev[cand & mask];
+                c = prev[slot(prev, cand)];
                 depth -= 1;
             }
         }
         best
     }
+}
+
+/// The slot of position `i` in a ring of previous positions (its length a power of two).
+fn slot(ring: &[u32], i: usize) -> usize {
+    i & (ring.len() - 1)
 }
