@@ -133,7 +133,7 @@ impl Table {
         let cap = (entries.len() * 2 + 16).next_power_of_two();
         let mut t = Self {
             entries,
-            slots: vec![(0, 0); cap],
+            slots: crate::zeros_written(cap),
             mask: cap - 1,
         };
         let mut e = 0;

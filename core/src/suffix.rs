@@ -81,7 +81,7 @@ pub(crate) fn hash4(b: &[u8], bits: u32) -> usize {
 impl Quads {
     fn build(t: &[u8]) -> Self {
         let bits = (usize::BITS - (t.len().max(1) * 8 - 1).leading_zeros()).clamp(12, 27);
-        let mut set = vec![0u64; 1 << (bits - 6)];
+        let mut set: Vec<u64> = crate::zeros_written(1 << (bits - 6));
         for w in t.windows(4) {
             let h = hash4(w, bits);
             set[h >> 6] |= 1 << (h & 63);
@@ -262,22 +262,22 @@ struct Prefixes {
 
 impl Prefixes {
     fn count(s: &[u8]) -> Self {
-        let mut n = vec![0u32; 1 << 16];
+        // Counted, then turned into starts in place (one table of 256 KiB, not two).
+        let mut first: Vec<u32> = crate::zeros_written((1 << 16) + 1);
         for w in s.windows(2) {
-            n[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
+            first[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
         }
         let last = s.last().copied();
         let lone = last.map(|c| usize::from(c) << 8);
-        let mut first = Vec::with_capacity((1 << 16) + 1);
         let mut at = 1u32; // after the empty suffix
-        for (k, &c) in n.iter().enumerate() {
+        for (k, slot) in first.iter_mut().enumerate() {
             if lone == Some(k) {
                 at += 1;
             }
-            first.push(at);
+            let c = *slot;
+            *slot = at;
             at += c;
         }
-        first.push(at);
         Self { first, last }
     }
 

@@ -48,7 +48,7 @@ impl<'a> Lz<'a> {
         Self {
             new,
             bits,
-            head: vec![0; 1 << bits],
+            head: crate::zeros_written(1 << bits),
             prev: vec![0; new.len().min(LZ_WINDOW)],
             inserted: 0,
         }
