@@ -15,7 +15,6 @@ pub(super) struct Coder<'a> {
     pub(super) dv: Vec<u8>,
     /// Target position whose difference `dv` gets next.
     pub(super) dv_pos: u64,
-    pub(super) dlz: DiffLz,
     pub(super) j: usize,
     pub(super) next_nz: usize,
     pub(super) pos: u64,
@@ -34,7 +33,6 @@ impl<'a> Coder<'a> {
             want_stats,
             dv: Vec::new(),
             dv_pos: 0,
-            dlz: DiffLz::new(params.window()),
             j: 0,
             next_nz: 0,
             pos: 0,
@@ -57,7 +55,6 @@ impl<'a> Coder<'a> {
         );
         self.dv.clear();
         self.dv_pos = start;
-        self.dlz.reset();
         self.j = 0;
         self.next_nz = 0;
         self.pos = start;
@@ -66,8 +63,8 @@ impl<'a> Coder<'a> {
     }
 
     /// Append control `c`'s differences to the block's difference stream (controls in
-    /// order, each once, before it or an earlier one is coded).
-    pub(super) fn extend_diffs(&mut self, c: &Control) -> Result<(), EncodeError> {
+    /// order, each once, as it is coded).
+    fn extend_diffs(&mut self, c: &Planned) -> Result<(), EncodeError> {
         let (p, o) = (self.dv_pos as usize, c.add_old as usize);
         let (Some(t), Some(s)) = (
             self.new.get(p..p + c.add as usize),
@@ -86,11 +83,7 @@ impl<'a> Coder<'a> {
         if c.add > 0 && c.add_old != self.cur_src {
             return Err(EncodeError::BadSegments("source cursor out of step"));
         }
-        if self.j + c.add as usize > self.dv.len() {
-            return Err(EncodeError::BadSegments(
-                "control coded before its differences",
-            ));
-        }
+        self.extend_diffs(c)?;
         let rc = &mut self.rc;
         let model = &mut *self.model;
         let dv = &self.dv;
@@ -101,22 +94,29 @@ impl<'a> Coder<'a> {
         model.encode_seek(rc, c.seek);
         model.encode_region(rc, c.lit, c.raw);
         let mut t = 0u32;
-        let matches = self.dlz.window > 0;
+        let matches = self.params.window() > 0;
+        let mut dms = c.dmatches.iter().peekable();
         let (pos, cur_src) = (self.pos, self.cur_src);
         model.ptr.begin(cur_src, pos);
         while t < c.add {
             let here = (pos + u64::from(t)) as usize;
             let o = old[(cur_src + u64::from(t)) as usize];
             let j = self.j;
-            let m = if matches && dv[j] != 0 {
-                self.dlz
-                    .find(dv, j, (c.add - t) as usize, model.dmatch.rep0)
-            } else {
-                None
+            let m = match dms.peek() {
+                Some(m) if m.at == t => dms.next(),
+                Some(m) if m.at < t => {
+                    return Err(EncodeError::BadSegments(
+                        "difference match planned inside another",
+                    ))
+                }
+                _ => None,
             };
             let left = c.add - t;
             model.ahead = crate::delta::ptr::ahead(old, (cur_src + u64::from(t)) as usize);
-            if let Some((dist, len)) = m {
+            if let Some(&DiffMatch { dist, len, .. }) = m {
+                if !matches || dv.get(j) == Some(&0) || len > left {
+                    return Err(EncodeError::BadSegments("difference match out of place"));
+                }
                 model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
                 model.encode_diff_match(rc, dist, len);
                 for q in 0..len as usize {

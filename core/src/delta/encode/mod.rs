@@ -203,18 +203,25 @@ fn encode_inner(
     // which depends on positions alone. So contiguous groups of blocks are coded on separate
     // threads, each with its own index primed on the history before its first block: the
     // bytes are the same as coding them one after another.
+    // Each group plans on one thread and codes on another (planning and coding take
+    // different shares of the work from pair to pair; the system balances the threads).
+    let split = threads > 1;
     let threads = threads.min(blocks.len()).max(1);
     let per = blocks.len().div_ceil(threads);
     let want_stats = stats.is_some();
     let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
         vec![encode_group(
-            old, new, params, src, &blocks, want_stats, stop,
+            old, new, params, src, &blocks, want_stats, split, stop,
         )]
     } else {
         std::thread::scope(|sc| {
             let hs: Vec<_> = blocks
                 .chunks(per)
-                .map(|g| sc.spawn(move || encode_group(old, new, params, src, g, want_stats, stop)))
+                .map(|g| {
+                    sc.spawn(move || {
+                        encode_group(old, new, params, src, g, want_stats, split, stop)
+                    })
+                })
                 .collect();
             hs.into_iter()
                 .map(|h| {
@@ -274,7 +281,8 @@ fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, Enc
 }
 
 /// Code a contiguous group of blocks; returns their bytes and (with `want_stats`) the bits
-/// spent per category.
+/// spent per category. With `split`, a second thread codes while this one plans.
+#[allow(clippy::too_many_arguments)]
 fn encode_group(
     old: &[u8],
     new: &[u8],
@@ -282,41 +290,45 @@ fn encode_group(
     src: &SourceIndex<'_>,
     blocks: &[Block],
     want_stats: bool,
+    split: bool,
     stop: &core::sync::atomic::AtomicBool,
 ) -> Result<Coded, EncodeError> {
     let mut lz = Lz::new(new);
     if let Some(b) = blocks.first() {
         lz.insert_upto(b.start as usize);
     }
-    let mut planner = Planner::new(new, &mut lz, src);
-    let mut coder = Coder::new(old, new, params, want_stats);
-    let mut st = [0.0; 4];
-    let mut out = Vec::new();
-    for b in blocks {
-        if stop.load(core::sync::atomic::Ordering::Relaxed) {
-            return Err(EncodeError::Cancelled);
+    let mut planner = Planner::new(old, new, &mut lz, src, params.window());
+    let coder = Coder::new(old, new, params, want_stats);
+    with_coder(coder, split, |send| {
+        for b in blocks {
+            if stop.load(core::sync::atomic::Ordering::Relaxed) {
+                return Err(EncodeError::Cancelled);
+            }
+            let ctrls = &b.ctrls;
+            let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
+            planner.begin();
+            if !send(Msg::Begin(b.start, src_start)) {
+                return Ok(());
+            }
+            let mut cur_src = src_start;
+            let mut pos = b.start;
+            for (k, c) in ctrls.iter().enumerate() {
+                let next = ctrls
+                    .get(k + 1..)
+                    .and_then(|r| r.iter().find(|n| n.add > 0));
+                let p = planner.control(c, next, pos, cur_src)?;
+                cur_src = (cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
+                pos += u64::from(c.add) + u64::from(c.lit);
+                if !send(Msg::Code(p)) {
+                    return Ok(());
+                }
+            }
+            if !send(Msg::End) {
+                return Ok(());
+            }
         }
-        let ctrls = &b.ctrls;
-        let src_start = ctrls.iter().find(|c| c.add > 0).map_or(0, |c| c.add_old);
-        planner.begin();
-        coder.begin(b.start, src_start);
-        for c in ctrls {
-            coder.extend_diffs(c)?;
-        }
-        let mut cur_src = src_start;
-        let mut pos = b.start;
-        for (k, c) in ctrls.iter().enumerate() {
-            let next = ctrls
-                .get(k + 1..)
-                .and_then(|r| r.iter().find(|n| n.add > 0));
-            let p = planner.control(c, next, pos, cur_src);
-            cur_src = (cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
-            pos += u64::from(c.add) + u64::from(c.lit);
-            coder.code(&p)?;
-        }
-        coder.end(&mut out, want_stats.then_some(&mut st))?;
-    }
-    Ok((out, st))
+        Ok(())
+    })
 }
 
 /// Code a target of at most one block while its segments are still being found: this
@@ -339,46 +351,19 @@ where
         return Err(EncodeError::BadSegments("streamed coding takes one block").into());
     }
     index.check_source(old)?;
-    let src = index;
     let mut lz = Lz::new(new);
-    let mut planner = Planner::new(new, &mut lz, src);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
-    std::thread::scope(|sc| {
-        let coding = sc.spawn(move || -> Result<Vec<u8>, EncodeError> {
-            let mut coder = Coder::new(old, new, params, false);
-            let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
-            for msg in rx {
-                match msg {
-                    Msg::Begin(first, src_start) => {
-                        coder.begin(0, src_start);
-                        coder.extend_diffs(&first)?;
-                    }
-                    Msg::Code(p, next) => {
-                        if let Some(n) = next {
-                            coder.extend_diffs(&n)?;
-                        }
-                        coder.code(&p)?;
-                    }
-                }
-            }
-            coder.end(&mut out, None)?;
-            Ok(out)
-        });
-        // Segments -> controls (as `cut_blocks` makes them), each sent once the next control
-        // (whose source offset its seek needs) is known.
+    let mut planner = Planner::new(old, new, &mut lz, index, params.window());
+    let coder = Coder::new(old, new, params, false);
+    // Segments -> controls (as `cut_blocks` makes them), each planned once the next control
+    // (whose source offset its seek needs) is known.
+    let mut failed: Option<E> = None;
+    let coded = with_coder(coder, true, |send| {
         let produce = || -> Result<(), E> {
             let mut build = ControlBuilder::default();
             let mut ready: Vec<Control> = Vec::new();
             let mut seen = 0u64;
             let mut started = false;
             let (mut pos, mut cur_src) = (0u64, 0u64);
-            let mut send =
-                |c: Control, next: Option<&Control>, pos: &mut u64, cur_src: &mut u64| -> bool {
-                    let p = planner.control(&c, next, *pos, *cur_src);
-                    *cur_src = (*cur_src + u64::from(c.add)).wrapping_add(p.seek as u64);
-                    *pos += u64::from(c.add) + u64::from(c.lit);
-                    tx.send(Msg::Code(p, next.copied())).is_ok()
-                };
             let mut segs = segments;
             loop {
                 let seg = segs.next().transpose()?;
@@ -403,12 +388,11 @@ where
                     }
                     build.finish(&mut ready)?;
                 }
-                // Send every control whose next control with source bytes is known (only the
-                // first control can lack source bytes); at the end, all.
+                // Plan every control whose next control with source bytes is known (only the
+                // first control can lack source bytes, so that is the next one); at the end,
+                // all.
                 let at_end = seg.is_none();
                 while let Some(&first) = ready.first() {
-                    // Only the first control can lack source bytes, so the next control
-                    // is the one the seek needs, and its differences join the stream next.
                     let next = ready.get(1).copied();
                     if next.is_none() && !at_end {
                         break;
@@ -416,39 +400,98 @@ where
                     if !started {
                         let with_src = if first.add > 0 { Some(first) } else { next };
                         cur_src = with_src.map_or(0, |c| c.add_old);
-                        if tx.send(Msg::Begin(first, cur_src)).is_err() {
+                        if !send(Msg::Begin(0, cur_src)) {
                             return Ok(());
                         }
                         started = true;
                     }
                     ready.remove(0);
-                    if !send(first, next.as_ref(), &mut pos, &mut cur_src) {
+                    let p = planner.control(&first, next.as_ref(), pos, cur_src)?;
+                    cur_src = (cur_src + u64::from(first.add)).wrapping_add(p.seek as u64);
+                    pos += u64::from(first.add) + u64::from(first.lit);
+                    if !send(Msg::Code(p)) {
                         return Ok(());
                     }
                 }
                 if at_end {
+                    send(Msg::End);
                     return Ok(());
                 }
             }
         };
-        let produced = produce();
+        if let Err(e) = produce() {
+            failed = Some(e);
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (bytes, _) = coded?;
+    let mut out = header.to_bytes()[..header.encoded_len()].to_vec();
+    out.extend_from_slice(&bytes);
+    Ok(out)
+}
+
+/// What the planning side sends the coding side.
+enum Msg {
+    /// A block starts at this target position with the source cursor here.
+    Begin(u64, u64),
+    /// A planned control (its differences join the block's difference stream as it is coded).
+    Code(Planned),
+    /// The block ends.
+    End,
+}
+
+/// Run `plan`, which hands messages to `send` (false: the coder has stopped on an error; stop
+/// sending), with `coder` coding them: on a second thread with `split`, else right here.
+/// Returns the coded blocks, or the first error of either side.
+fn with_coder(
+    mut coder: Coder<'_>,
+    split: bool,
+    plan: impl FnOnce(&mut dyn FnMut(Msg) -> bool) -> Result<(), EncodeError>,
+) -> Result<Coded, EncodeError> {
+    let mut out = Vec::new();
+    let mut st = [0.0; 4];
+    let want_stats = coder.want_stats;
+    let take = |coder: &mut Coder<'_>, m: Msg, out: &mut Vec<u8>, st: &mut [f64; 4]| match m {
+        Msg::Begin(start, src_start) => {
+            coder.begin(start, src_start);
+            Ok(())
+        }
+        Msg::Code(p) => coder.code(&p),
+        Msg::End => coder.end(out, want_stats.then_some(st)),
+    };
+    if !split {
+        let mut failed = None;
+        plan(&mut |m| match take(&mut coder, m, &mut out, &mut st) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        return match failed {
+            Some(e) => Err(e),
+            None => Ok((out, st)),
+        };
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(256);
+    std::thread::scope(|sc| {
+        let coding = sc.spawn(move || -> Result<Coded, EncodeError> {
+            for m in rx {
+                take(&mut coder, m, &mut out, &mut st)?;
+            }
+            Ok((out, st))
+        });
+        let planned = plan(&mut |m| tx.send(m).is_ok());
         drop(tx);
         let coded = coding
             .join()
             .unwrap_or(Err(EncodeError::BadSegments("encoder thread failed")));
-        produced?;
-        Ok(coded?)
+        planned?;
+        coded
     })
-}
-
-/// What the planning thread sends the coding thread.
-enum Msg {
-    /// The block starts: its first control (its differences start the difference stream)
-    /// and where the source cursor starts.
-    Begin(Control, u64),
-    /// A planned control, and the next control (its differences join the block's difference
-    /// stream before this control is coded).
-    Code(Planned, Option<Control>),
 }
 
 /// Merges segments into controls: an optional difference run (neighbouring runs that

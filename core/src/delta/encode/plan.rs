@@ -156,41 +156,112 @@ pub(super) fn plan(
     items
 }
 
-/// A control with its literal region planned: what the coder needs.
+/// A difference match chosen in a control's difference run: it starts `at` differences into
+/// the run and repeats `len` differences from `dist` back in the block's difference stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DiffMatch {
+    pub(super) at: u32,
+    pub(super) dist: u32,
+    pub(super) len: u32,
+}
+
+/// A control with its difference matches and literal region planned: what the coder needs.
 pub(super) struct Planned {
     pub(super) add: u32,
     pub(super) add_old: u64,
     pub(super) lit: u32,
     pub(super) seek: i64,
+    /// In the order of `at`, not overlapping.
+    pub(super) dmatches: Vec<DiffMatch>,
     pub(super) items: Vec<Item>,
     pub(super) raw: bool,
 }
 
-/// Plans literal regions; keeps the last target-match distance and source offset of the
-/// block as the coder's model will have them.
+/// Plans difference runs (their difference matches) and literal regions; keeps the last
+/// target-match distance, source offset and difference-match distance of the block as the
+/// coder's model will have them. Everything it decides depends on the images and earlier
+/// decisions only, never on the coder's state, so it can run a control or more ahead of the
+/// coding (on another thread).
 pub(super) struct Planner<'a, 'b> {
+    pub(super) old: &'a [u8],
     pub(super) new: &'a [u8],
     pub(super) lz: &'b mut Lz<'a>,
     pub(super) src: &'b SourceIndex<'a>,
     pub(super) rep0: u32,
     pub(super) last_soff: i64,
+    /// Difference matches: the block's difference stream so far, its chains and the last
+    /// distance.
+    dlz: DiffLz,
+    dv: Vec<u8>,
+    drep0: u32,
 }
 
 impl<'a, 'b> Planner<'a, 'b> {
-    pub(super) fn new(new: &'a [u8], lz: &'b mut Lz<'a>, src: &'b SourceIndex<'a>) -> Self {
+    pub(super) fn new(
+        old: &'a [u8],
+        new: &'a [u8],
+        lz: &'b mut Lz<'a>,
+        src: &'b SourceIndex<'a>,
+        window: usize,
+    ) -> Self {
         Self {
+            old,
             new,
             lz,
             src,
             rep0: 0,
             last_soff: 0,
+            dlz: DiffLz::new(window),
+            dv: Vec::new(),
+            drep0: 0,
         }
     }
 
-    /// A block starts: the model's distances start over.
+    /// A block starts: the model's distances and the difference stream start over.
     pub(super) fn begin(&mut self) {
         self.rep0 = 0;
         self.last_soff = 0;
+        self.dlz.reset();
+        self.dv.clear();
+        self.drep0 = 0;
+    }
+
+    /// The difference matches of control `c` (target `pos`): its differences join the
+    /// block's stream, and each non-zero difference not inside a match is searched, as the
+    /// coder's model will see them.
+    fn diff_matches(&mut self, c: &Control, pos: u64) -> Result<Vec<DiffMatch>, EncodeError> {
+        let (p, o, n) = (pos as usize, c.add_old as usize, c.add as usize);
+        let (Some(t), Some(s)) = (self.new.get(p..p + n), self.old.get(o..o + n)) else {
+            return Err(EncodeError::BadSegments("segment beyond an image"));
+        };
+        let j0 = self.dv.len();
+        self.dv
+            .extend(t.iter().zip(s).map(|(a, b)| a.wrapping_sub(*b)));
+        let mut out = Vec::new();
+        if self.dlz.window == 0 {
+            return Ok(out);
+        }
+        let mut k = 0;
+        while k < n {
+            let j = j0 + k;
+            if self.dv[j] == 0 {
+                k += 1;
+                continue;
+            }
+            match self.dlz.find(&self.dv, j, n - k, self.drep0) {
+                Some((dist, len)) => {
+                    out.push(DiffMatch {
+                        at: k as u32,
+                        dist,
+                        len,
+                    });
+                    self.drep0 = dist;
+                    k += len as usize;
+                }
+                None => k += 1,
+            }
+        }
+        Ok(out)
     }
 
     /// Plan control `c` starting at target `pos` with the source cursor at `cur_src`;
@@ -201,7 +272,8 @@ impl<'a, 'b> Planner<'a, 'b> {
         next: Option<&Control>,
         pos: u64,
         cur_src: u64,
-    ) -> Planned {
+    ) -> Result<Planned, EncodeError> {
+        let dmatches = self.diff_matches(c, pos)?;
         let after_add = cur_src + u64::from(c.add);
         let lit_start = (pos + u64::from(c.add)) as usize;
         let st = ParseState {
@@ -219,13 +291,14 @@ impl<'a, 'b> Planner<'a, 'b> {
             }
         }
         let raw = raw_literals(&items, self.new, lit_start);
-        Planned {
+        Ok(Planned {
             add: c.add,
             add_old: c.add_old,
             lit: c.lit,
             seek: next.map_or(0, |n| n.add_old as i64 - after_add as i64),
+            dmatches,
             items,
             raw,
-        }
+        })
     }
 }
