@@ -11,12 +11,6 @@ pub(super) struct Coder<'a> {
     pub(super) model: Box<Model<MAX_LIT_TABLES, { 1 << MAX_PTR_LOG2 }, { 1 << MAX_HT_LOG2 }>>,
     pub(super) params: Params,
     pub(super) want_stats: bool,
-    /// The block's difference stream so far (one control ahead of the coding).
-    pub(super) dv: Vec<u8>,
-    /// Target position whose difference `dv` gets next.
-    pub(super) dv_pos: u64,
-    pub(super) j: usize,
-    pub(super) next_nz: usize,
     pub(super) pos: u64,
     pub(super) cur_src: u64,
     pub(super) src_start: u64,
@@ -31,10 +25,6 @@ impl<'a> Coder<'a> {
             model: Box::new(Model::new(params.lc, params.lp)),
             params,
             want_stats,
-            dv: Vec::new(),
-            dv_pos: 0,
-            j: 0,
-            next_nz: 0,
             pos: 0,
             cur_src: 0,
             src_start: 0,
@@ -53,29 +43,9 @@ impl<'a> Coder<'a> {
             self.params.ptr_log2,
             self.params.ht_log2,
         );
-        self.dv.clear();
-        self.dv_pos = start;
-        self.j = 0;
-        self.next_nz = 0;
         self.pos = start;
         self.cur_src = src_start;
         self.src_start = src_start;
-    }
-
-    /// Append control `c`'s differences to the block's difference stream (controls in
-    /// order, each once, as it is coded).
-    fn extend_diffs(&mut self, c: &Planned) -> Result<(), EncodeError> {
-        let (p, o) = (self.dv_pos as usize, c.add_old as usize);
-        let (Some(t), Some(s)) = (
-            self.new.get(p..p + c.add as usize),
-            self.old.get(o..o + c.add as usize),
-        ) else {
-            return Err(EncodeError::BadSegments("segment beyond an image"));
-        };
-        self.dv
-            .extend(t.iter().zip(s).map(|(a, b)| a.wrapping_sub(*b)));
-        self.dv_pos += u64::from(c.add) + u64::from(c.lit);
-        Ok(())
     }
 
     pub(super) fn code(&mut self, c: &Planned) -> Result<(), EncodeError> {
@@ -83,74 +53,75 @@ impl<'a> Coder<'a> {
         if c.add > 0 && c.add_old != self.cur_src {
             return Err(EncodeError::BadSegments("source cursor out of step"));
         }
-        self.extend_diffs(c)?;
+        let (pos, cur_src) = (self.pos, self.cur_src);
+        let run = (pos as usize, cur_src as usize, c.add as usize);
+        let (Some(tgt), Some(src)) = (
+            new.get(run.0..run.0 + run.2),
+            old.get(run.1..run.1 + run.2),
+        ) else {
+            return Err(EncodeError::BadSegments("segment beyond an image"));
+        };
         let rc = &mut self.rc;
         let model = &mut *self.model;
-        let dv = &self.dv;
         let src_after = self.cur_src + u64::from(c.add);
         rc.cat = 0;
         model.add_len.encode(rc, c.add);
         model.copy_len.encode(rc, c.lit);
         model.encode_seek(rc, c.seek);
         model.encode_region(rc, c.lit, c.raw);
-        let mut t = 0u32;
+        let mut t = 0usize;
         let matches = self.params.window() > 0;
         let mut dms = c.dmatches.iter().peekable();
-        let (pos, cur_src) = (self.pos, self.cur_src);
         model.ptr.begin(cur_src, pos);
-        while t < c.add {
-            let here = (pos + u64::from(t)) as usize;
-            let o = old[(cur_src + u64::from(t)) as usize];
-            let j = self.j;
+        // Offset (in this run) of the next non-zero difference at or after `t`.
+        let mut next_nz = 0usize;
+        while t < run.2 {
+            let here = run.0 + t;
+            let o = src[t];
             let m = match dms.peek() {
-                Some(m) if m.at == t => dms.next(),
-                Some(m) if m.at < t => {
+                Some(m) if m.at as usize == t => dms.next(),
+                Some(m) if (m.at as usize) < t => {
                     return Err(EncodeError::BadSegments(
                         "difference match planned inside another",
                     ))
                 }
                 _ => None,
             };
-            let left = c.add - t;
-            model.ahead = crate::delta::ptr::ahead(old, (cur_src + u64::from(t)) as usize);
+            let left = (run.2 - t) as u32;
+            model.ahead = crate::delta::ptr::ahead(old, run.1 + t);
             if let Some(&DiffMatch { dist, len, .. }) = m {
-                if !matches || dv.get(j) == Some(&0) || len > left {
+                if !matches || tgt[t] == o || len > left {
                     return Err(EncodeError::BadSegments("difference match out of place"));
                 }
-                model.encode_diff(rc, here as u64, o, new[here], true, true, left, false);
+                model.encode_diff(rc, here as u64, o, tgt[t], true, true, left, false);
                 model.encode_diff_match(rc, dist, len);
-                for q in 0..len as usize {
-                    model.copied_diff(dv[j + q], new[here + q]);
+                for q in t..t + len as usize {
+                    model.copied_diff(tgt[q].wrapping_sub(src[q]), tgt[q]);
                 }
-                t += len;
-                self.j += len as usize;
+                t += len as usize;
                 continue;
             }
-            // The next non-zero difference at or after `j` (moves forward only).
-            self.next_nz = self.next_nz.max(j);
-            while dv.get(self.next_nz).is_some_and(|&d| d == 0) {
-                self.next_nz += 1;
+            next_nz = next_nz.max(t);
+            while next_nz < run.2 && tgt[next_nz] == src[next_nz] {
+                next_nz += 1;
             }
-            let zero_ahead = left >= RUN_GROUP && self.next_nz >= j + RUN_GROUP as usize;
+            let zero_ahead = left >= RUN_GROUP && next_nz >= t + RUN_GROUP as usize;
             model.encode_diff(
                 rc,
                 here as u64,
                 o,
-                new[here],
+                tgt[t],
                 matches,
                 false,
                 left,
                 zero_ahead,
             );
             t += 1;
-            self.j += 1;
             // An accepted all-zero group: its other positions cost nothing.
             let k = model.run_pending();
             if k > 0 {
-                let from = (cur_src + u64::from(t)) as usize;
-                model.skip_run(&old[from..from + k]);
-                t += k as u32;
-                self.j += k;
+                model.skip_run(&src[t..t + k]);
+                t += k;
             }
         }
         let mut i = (pos + u64::from(c.add)) as usize;
