@@ -11,6 +11,9 @@ use crate::package::{key_id, sha2_digest, Codec, PayloadKind};
 use crate::version::Version;
 use crate::Progress;
 use core::sync::atomic::{AtomicBool, Ordering};
+/// Images below this size are hashed on the thread that makes their delta.
+const SMALL_IMAGE: usize = 12 << 10;
+
 use p256::ecdsa::{
     signature::{Keypair, Signer},
     Signature, VerifyingKey,
@@ -172,14 +175,21 @@ pub fn build_package_until<K: Signer<Signature> + Keypair<VerifyingKey = Verifyi
         put_varint(&mut m, u64::from(c.security_counter));
         put_varint(&mut m, c.load_address);
         // The images are hashed on another thread while the delta is made (its suffix
-        // sorting runs on one core).
-        let (delta, hashes) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| (c.old.as_deref().map(sha2_digest), sha2_digest(&c.new)));
-            let d = make_delta_until(c.old.as_deref().unwrap_or(&[]), &c.new, c.params, stop);
-            (d, h.join())
-        });
-        let (old_hash, new_hash) =
-            hashes.map_err(|_| BuildError::Invalid("hashing the images failed".into()))?;
+        // sorting runs on one core); small ones here (a thread costs more than it saves).
+        let old = c.old.as_deref();
+        let hash = || (old.map(sha2_digest), sha2_digest(&c.new));
+        let (delta, (old_hash, new_hash)) = if c.new.len() < SMALL_IMAGE {
+            (make_delta_until(old.unwrap_or(&[]), &c.new, c.params, stop), hash())
+        } else {
+            let (delta, hashes) = std::thread::scope(|sc| {
+                let h = sc.spawn(hash);
+                let d = make_delta_until(old.unwrap_or(&[]), &c.new, c.params, stop);
+                (d, h.join())
+            });
+            let hashes =
+                hashes.map_err(|_| BuildError::Invalid("hashing the images failed".into()))?;
+            (delta, hashes)
+        };
         let kind = if c.old.is_some() {
             PayloadKind::Delta
         } else {

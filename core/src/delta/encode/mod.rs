@@ -357,7 +357,10 @@ where
     // Segments -> controls (as `cut_blocks` makes them), each planned once the next control
     // (whose source offset its seek needs) is known.
     let mut failed: Option<E> = None;
-    let coded = with_coder(coder, true, |send| {
+    // A small target is planned and coded on this thread: a second thread costs more than
+    // it saves there.
+    let split = new.len() >= SMALL_TARGET && threads() > 1;
+    let coded = with_coder(coder, split, |send| {
         let produce = || -> Result<(), E> {
             let mut build = ControlBuilder::default();
             let mut ready: Vec<Control> = Vec::new();
@@ -432,6 +435,9 @@ where
     out.extend_from_slice(&bytes);
     Ok(out)
 }
+
+/// Targets below this size are planned and coded on one thread ([`encode_streamed`]).
+pub(crate) const SMALL_TARGET: usize = 12 << 10;
 
 /// What the planning side sends the coding side.
 enum Msg {
