@@ -3,12 +3,12 @@
 
 use super::*;
 
-/// Hash-table size for an input of `len` bytes: about one bucket per 8 bytes, 2^16 .. 2^22
+/// Hash-table size for an input of `len` bytes: about one bucket per 8 bytes, 2^12 .. 2^22
 /// (why not one per byte: `docs/FORMAT.md` 2.5).
 pub(super) fn hash_bits(len: usize) -> u32 {
     (usize::BITS - len.leading_zeros())
         .saturating_sub(3)
-        .clamp(16, 22)
+        .clamp(12, 22)
 }
 pub(super) const NONE: u32 = u32::MAX;
 pub(super) const CHAIN_DEPTH: usize = 48;
