@@ -179,7 +179,10 @@ pub fn build_package_until<K: Signer<Signature> + Keypair<VerifyingKey = Verifyi
         let old = c.old.as_deref();
         let hash = || (old.map(sha2_digest), sha2_digest(&c.new));
         let (delta, (old_hash, new_hash)) = if c.new.len() < SMALL_IMAGE {
-            (make_delta_until(old.unwrap_or(&[]), &c.new, c.params, stop), hash())
+            (
+                make_delta_until(old.unwrap_or(&[]), &c.new, c.params, stop),
+                hash(),
+            )
         } else {
             let (delta, hashes) = std::thread::scope(|sc| {
                 let h = sc.spawn(hash);

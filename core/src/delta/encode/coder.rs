@@ -55,10 +55,8 @@ impl<'a> Coder<'a> {
         }
         let (pos, cur_src) = (self.pos, self.cur_src);
         let run = (pos as usize, cur_src as usize, c.add as usize);
-        let (Some(tgt), Some(src)) = (
-            new.get(run.0..run.0 + run.2),
-            old.get(run.1..run.1 + run.2),
-        ) else {
+        let (Some(tgt), Some(src)) = (new.get(run.0..run.0 + run.2), old.get(run.1..run.1 + run.2))
+        else {
             return Err(EncodeError::BadSegments("segment beyond an image"));
         };
         let rc = &mut self.rc;
@@ -106,16 +104,7 @@ impl<'a> Coder<'a> {
                 next_nz += 1;
             }
             let zero_ahead = left >= RUN_GROUP && next_nz >= t + RUN_GROUP as usize;
-            model.encode_diff(
-                rc,
-                here as u64,
-                o,
-                tgt[t],
-                matches,
-                false,
-                left,
-                zero_ahead,
-            );
+            model.encode_diff(rc, here as u64, o, tgt[t], matches, false, left, zero_ahead);
             t += 1;
             // An accepted all-zero group: its other positions cost nothing.
             let k = model.run_pending();
