@@ -48,6 +48,8 @@ impl<'a> Coder<'a> {
         self.src_start = src_start;
     }
 
+    /// Code control `c`: its numbers, its difference run (the differences are read from the
+    /// images, the difference matches come planned) and its literal items.
     pub(super) fn code(&mut self, c: &Planned) -> Result<(), EncodeError> {
         let (old, new) = (self.old, self.new);
         if c.add > 0 && c.add_old != self.cur_src {
@@ -112,6 +114,9 @@ impl<'a> Coder<'a> {
                 model.skip_run(&src[t..t + k]);
                 t += k;
             }
+        }
+        if dms.next().is_some() {
+            return Err(EncodeError::BadSegments("difference match beyond its run"));
         }
         let mut i = (pos + u64::from(c.add)) as usize;
         rc.cat = 3;

@@ -202,9 +202,10 @@ fn encode_inner(
     // Blocks code independently; the only state they share is the target-history index,
     // which depends on positions alone. So contiguous groups of blocks are coded on separate
     // threads, each with its own index primed on the history before its first block: the
-    // bytes are the same as coding them one after another.
-    // Each group plans on one thread and codes on another (planning and coding take
-    // different shares of the work from pair to pair; the system balances the threads).
+    // bytes are the same as coding them one after another. Each group plans on one thread
+    // and codes on another (planning and coding take different shares of the work from pair
+    // to pair, and the group that starts later primes its index first; the system shares
+    // the cores among the threads).
     let split = threads > 1;
     let threads = threads.min(blocks.len()).max(1);
     let per = blocks.len().div_ceil(threads);
@@ -437,13 +438,13 @@ where
 }
 
 /// Targets below this size are planned and coded on one thread ([`encode_streamed`]).
-pub(crate) const SMALL_TARGET: usize = 12 << 10;
+const SMALL_TARGET: usize = 12 << 10;
 
 /// What the planning side sends the coding side.
 enum Msg {
     /// A block starts at this target position with the source cursor here.
     Begin(u64, u64),
-    /// A planned control (its differences join the block's difference stream as it is coded).
+    /// A planned control.
     Code(Planned),
     /// The block ends.
     End,
@@ -565,8 +566,8 @@ mod tests {
     use super::*;
     use crate::testkit;
 
-    /// The streamed one-block coder (planning on this thread, coding on another, segments
-    /// taken as they come) gives the bytes of the two-step coder.
+    /// The streamed one-block coder (planning on this thread, coding on another from 12 KiB
+    /// on, segments taken as they come) gives the bytes of the two-step coder.
     #[test]
     fn streamed_gives_the_same_bytes() {
         let base = testkit::firmware(3, 60_000);
@@ -597,6 +598,41 @@ mod tests {
                 .unwrap();
                 assert!(want == got, "case {k}");
             }
+        }
+    }
+
+    /// Planned difference matches that do not fit their run are refused by the coder (an
+    /// internal error, never a panic or a wrong stream).
+    #[test]
+    fn coder_refuses_misplaced_difference_matches() {
+        let old = testkit::firmware(5, 4096);
+        let mut new = old.clone();
+        for i in (0..new.len()).step_by(7) {
+            new[i] ^= 0x5A; // non-zero differences at multiples of 7 only
+        }
+        let dm = |at, len| DiffMatch { at, dist: 7, len };
+        let cases = [
+            vec![dm(0, 4), dm(2, 4)], // starts inside the one before
+            vec![dm(5000, 4)],        // beyond the run
+            vec![dm(1, 4)],           // on a zero difference
+            vec![dm(4088, 64)],       // longer than what is left of the run
+        ];
+        for (k, dmatches) in cases.into_iter().enumerate() {
+            let mut coder = Coder::new(&old, &new, Params::BEST, false);
+            coder.begin(0, 0);
+            let p = Planned {
+                add: 4096,
+                add_old: 0,
+                lit: 0,
+                seek: 0,
+                dmatches,
+                items: Vec::new(),
+                raw: false,
+            };
+            assert!(
+                matches!(coder.code(&p), Err(EncodeError::BadSegments(_))),
+                "case {k}"
+            );
         }
     }
 
