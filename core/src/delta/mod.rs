@@ -32,12 +32,12 @@ pub(crate) mod ptr;
 
 pub use decode::{Checkpoint, DeltaDecoder, PatchIo, SliceIo, SmallDeltaDecoder, StreamDecoder};
 #[cfg(feature = "std")]
-pub(crate) use encode::encode_streamed;
-#[cfg(feature = "std")]
 pub use encode::{
     encode, encode_indexed, encode_indexed_until, encode_with_stats, EncodeError, Segment,
     SourceIndex,
 };
+#[cfg(feature = "std")]
+pub(crate) use encode::{encode_streamed, SMALL_TARGET};
 
 /// Stream magic.
 pub const MAGIC: [u8; 2] = *b"B4";

@@ -11,9 +11,6 @@ use crate::package::{key_id, sha2_digest, Codec, PayloadKind};
 use crate::version::Version;
 use crate::Progress;
 use core::sync::atomic::{AtomicBool, Ordering};
-/// Images below this size are hashed on the thread that makes their delta.
-const SMALL_IMAGE: usize = 12 << 10;
-
 use p256::ecdsa::{
     signature::{Keypair, Signer},
     Signature, VerifyingKey,
@@ -178,7 +175,7 @@ pub fn build_package_until<K: Signer<Signature> + Keypair<VerifyingKey = Verifyi
         // sorting runs on one core); small ones here (a thread costs more than it saves).
         let old = c.old.as_deref();
         let hash = || (old.map(sha2_digest), sha2_digest(&c.new));
-        let (delta, (old_hash, new_hash)) = if c.new.len() < SMALL_IMAGE {
+        let (delta, (old_hash, new_hash)) = if c.new.len() < crate::delta::SMALL_TARGET {
             (
                 make_delta_until(old.unwrap_or(&[]), &c.new, c.params, stop),
                 hash(),

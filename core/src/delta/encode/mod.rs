@@ -437,8 +437,9 @@ where
     Ok(out)
 }
 
-/// Targets below this size are planned and coded on one thread ([`encode_streamed`]).
-const SMALL_TARGET: usize = 12 << 10;
+/// Targets below this size are made on one thread: planned and coded ([`encode_streamed`]),
+/// and hashed by the package builder (two thread starts cost more than they save there).
+pub(crate) const SMALL_TARGET: usize = 12 << 10;
 
 /// What the planning side sends the coding side.
 enum Msg {
