@@ -17,6 +17,13 @@ use crate::transport::{Clock, Link, LinkError};
 pub trait SimDevice {
     /// Bytes arrived at `now`; return what the device writes back (each a frame).
     fn receive(&mut self, now: u64, bytes: &[u8]) -> Vec<Vec<u8>>;
+    /// When the answers to what arrived at `now` go out (called after [`receive`]): a
+    /// device busy erasing flash answers late. At once unless a model says otherwise.
+    ///
+    /// [`receive`]: SimDevice::receive
+    fn answers_at(&mut self, now: u64) -> u64 {
+        now
+    }
 }
 
 impl<T: FnMut(u64, &[u8]) -> Vec<Vec<u8>>> SimDevice for T {
@@ -83,8 +90,10 @@ impl<D: SimDevice> Link for SimPort<'_, D> {
                     for (dir, bytes) in self.link.deliver(now) {
                         match dir {
                             Dir::Down => {
-                                for out in self.device.receive(now, &bytes) {
-                                    self.link.send(now, Dir::Up, &out);
+                                let answers = self.device.receive(now, &bytes);
+                                let at = self.device.answers_at(now).max(now);
+                                for out in answers {
+                                    self.link.send(at, Dir::Up, &out);
                                 }
                             }
                             Dir::Up => self.inbox.extend(bytes),

@@ -13,7 +13,7 @@ use bluesphere_device::{
     BestWorkspace, Config, Identity, Layout, Region, SlotMode, Updater, Workspace,
 };
 use bluesphere_host::link::{Faults, SimLink};
-use bluesphere_host::sim::Sim;
+use bluesphere_host::sim::{Sim, SimDevice};
 use p256::ecdsa::SigningKey;
 
 type Flash = SimFlash<8, 1024>;
@@ -366,5 +366,105 @@ fn ble_connection_drops_resume_with_at_most_a_window_resent() {
             o.resent
         );
         ws = Some(dev.take().1);
+    }
+}
+
+/// A device that stops answering for a sector erase (`stall` microseconds) each time another
+/// 4 KiB has come in, as a NOR part does while it erases.
+struct Erasing<'a> {
+    mem: &'a mut Mem,
+    received: u64,
+    stall: u64,
+    busy_until: u64,
+    stalls: u32,
+}
+
+impl SimDevice for Erasing<'_> {
+    fn receive(&mut self, now: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let before = self.received / 4096;
+        self.received += bytes.len() as u64;
+        if self.received / 4096 > before {
+            self.busy_until = self.busy_until.max(now) + self.stall;
+            self.stalls += 1;
+        }
+        self.mem.receive(bytes)
+    }
+    fn answers_at(&mut self, now: u64) -> u64 {
+        self.busy_until.max(now)
+    }
+}
+
+/// A device that stalls longer than the acknowledgement timeout at every 4 KiB (1.5 s erases
+/// against the 1 s timeout) over a clean line: each stall costs one probe frame, not a window
+/// sent again (and the duplicates' acknowledgements are not taken for losses).
+#[test]
+fn a_device_slow_to_erase_gets_a_probe_not_the_window_again() {
+    let mut fx = fixture(4, 60_000);
+    fx.pkg = package(
+        &SigningKey::from_slice(&[5u8; 32]).unwrap(),
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: None,
+            new: &fx.new,
+            version: "1.1.0",
+            counter: 1,
+            params: Params::BEST,
+        },
+    )
+    .unwrap();
+    let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws());
+    let mut link = SimLink::new(921_600, 2_000, 4);
+    let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+    let mut sim = Sim::new();
+    let mut erasing = Erasing {
+        mem: &mut dev.mem,
+        received: 0,
+        stall: 1_500_000,
+        busy_until: 0,
+        stalls: 0,
+    };
+    assert!(sim.run_until(&mut push, &mut erasing, &mut link, u64::MAX));
+    let stalls = erasing.stalls;
+    let o = push.outcome().unwrap().unwrap();
+    assert_eq!(o.phase, Phase::Testing);
+    assert!(runs(&mut dev, &fx.new));
+    assert!(stalls >= 4, "{stalls} stalls");
+    // At most one probe (a frame of at most 1 KiB) per stall.
+    assert!(
+        o.resent <= u64::from(stalls) * 1024,
+        "{} bytes resent over {stalls} stalls",
+        o.resent
+    );
+    println!(
+        "{stalls} erase stalls of 1.5 s: {} of {} payload bytes sent again, {:.1} s",
+        o.resent,
+        o.payload_len,
+        sim.now() as f64 / 1e6
+    );
+}
+
+/// A line that delivers some writes twice (and loses none): nothing is sent again, since
+/// an acknowledgement of a duplicate is no sign of loss.
+#[test]
+fn duplicated_writes_are_not_taken_for_losses() {
+    let fx = fixture(5, 40_000);
+    for seed in 0..20 {
+        let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws());
+        let mut link = SimLink::new(115_200, 2_000, seed);
+        link.faults = Faults {
+            dup: 0.2,
+            ..Faults::default()
+        };
+        let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
+        let mut sim = Sim::new();
+        assert!(
+            dev.run(&mut sim, &mut push, &mut link, u64::MAX),
+            "seed {seed}"
+        );
+        let o = push.outcome().unwrap().unwrap();
+        assert_eq!(o.phase, Phase::Testing, "seed {seed}");
+        assert!(runs(&mut dev, &fx.new), "seed {seed}");
+        assert_eq!(o.resent, 0, "seed {seed}");
     }
 }

@@ -14,10 +14,23 @@
 //! | confirm | CONFIRM (if asked) | DONE |
 //!
 //! Requests are retransmitted after their timeout; a duplicate is harmless on the device.
-//! DATA uses cumulative acknowledgement with go-back-N: two duplicate acknowledgements
-//! (fast retransmit) or an acknowledgement timeout resend from the first unacknowledged
-//! byte. After [`Push::reconnected`] (a new link or a device reset) the push starts over
-//! at HELLO and the device says where to resume.
+//! DATA uses cumulative acknowledgement with go-back-N. Each DATA frame carries a tag in
+//! its sequence byte, which the device echoes, so the push knows which frame an
+//! acknowledgement answers:
+//!
+//! | acknowledgement | of a frame | means | the push |
+//! |---|---|---|---|
+//! | moves forward | any | bytes arrived | sends on |
+//! | stays | that starts past it | a frame before it was lost | two of these: resends from the first unacknowledged byte (fast retransmit) |
+//! | stays | that it already covers | a duplicate arrived | nothing (it is no sign of loss) |
+//!
+//! No acknowledgement for the acknowledgement timeout: the push sends one probe frame (of
+//! [`MIN_CHUNK`] bytes) from the first unacknowledged byte. If the next acknowledgement
+//! answers a frame sent before the timeout, the device was only slow (a flash erase, a busy
+//! radio): the push goes on after what it had sent, and nothing else is sent twice. If it
+//! answers the probe, frames were lost: the push resends from there. A dead line or device
+//! costs a probe per timeout, not a window. After [`Push::reconnected`] (a new link or a device reset) the
+//! push starts over at HELLO and the device says where to resume.
 
 use super::frame::FrameDecoder;
 use super::msg::{Phase, RefuseReason, Request, Response, Status, PROTO_VERSION};
@@ -37,7 +50,7 @@ pub struct Timeouts {
     pub finish: u64,
     /// From REBOOT until the device answers again (it may swap images first).
     pub reboot: u64,
-    /// No DATA acknowledgement for this long: resend from the first unacknowledged byte.
+    /// No DATA acknowledgement for this long: probe from the first unacknowledged byte.
     pub ack: u64,
     /// Tries per request, and acknowledgement timeouts in a row, before giving up.
     pub retries: u32,
@@ -269,6 +282,15 @@ pub struct Push<'p> {
     accepted_once: bool,
     /// Highest payload offset ever sent (bytes below it sent again count as resent).
     high_water: u32,
+    /// The tag of the next DATA frame, and where each of the last 256 began (by tag): an
+    /// acknowledgement is read against the frame it answers. At most a window is in flight,
+    /// `window / MIN_CHUNK` = 128 frames for the usual 8 KiB, so a tag is not reused while its
+    /// frame may still be answered (if it were, one acknowledgement would be misread: a
+    /// resend too many or too few, never a wrong byte, since the device says where it is).
+    tag: u8,
+    sent_at: [u32; 256],
+    /// After a timeout: the probe's tag and how far the push had sent before it.
+    probe: Option<(u8, u32)>,
 }
 
 impl<'p> Push<'p> {
@@ -320,6 +342,9 @@ impl<'p> Push<'p> {
             },
             accepted_once: false,
             high_water: 0,
+            tag: 0,
+            sent_at: [0; 256],
+            probe: None,
         })
     }
 
@@ -448,22 +473,32 @@ impl<'p> Push<'p> {
                 return Some(n);
             }
         }
+        // While probing, only the probe is in flight.
+        let probing = self.probe.is_some_and(|(t, _)| t != self.tag);
         if self.stage == Stage::Data
+            && !probing
             && self.next_send < self.payload_len
             && self.next_send - self.acked < self.window
         {
             let at = self.next_send as usize;
             let room = (self.window - (self.next_send - self.acked)) as usize;
-            let n = self
-                .chunk
-                .min(room)
-                .min(self.payload.len().saturating_sub(at));
+            // A probe only has to be answered: the smallest frame.
+            let most = if self.probe.is_some() {
+                MIN_CHUNK
+            } else {
+                self.chunk
+            };
+            let n = most.min(room).min(self.payload.len().saturating_sub(at));
             let data = self.payload.get(at..at + n)?;
             let len = Request::Data {
                 offset: self.next_send,
                 data,
             }
-            .encode(0, out)?;
+            .encode(self.tag, out)?;
+            if let Some(at) = self.sent_at.get_mut(usize::from(self.tag)) {
+                *at = self.next_send;
+            }
+            self.tag = self.tag.wrapping_add(1);
             if self.next_send < self.high_water {
                 self.stats.resent += u64::from((self.high_water - self.next_send).min(n as u32));
             }
@@ -517,7 +552,7 @@ impl<'p> Push<'p> {
                 self.fail(PushError::Timeout { stage: Stage::Data });
                 return;
             }
-            self.go_back(now);
+            self.on_ack_timeout(now);
         }
     }
 
@@ -526,11 +561,25 @@ impl<'p> Push<'p> {
         self.streak = 0;
     }
 
+    /// Frames were lost: resend from the first unacknowledged byte.
     fn go_back(&mut self, now: u64) {
         self.shrink();
+        self.probe = None;
         self.next_send = self.acked;
         self.recover = self.high_water;
         self.dupacks = 0;
+        self.ack_deadline = now + self.cfg.timeouts.ack;
+    }
+
+    /// No acknowledgement in time: send one small frame from the first unacknowledged byte
+    /// and nothing more; the next acknowledgement tells loss from a slow device.
+    fn on_ack_timeout(&mut self, now: u64) {
+        let sent = self.probe.map_or(self.next_send, |(_, sent)| sent);
+        self.next_send = self.acked;
+        self.recover = self.high_water;
+        self.dupacks = 0;
+        // The probe's tag is the next frame's (`poll_transmit` sends it first).
+        self.probe = Some((self.tag, sent));
         self.ack_deadline = now + self.cfg.timeouts.ack;
     }
 
@@ -557,7 +606,7 @@ impl<'p> Push<'p> {
             return;
         }
         if let Response::DataAck { next } = r {
-            self.on_ack(now, next);
+            self.on_ack(now, seq, next);
             return;
         }
         if seq != self.seq || self.req.is_none() {
@@ -638,6 +687,7 @@ impl<'p> Push<'p> {
                 self.high_water = self.high_water.max(resume);
                 self.dupacks = 0;
                 self.ack_timeouts = 0;
+                self.probe = None;
                 self.ack_deadline = now + self.cfg.timeouts.ack;
                 self.req = None;
                 self.stage = Stage::Data;
@@ -768,9 +818,27 @@ impl<'p> Push<'p> {
         }
     }
 
-    fn on_ack(&mut self, now: u64, next: u32) {
+    fn on_ack(&mut self, now: u64, tag: u8, next: u32) {
         if self.stage != Stage::Data {
             return;
+        }
+        let began = self.sent_at.get(usize::from(tag)).copied().unwrap_or(0);
+        if let Some((probe, sent)) = self.probe {
+            if next > self.acked && next <= self.payload_len {
+                self.probe = None;
+                if tag == probe {
+                    // The probe got through where the frames before it did not: they
+                    // were lost; resend the rest from what the device has (below).
+                    self.shrink();
+                    self.recover = self.high_water;
+                } else {
+                    // A frame sent before the timeout: the device was slow, not the line
+                    // lossy. Go on after what was sent (the probe's copy is the only
+                    // resend); no resend happened, so a later gap may be fast-retransmitted.
+                    self.next_send = sent.max(next);
+                    self.recover = next;
+                }
+            }
         }
         if next > self.acked && next <= self.payload_len {
             self.acked = next;
@@ -789,7 +857,9 @@ impl<'p> Push<'p> {
                 self.stage = Stage::Finish;
                 self.request(now);
             }
-        } else if next == self.acked && self.next_send > self.acked {
+        } else if next == self.acked && self.next_send > self.acked && began > next {
+            // The frame answered starts past what the device has: one before it was lost.
+            // (An answer to a frame it already has is a duplicate's, not a loss.)
             self.dupacks += 1;
             if self.dupacks >= 2 && self.acked >= self.recover {
                 self.go_back(now);
