@@ -132,6 +132,24 @@ fn fixture(seed: u64, size: usize) -> Fx {
     }
 }
 
+/// The fixture with a full-image package (no base) of its new image instead of a delta.
+fn full_image(mut fx: Fx) -> Fx {
+    fx.pkg = package(
+        &SigningKey::from_slice(&[5u8; 32]).unwrap(),
+        PackageFor {
+            product: "thermo",
+            hardware: "revB",
+            old: None,
+            new: &fx.new,
+            version: "1.1.0",
+            counter: 1,
+            params: Params::BEST,
+        },
+    )
+    .unwrap();
+    fx
+}
+
 fn ws() -> &'static mut Ws {
     Box::leak(Box::new(Workspace::new()))
 }
@@ -305,21 +323,8 @@ fn a_stalled_link_times_out_and_the_old_image_keeps_running() {
 #[test]
 fn ble_connection_drops_resume_with_at_most_a_window_resent() {
     use bluesphere_host::link::BleTiming;
-    let mut fx = fixture(3, 20_000);
     // A full image (tens of KB of payload), so the drops land all over the data phase.
-    fx.pkg = package(
-        &SigningKey::from_slice(&[5u8; 32]).unwrap(),
-        PackageFor {
-            product: "thermo",
-            hardware: "revB",
-            old: None,
-            new: &fx.new,
-            version: "1.1.0",
-            counter: 1,
-            params: Params::BEST,
-        },
-    )
-    .unwrap();
+    let fx = full_image(fixture(3, 20_000));
     // A slow connection: 30 ms, 2 packets of 20 bytes per event (1.3 KiB/s).
     let timing = BleTiming {
         interval: 30_000,
@@ -399,20 +404,7 @@ impl SimDevice for Erasing<'_> {
 /// sent again (and the duplicates' acknowledgements are not taken for losses).
 #[test]
 fn a_device_slow_to_erase_gets_a_probe_not_the_window_again() {
-    let mut fx = fixture(4, 60_000);
-    fx.pkg = package(
-        &SigningKey::from_slice(&[5u8; 32]).unwrap(),
-        PackageFor {
-            product: "thermo",
-            hardware: "revB",
-            old: None,
-            new: &fx.new,
-            version: "1.1.0",
-            counter: 1,
-            params: Params::BEST,
-        },
-    )
-    .unwrap();
+    let fx = full_image(fixture(4, 60_000));
     let mut dev = Dev::new(fx.base.clone(), fx.cfg, ws());
     let mut link = SimLink::new(921_600, 2_000, 4);
     let mut push = Push::new(&fx.pkg, PushConfig::default()).unwrap();
