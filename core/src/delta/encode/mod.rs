@@ -212,15 +212,25 @@ fn encode_inner(
     let want_stats = stats.is_some();
     let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
         vec![encode_group(
-            old, new, params, src, &blocks, want_stats, split, stop,
+            old,
+            new,
+            params,
+            src,
+            (&[], &blocks),
+            want_stats,
+            split,
+            stop,
         )]
     } else {
         std::thread::scope(|sc| {
-            let hs: Vec<_> = blocks
-                .chunks(per)
-                .map(|g| {
+            let blocks = &blocks;
+            let hs: Vec<_> = (0..blocks.len())
+                .step_by(per)
+                .map(|at| {
+                    let group = blocks.split_at(at);
+                    let group = (group.0, group.1.get(..per).unwrap_or(group.1));
                     sc.spawn(move || {
-                        encode_group(old, new, params, src, g, want_stats, split, stop)
+                        encode_group(old, new, params, src, group, want_stats, split, stop)
                     })
                 })
                 .collect();
@@ -289,14 +299,14 @@ fn encode_group(
     new: &[u8],
     params: Params,
     src: &SourceIndex<'_>,
-    blocks: &[Block],
+    (before, blocks): (&[Block], &[Block]),
     want_stats: bool,
     split: bool,
     stop: &core::sync::atomic::AtomicBool,
 ) -> Result<Coded, EncodeError> {
     let mut lz = Lz::new(new);
     if let Some(b) = blocks.first() {
-        lz.insert_upto(b.start as usize);
+        lz.prime(before, b.start);
     }
     let mut planner = Planner::new(old, new, &mut lz, src, params.window());
     let coder = Coder::new(old, new, params, want_stats);
@@ -732,5 +742,71 @@ mod tests {
                 assert!((a - b).abs() < 1e-6 * a.max(1.0));
             }
         }
+    }
+
+    /// Difference runs longer than the part of them the target history keeps: a group's
+    /// primed index equals the one coding in order builds, whatever the number of threads.
+    #[test]
+    fn threads_give_the_same_bytes_past_long_runs() {
+        let old = testkit::firmware(8, 1 << 20);
+        let mut new = old.clone();
+        let mut rng = testkit::Rng::new(5);
+        for k in 0..40 {
+            let at = (k * 26_000 + 1_000) % new.len();
+            new[at] = new[at].wrapping_add(1 + (rng.next_u64() % 200) as u8);
+        }
+        // A stretch of the first long run that differs from the source every 8 bytes; new
+        // bytes and a repeat of that stretch later (a target match into the run's middle is
+        // what the index leaves out, and a group's priming must leave it out too).
+        for b in new[100_000..102_000].iter_mut().step_by(8) {
+            *b = b.wrapping_add(3);
+        }
+        let fresh: Vec<u8> = (0..3_000).map(|_| rng.next_u64() as u8).collect();
+        let repeat = new[100_000..102_000].to_vec();
+        for at in [300_000, 700_000, 900_000] {
+            new.splice(at..at, fresh.iter().chain(&repeat).copied());
+        }
+        let segs = crate::diff::find_segments(&old, &new).unwrap();
+        assert!(
+            segs.iter()
+                .any(|s| matches!(s, Segment::Add { len, .. } if *len > 2 * RUN_KEEP as u64)),
+            "no run longer than the kept part"
+        );
+        let params = Params {
+            block_log2: 18,
+            ..Params::BEST
+        };
+        let one = encode_inner(
+            &old,
+            &new,
+            &segs,
+            params,
+            None,
+            None,
+            1,
+            &crate::diff::NEVER,
+        )
+        .unwrap();
+        for t in [2, 3, 8] {
+            let many = encode_inner(
+                &old,
+                &new,
+                &segs,
+                params,
+                None,
+                None,
+                t,
+                &crate::diff::NEVER,
+            )
+            .unwrap();
+            assert!(one == many, "{t} threads");
+        }
+        let mut back = vec![0u8; new.len()];
+        let mut io = crate::delta::SliceIo::new(&old, &mut back);
+        let mut d: crate::delta::DeltaDecoder<16, 65536> =
+            crate::delta::DeltaDecoder::new(old.len() as u64);
+        d.push_all(&one, &mut io).unwrap();
+        d.finish().unwrap();
+        assert!(back == new);
     }
 }

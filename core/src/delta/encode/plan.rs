@@ -274,6 +274,8 @@ impl<'a, 'b> Planner<'a, 'b> {
         cur_src: u64,
     ) -> Result<Planned, EncodeError> {
         let dmatches = self.diff_matches(c, pos)?;
+        self.lz
+            .pass_run(pos as usize, pos as usize + c.add as usize);
         let after_add = cur_src + u64::from(c.add);
         let lit_start = (pos + u64::from(c.add)) as usize;
         let st = ParseState {
