@@ -219,6 +219,12 @@ impl DiffLz {
     pub(super) fn insert_upto(&mut self, d: &[u8], j: usize) {
         while self.inserted < j {
             let i = self.inserted;
+            // Eight zero differences: the keys at the first five of them are all zero (none
+            // is inserted); most of a near-identical image's stream is zeros.
+            if j - i >= 5 && zero8(d, i) {
+                self.inserted += 5;
+                continue;
+            }
             if let Some(h) = Self::key(d, i) {
                 let l = slot(&self.prev, i);
                 self.prev[l] = self.head[h];
@@ -293,6 +299,13 @@ impl DiffLz {
         }
         best
     }
+}
+
+/// Whether the eight bytes from `i` are all zero (false if fewer remain).
+pub(super) fn zero8(d: &[u8], i: usize) -> bool {
+    d.get(i..i + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .is_some_and(|b| u64::from_ne_bytes(b) == 0)
 }
 
 /// The slot of position `i` in a ring of previous positions (its length a power of two).

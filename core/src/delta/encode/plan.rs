@@ -244,6 +244,10 @@ impl<'a, 'b> Planner<'a, 'b> {
         let mut k = 0;
         while k < n {
             let j = j0 + k;
+            if k + 8 <= n && super::lz::zero8(&self.dv, j) {
+                k += 8;
+                continue;
+            }
             if self.dv[j] == 0 {
                 k += 1;
                 continue;
