@@ -776,19 +776,8 @@ mod tests {
             block_log2: 18,
             ..Params::BEST
         };
-        let one = encode_inner(
-            &old,
-            &new,
-            &segs,
-            params,
-            None,
-            None,
-            1,
-            &crate::diff::NEVER,
-        )
-        .unwrap();
-        for t in [2, 3, 8] {
-            let many = encode_inner(
+        let with = |t| {
+            encode_inner(
                 &old,
                 &new,
                 &segs,
@@ -798,8 +787,11 @@ mod tests {
                 t,
                 &crate::diff::NEVER,
             )
-            .unwrap();
-            assert!(one == many, "{t} threads");
+            .unwrap()
+        };
+        let one = with(1);
+        for t in [2, 3, 8] {
+            assert!(one == with(t), "{t} threads");
         }
         let mut back = vec![0u8; new.len()];
         let mut io = crate::delta::SliceIo::new(&old, &mut back);
