@@ -208,7 +208,6 @@ fn encode_inner(
     // the cores among the threads).
     let split = threads > 1;
     let threads = threads.min(blocks.len()).max(1);
-    let per = blocks.len().div_ceil(threads);
     let want_stats = stats.is_some();
     let coded: Vec<Result<Coded, EncodeError>> = if threads == 1 {
         vec![encode_group(
@@ -222,13 +221,20 @@ fn encode_inner(
             stop,
         )]
     } else {
+        // Groups of about equal work: the blocks' work differs a lot (a block of equal bytes
+        // codes 50 times faster than one of relocated code), and the stream is done when
+        // the slowest group is.
+        use rayon::prelude::*;
+        let work: Vec<u64> = blocks.par_iter().map(|b| block_work(old, new, b)).collect();
+        let starts = balance(&work, threads);
         std::thread::scope(|sc| {
             let blocks = &blocks;
-            let hs: Vec<_> = (0..blocks.len())
-                .step_by(per)
-                .map(|at| {
-                    let group = blocks.split_at(at);
-                    let group = (group.0, group.1.get(..per).unwrap_or(group.1));
+            let ends = starts.iter().skip(1).copied().chain([blocks.len()]);
+            let hs: Vec<_> = starts
+                .iter()
+                .zip(ends)
+                .map(|(&at, end)| {
+                    let group = (&blocks[..at], &blocks[at..end]);
                     sc.spawn(move || {
                         encode_group(old, new, params, src, group, want_stats, split, stop)
                     })
@@ -253,6 +259,73 @@ fn encode_inner(
         }
     }
     Ok(out)
+}
+
+/// Work units per non-zero difference byte in [`block_work`] (a unit: an equal byte)...
+const NZ_WORK: u64 = 128;
+/// ...and per literal byte.
+const LIT_WORK: u64 = 256;
+
+/// The work of coding block `b`, estimated from its controls: a unit per difference byte
+/// (equal bytes mostly settle in run mode, 64 at a time), [`NZ_WORK`] per non-zero
+/// difference (the positions after one are coded one by one until a run resumes) and
+/// [`LIT_WORK`] per literal byte (planned and coded with the literal model). Measured on
+/// ath11k's 5 MB amss.bin: 43 ms for blocks with 16 K non-zero differences against 198 ms for
+/// blocks with 126 K.
+fn block_work(old: &[u8], new: &[u8], b: &Block) -> u64 {
+    let mut pos = b.start as usize;
+    let mut work = 0u64;
+    for c in &b.ctrls {
+        let (add, lit) = (c.add as usize, c.lit as usize);
+        let src = old.get(c.add_old as usize..).and_then(|o| o.get(..add));
+        let equal = match (src, new.get(pos..pos + add)) {
+            (Some(o), Some(n)) => crate::suffix::count_equal(o, n),
+            _ => add,
+        };
+        work += add as u64 + (add - equal) as u64 * NZ_WORK + lit as u64 * LIT_WORK;
+        pos += add + lit;
+    }
+    work
+}
+
+/// Cut `work` (a figure per block) into at most `groups` contiguous non-empty groups whose
+/// largest total is as small as possible; returns each group's first index (the first is 0;
+/// empty `work`: no group).
+fn balance(work: &[u64], groups: usize) -> Vec<usize> {
+    let n = work.len();
+    let k = groups.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut prefix = vec![0u64; n + 1];
+    for (i, w) in work.iter().enumerate() {
+        prefix[i + 1] = prefix[i].saturating_add(*w);
+    }
+    // best[g][i]: the smallest largest total of the first i blocks in g + 1 groups; cut:
+    // where its last group starts.
+    let mut best = vec![vec![u64::MAX; n + 1]; k];
+    let mut cut = vec![vec![0usize; n + 1]; k];
+    for i in 1..=n {
+        best[0][i] = prefix[i];
+    }
+    for g in 1..k {
+        for i in g + 1..=n {
+            for j in g..i {
+                let v = best[g - 1][j].max(prefix[i] - prefix[j]);
+                if v < best[g][i] {
+                    best[g][i] = v;
+                    cut[g][i] = j;
+                }
+            }
+        }
+    }
+    let mut starts = vec![0usize; k];
+    let mut end = n;
+    for g in (1..k).rev() {
+        end = cut[g][end];
+        starts[g] = end;
+    }
+    starts
 }
 
 /// A group's coded blocks and the bits spent per category.
@@ -698,6 +771,55 @@ mod tests {
         .is_err());
         // And a good stream works.
         assert!(run(vec![Ok(Segment::Lit { len: n })]).is_ok());
+    }
+
+    /// Groups are contiguous, non-empty and as even as contiguous groups can be.
+    #[test]
+    fn balance_makes_the_largest_group_as_small_as_possible() {
+        let total = |w: &[u64], s: &[usize]| -> Vec<u64> {
+            let ends = s.iter().skip(1).copied().chain([w.len()]);
+            s.iter()
+                .zip(ends)
+                .map(|(&a, b)| w[a..b].iter().sum())
+                .collect()
+        };
+        // ath11k amss.bin's five blocks (work in thousands): by count (3 + 2) the first
+        // group had 126 of 142; balanced, 77.
+        let w = [29u64, 36, 61, 16, 1];
+        assert_eq!(balance(&w, 2), vec![0, 2]);
+        assert_eq!(total(&w, &balance(&w, 2)), vec![65, 78]);
+        assert_eq!(balance(&w, 3), vec![0, 2, 3]);
+        // Every way to cut is tried: brute force agrees on random figures.
+        let mut x = 0x9E37_79B9u64;
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 9) as usize;
+            let w: Vec<u64> = (0..n).map(|k| (x >> (k * 5)) % 31).collect();
+            for groups in 1..5 {
+                let s = balance(&w, groups);
+                assert_eq!(s.len(), groups.min(n));
+                assert!(s.first().is_none_or(|&f| f == 0) && s.windows(2).all(|p| p[0] < p[1]));
+                let got = total(&w, &s).into_iter().max().unwrap_or(0);
+                // The best largest group over all cuts into groups.min(n) non-empty parts.
+                let k = groups.min(n);
+                let mut best = u64::MAX;
+                for mask in 0u32..(1 << n.saturating_sub(1)) {
+                    if k == 0 || mask.count_ones() as usize != k - 1 {
+                        continue;
+                    }
+                    let cuts: Vec<usize> = std::iter::once(0)
+                        .chain((1..n).filter(|i| mask >> (i - 1) & 1 == 1))
+                        .collect();
+                    best = best.min(total(&w, &cuts).into_iter().max().unwrap_or(0));
+                }
+                if k == 0 {
+                    best = 0;
+                }
+                assert_eq!(got, best, "{w:?} in {groups}");
+            }
+        }
     }
 
     /// Coding block groups on threads gives the bytes of coding them in order, for any
