@@ -305,9 +305,7 @@ fn balance(work: &[u64], groups: usize) -> Vec<usize> {
     // where its last group starts.
     let mut best = vec![vec![u64::MAX; n + 1]; k];
     let mut cut = vec![vec![0usize; n + 1]; k];
-    for i in 1..=n {
-        best[0][i] = prefix[i];
-    }
+    best[0].copy_from_slice(&prefix);
     for g in 1..k {
         for i in g + 1..=n {
             for j in g..i {
