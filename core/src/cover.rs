@@ -26,8 +26,13 @@
 //! exact stretch alone: a match that is exact for a few bytes by accident (a common
 //! instruction sequence) does not pull a cover off a diagonal that keeps matching after it.
 //!
-//! Targets above a size are cut into chunks searched on all cores; covers do not cross a
-//! chunk boundary. The covers feed `crate::diff`, which cleans them up for the coder.
+//! A target of more than one part ([`PART`]) is walked on all cores, one walk starting at
+//! each part, and the walks are spliced: the walk from before a part goes on past the
+//! part's start until it reaches a state (where the last cover ended, where seeking goes
+//! on) that the part's own walk reached too; from there both walks are the same walk, so the
+//! part's covers follow. The covers are the ones a single walk finds (tested), at about the
+//! cost of a walk per core. The covers feed `crate::diff`, which cleans them up for the
+//! coder.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,8 +58,8 @@ const PROBE_SPAN: usize = 64;
 const SWITCH: usize = 8;
 /// An anchor's match this long is taken without asking the suffix array.
 const ANCHORED_ENOUGH: usize = 32;
-/// Target bytes per parallel job (large targets only).
-const CHUNK: usize = 512 * 1024;
+/// Target bytes per part walked on its own core.
+const PART: usize = 512 * 1024;
 
 /// A gap of new bytes, then a cover: `len` bytes of the new image read against the old
 /// image from `old`. The last one of a target may have `len == 0`.
@@ -75,26 +80,102 @@ pub(crate) fn covers<'a>(
     Walk::new(index, new, 0, stop)
 }
 
-/// All covers of `new`; targets over `parallel_above` bytes are searched in chunks on all
-/// cores. Incomplete once `stop` is set (the caller checks the flag).
-pub(crate) fn all_covers(
-    index: &Index<'_>,
-    new: &[u8],
-    parallel_above: usize,
-    stop: &AtomicBool,
-) -> Vec<Cover> {
-    if new.len() <= parallel_above {
-        return Walk::new(index, new, 0, stop).collect();
-    }
-    let jobs: Vec<Vec<Cover>> = new
-        .par_chunks(CHUNK)
-        .enumerate()
-        .map(|(k, chunk)| Walk::new(index, chunk, k * CHUNK, stop).collect())
-        .collect();
-    jobs.into_iter().flatten().collect()
+/// All covers of `new`, the same as [`covers`] gives: a target of more than one [`PART`] is
+/// walked on all cores and spliced (see the module docs). Incomplete once `stop` is set (the
+/// caller checks the flag).
+pub(crate) fn all_covers(index: &Index<'_>, new: &[u8], stop: &AtomicBool) -> Vec<Cover> {
+    spliced(index, new, PART, stop)
 }
 
-/// The walk over one target (or chunk of one).
+/// Where a walk is after a cover: where the cover ended and where seeking goes on (in the
+/// whole target). Two walks in the same state go on the same way.
+type State = (usize, usize);
+
+/// A part's walk and the covers it found, each with the state after it.
+type PartWalk<'a> = (Walk<'a>, Vec<(Cover, State)>);
+
+/// [`all_covers`] with parts of `part` bytes.
+fn spliced(index: &Index<'_>, new: &[u8], part: usize, stop: &AtomicBool) -> Vec<Cover> {
+    let part = part.max(1);
+    if new.len() <= part {
+        return Walk::new(index, new, 0, stop).collect();
+    }
+    // Each part's walk runs until its last cover reaches the next part (the last part's to
+    // the end), keeping its covers with the state after each. The parts are shared out in
+    // runs, one per core, walked in order: a part that the walk before it (on that core)
+    // has gone past is not walked (a cover over near-identical images may span many parts:
+    // each part's walk would follow it to its end).
+    let parts = new.len().div_ceil(part);
+    let runs = rayon::current_num_threads().clamp(1, parts);
+    let per = parts.div_ceil(runs);
+    let walks: Vec<Vec<PartWalk<'_>>> = (0..runs)
+        .into_par_iter()
+        .map(|r| {
+            let mut reach = 0usize;
+            (r * per..((r + 1) * per).min(parts))
+                .map(|k| {
+                    let base = k * part;
+                    let until = base + part;
+                    let mut walk = Walk::new(index, &new[base..], base, stop);
+                    let mut got = Vec::new();
+                    if reach >= until {
+                        return (walk, got);
+                    }
+                    while let Some(c) = walk.next() {
+                        got.push((c, walk.state()));
+                        if walk.state().0 >= until {
+                            break;
+                        }
+                    }
+                    reach = walk.state().0;
+                    (walk, got)
+                })
+                .collect()
+        })
+        .collect();
+    let walks: Vec<PartWalk<'_>> = walks.into_iter().flatten().collect();
+    let mut walks = walks.into_iter();
+    let Some((mut walk, first)) = walks.next() else {
+        return Vec::new();
+    };
+    let mut state = first.last().map(|x| x.1);
+    let mut out: Vec<Cover> = first.into_iter().map(|x| x.0).collect();
+    for (next_walk, got) in walks {
+        let Some(&(_, last)) = got.last() else {
+            continue;
+        };
+        // The walk so far goes on until it is in a state the part's walk was in.
+        while let Some(st) = state {
+            let k = got.partition_point(|x| x.1 .0 < st.0);
+            let same = got
+                .get(k..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|x| x.1 .0 == st.0);
+            if let Some(at) = same.into_iter().position(|x| x.1 == st) {
+                out.extend(got[k + at + 1..].iter().map(|x| x.0));
+                walk = next_walk;
+                state = Some(last);
+                break;
+            }
+            if st.0 >= last.0 {
+                // Past everything the part's walk found: it is of no use.
+                break;
+            }
+            match walk.next() {
+                Some(c) => {
+                    out.push(c);
+                    state = Some(walk.state());
+                }
+                None => return out,
+            }
+        }
+    }
+    out.extend(walk);
+    out
+}
+
+/// The walk over one target (or over the target from one part on).
 struct Walk<'a> {
     old: &'a [u8],
     new: &'a [u8],
@@ -122,6 +203,11 @@ impl<'a> Walk<'a> {
             gap_from: 0,
             misses: 0,
         }
+    }
+
+    /// See [`State`].
+    fn state(&self) -> State {
+        (self.base + self.gap_from, self.base + self.at)
     }
 
     /// The longest exact match of `new[j..]` in the old image: `(old offset, length)`.
@@ -323,12 +409,20 @@ mod tests {
     fn run(old: &[u8], new: &[u8]) -> Vec<Cover> {
         let stop = AtomicBool::new(false);
         let plain = Index::new(old);
-        check(old, new, &all_covers(&plain, new, usize::MAX, &stop));
+        let p: Vec<Cover> = covers(&plain, new, &stop).collect();
+        check(old, new, &p);
         let index = Index::for_pair(old, new);
-        let v = all_covers(&index, new, usize::MAX, &stop);
+        let v: Vec<Cover> = covers(&index, new, &stop).collect();
         check(old, new, &v);
-        // The chunked path tiles the target too.
-        check(old, new, &all_covers(&index, new, 0, &stop));
+        // Walked in parts on all cores and spliced: the same covers.
+        for part in [700, 4096, 65_536] {
+            assert!(spliced(&index, new, part, &stop) == v, "parts of {part}");
+            assert!(
+                spliced(&plain, new, part, &stop) == p,
+                "parts of {part}, plain"
+            );
+        }
+        assert!(all_covers(&index, new, &stop) == v);
         v
     }
 

@@ -63,9 +63,8 @@ fn find_segments_until(
             len: new.len() as u64,
         }]);
     }
-    // Targets over 2 MiB are searched in parallel chunks (1 MiB cost 0.65% on a u-boot pair:
-    // covers end at chunk boundaries).
-    let covers = crate::cover::all_covers(index.suffixes(), new, 2 << 20, stop);
+    // On all cores, the covers of one walk.
+    let covers = crate::cover::all_covers(index.suffixes(), new, stop);
     if stop.load(Ordering::Relaxed) {
         return Err(DiffError::Cancelled);
     }
