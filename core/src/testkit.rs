@@ -160,6 +160,22 @@ pub struct PackageFor<'a> {
     pub params: crate::delta::Params,
 }
 
+impl<'a> PackageFor<'a> {
+    /// The whole of `new` (no delta) for the tests' product (`thermo`, `revB`): version
+    /// 1.1.0, counter 1, [`crate::delta::Params::BEST`]; change fields with `..`.
+    pub fn full(new: &'a [u8]) -> Self {
+        Self {
+            product: "thermo",
+            hardware: "revB",
+            old: None,
+            new,
+            version: "1.1.0",
+            counter: 1,
+            params: crate::delta::Params::BEST,
+        }
+    }
+}
+
 /// A signed one-component (`main`) package, for tests and benches.
 pub fn package(
     key: &p256::ecdsa::SigningKey,

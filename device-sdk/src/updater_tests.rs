@@ -376,13 +376,9 @@ fn stored_full_image() {
     let full = package(
         &sk(),
         PackageFor {
-            product: "thermo",
-            hardware: "revB",
-            old: None,
-            new: &fx.new,
-            version: "1.1.0",
             counter: 2,
             params: Params::SMALL,
+            ..PackageFor::full(&fx.new)
         },
     )
     .unwrap();

@@ -215,7 +215,10 @@ fn encode_inner(
             new,
             params,
             src,
-            (&[], &blocks),
+            Group {
+                before: &[],
+                blocks: &blocks,
+            },
             want_stats,
             split,
             stop,
@@ -234,7 +237,10 @@ fn encode_inner(
                 .iter()
                 .zip(ends)
                 .map(|(&at, end)| {
-                    let group = (&blocks[..at], &blocks[at..end]);
+                    let group = Group {
+                        before: &blocks[..at],
+                        blocks: &blocks[at..end],
+                    };
                     sc.spawn(move || {
                         encode_group(old, new, params, src, group, want_stats, split, stop)
                     })
@@ -335,6 +341,14 @@ struct Block {
     ctrls: Vec<Control>,
 }
 
+/// A contiguous group of blocks coded on its own threads, and the blocks before it (whose
+/// target history its index is primed with).
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    before: &'a [Block],
+    blocks: &'a [Block],
+}
+
 /// Cut `segments` at block boundaries into each block's controls.
 fn cut_blocks(segments: &[Segment], len: u64, bs: u64) -> Result<Vec<Block>, EncodeError> {
     let mut blocks = Vec::new();
@@ -370,7 +384,7 @@ fn encode_group(
     new: &[u8],
     params: Params,
     src: &SourceIndex<'_>,
-    (before, blocks): (&[Block], &[Block]),
+    Group { before, blocks }: Group<'_>,
     want_stats: bool,
     split: bool,
     stop: &core::sync::atomic::AtomicBool,
