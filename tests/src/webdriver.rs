@@ -29,7 +29,10 @@ fn call(method: &str, url: &str, body: Option<Value>) -> Result<Value, String> {
         Ok(resp) => resp.into_json().map_err(|e| e.to_string())?,
         Err(ureq::Error::Status(code, resp)) => {
             let v: Value = resp.into_json().unwrap_or(Value::Null);
-            return Err(format!("HTTP {code}: {}", v["value"]["message"]));
+            return Err(format!(
+                "HTTP {code}: {} {}",
+                v["value"]["error"], v["value"]["message"]
+            ));
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -103,14 +106,28 @@ impl Session {
         }
     }
 
-    /// Click.
+    /// Click, as a user would: the element brought to the middle of the view first (the
+    /// driver's own scrolling puts it at the bottom edge, under the status bar), and asked
+    /// again for up to 5 s while the page still moves (a page switch, an opening section).
     pub fn click(&self, e: &Element) -> Result<(), String> {
-        call(
-            "POST",
-            &self.url(&format!("/element/{}/click", e.0)),
-            Some(json!({})),
-        )?;
-        Ok(())
+        let t = Instant::now();
+        loop {
+            self.script(
+                "arguments[0].scrollIntoView({block: 'center'})",
+                vec![json!({ ELEMENT: e.0 })],
+            )?;
+            match call(
+                "POST",
+                &self.url(&format!("/element/{}/click", e.0)),
+                Some(json!({})),
+            ) {
+                Ok(_) => return Ok(()),
+                Err(m) if m.starts_with("HTTP 400") && t.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(m) => return Err(m),
+            }
+        }
     }
 
     /// Clear a field and type into it.
