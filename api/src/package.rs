@@ -1,7 +1,8 @@
 //! Package jobs: keygen, pack, inspect, verify, apply.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use bluesphere_core::delta::Params;
 use bluesphere_core::image::{self, Image, ImageFormat};
@@ -382,8 +383,9 @@ pub(crate) fn params(profile: Profile, block_kib: Option<u32>) -> Result<Params,
 }
 
 /// Make and sign a package; nothing is written unless it all succeeded. Cancellable: the
-/// job returns [`ErrorKind::Cancelled`] soon after `cancel` is set (between 512 KiB chunks
-/// of the match search and between coded blocks) and writes nothing.
+/// job returns [`ErrorKind::Cancelled`] within about 20 ms of `cancel` being set and writes
+/// nothing (the build itself stops at its next check: between parts of the match search and
+/// between coded blocks).
 pub fn pack(
     req: &PackRequest,
     secrets: &dyn Secrets,
@@ -426,7 +428,7 @@ pub fn pack(
             dependencies: deps,
         }],
     };
-    let (pkg, info, core_s) = sign_and_write(&spec, &signing, &req.out, progress, cancel)?;
+    let (pkg, info, core_s) = sign_and_write(spec, signing, &req.out, progress, cancel)?;
     let c = info.components.first();
     let (target, payload) = c.map_or((0, 0), |c| (c.record.target_size, c.record.payload_size));
     Ok(PackReport {
@@ -451,30 +453,72 @@ pub(crate) fn now_secs() -> u64 {
 /// Build and sign `spec`, read it back, and write it to `out` atomically: the package, what
 /// it says, and the seconds spent making and signing it.
 pub(crate) fn sign_and_write(
-    spec: &PackageSpec,
-    signing: &keys::Signer,
+    spec: PackageSpec,
+    signing: keys::Signer,
     out: &Path,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<(Vec<u8>, unpack::PackageInfo, f64), Error> {
     let t = Instant::now();
-    let pkg = build_package_until(
-        spec,
-        signing,
-        &mut |e| progress.event(core_event(e)),
-        cancel.flag(),
-    )
-    .map_err(build_error)?;
+    let components = spec.components.len();
+    let pkg = build_answering_cancel(spec, signing, progress, cancel)?;
     let core_s = t.elapsed().as_secs_f64();
     cancel.check()?;
     progress.event(Event::Stage {
         name: "write".into(),
         component: 0,
-        of: spec.components.len(),
+        of: components,
     });
     let info = unpack::inspect(&pkg)?;
     files::write_atomic(out, &pkg, 0o644)?;
     Ok((pkg, info, core_s))
+}
+
+/// How often a job waiting for its build looks at its cancel token.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+/// The core's build of `spec` on a thread of its own, its progress passed on here. Cancel
+/// is answered within [`CANCEL_POLL`] even while the build is in a step that cannot stop
+/// midway (the source's suffix sort: seconds on a 64 MiB image): the build thread, asked to
+/// stop too, ends at its next check, and what it made is dropped unwritten.
+fn build_answering_cancel(
+    spec: PackageSpec,
+    signing: keys::Signer,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<Vec<u8>, Error> {
+    enum Msg {
+        Event(bluesphere_core::Progress),
+        Done(Result<Vec<u8>, BuildError>),
+    }
+    let (tx, rx) = mpsc::channel();
+    let stop = cancel.shared();
+    std::thread::Builder::new()
+        .name("bluesphere-build".into())
+        .spawn(move || {
+            let events = tx.clone();
+            let r = build_package_until(
+                &spec,
+                &signing,
+                &mut |e| {
+                    let _ = events.send(Msg::Event(e));
+                },
+                &stop,
+            );
+            let _ = tx.send(Msg::Done(r));
+        })
+        .map_err(|e| Error::internal(format!("cannot start the build thread: {e}")))?;
+    loop {
+        cancel.check()?;
+        match rx.recv_timeout(CANCEL_POLL) {
+            Ok(Msg::Event(e)) => progress.event(core_event(e)),
+            Ok(Msg::Done(r)) => return r.map_err(build_error),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::internal("the build thread ended without a result"))
+            }
+        }
+    }
 }
 
 /// `apply` writes nothing unverified unless asked to on purpose.

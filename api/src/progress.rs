@@ -131,4 +131,9 @@ impl Cancel {
     pub fn flag(&self) -> &AtomicBool {
         &self.0
     }
+
+    /// The flag, shared, for a job's own threads.
+    pub(crate) fn shared(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
 }

@@ -239,7 +239,7 @@ pub fn pack_release(
         created: now_secs(),
         components: specs,
     };
-    let (pkg, info, core_s) = sign_and_write(&spec, &signing, &out, progress, cancel)?;
+    let (pkg, info, core_s) = sign_and_write(spec, signing, &out, progress, cancel)?;
     let components = m
         .components
         .iter()

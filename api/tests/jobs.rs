@@ -228,8 +228,9 @@ fn cancelling_a_64_mib_pack_stops_it_and_writes_nothing() {
         "a temporary file was left"
     );
     println!("64 MiB pack: Cancelled {after:?} after the cancel");
-    // The suffix sort of the source cannot stop in the middle; everything after it can.
-    assert!(after < Duration::from_secs(20), "took {after:?}");
+    // The job answers at once, even while its build is in the source's suffix sort (which
+    // cannot stop midway and ends on the build's own thread).
+    assert!(after < Duration::from_secs(2), "took {after:?}");
 }
 
 /// Apply stops between payload chunks when cancelled, and writes nothing.
