@@ -25,6 +25,9 @@
 //! as far as it pays). Both diagonals are judged on the same bytes, not the new one on its
 //! exact stretch alone: a match that is exact for a few bytes by accident (a common
 //! instruction sequence) does not pull a cover off a diagonal that keeps matching after it.
+//! Where the current diagonal itself explains more than `PROBE_SPAN - SWITCH` of those bytes
+//! no other can win, and the suffix array is not asked (most probes over near-identical
+//! images: a 64 MiB image with one byte in 16 changed, 20.9 -> 17.3 s).
 //!
 //! A target of more than one part ([`PART`]) is walked on all cores, one walk starting at
 //! each part, and the walks are spliced: the walk from before a part goes on past the
@@ -306,11 +309,10 @@ impl<'a> Walk<'a> {
 
     /// Whether the longest match at `p` is on another diagonal that explains the next
     /// [`PROBE_SPAN`] bytes with at least [`SWITCH`] more equal bytes than diagonal `d`.
+    /// No diagonal agrees on more than the span's bytes, so while `d` itself agrees on
+    /// more than `span - SWITCH` of them (a near-identical stretch: most probes) the answer
+    /// is no without asking the suffix array.
     fn better_diagonal(&self, d: i64, p: usize) -> bool {
-        let (i, n) = self.longest(p);
-        if n < SEED || i as i64 - p as i64 == d {
-            return false;
-        }
         let span = PROBE_SPAN.min(self.new.len() - p);
         let t = &self.new[p..p + span];
         let agree = |o: i64| -> usize {
@@ -320,7 +322,15 @@ impl<'a> Walk<'a> {
             let a = self.old.get(o..).unwrap_or(&[]);
             count_equal(&a[..span.min(a.len())], t)
         };
-        agree(i as i64) >= agree(p as i64 + d) + SWITCH
+        let here = agree(p as i64 + d);
+        if here + SWITCH > span {
+            return false;
+        }
+        let (i, n) = self.longest(p);
+        if n < SEED || i as i64 - p as i64 == d {
+            return false;
+        }
+        agree(i as i64) >= here + SWITCH
     }
 }
 
@@ -490,6 +500,55 @@ mod tests {
         assert!(long[1].old <= 30_000 && long[1].old > 29_000, "{covers:?}");
         let new_bytes: u64 = covers.iter().map(|c| c.gap).sum();
         assert!((300..400).contains(&new_bytes), "{covers:?}");
+    }
+
+    /// The switch probe answers as the rule says (ask the suffix array for the longest
+    /// match, switch if its diagonal agrees on `SWITCH` more bytes of the span) also when it
+    /// skips the search because the current diagonal agrees on almost all of the span: on
+    /// relocated-looking images, at every byte, for the true diagonal and ones near it, and
+    /// both answers occur.
+    #[test]
+    fn the_switch_probe_skips_only_searches_that_cannot_switch() {
+        let by_rule = |w: &Walk<'_>, d: i64, p: usize| -> bool {
+            let (i, n) = w.longest(p);
+            if n < SEED || i as i64 - p as i64 == d {
+                return false;
+            }
+            let span = PROBE_SPAN.min(w.new.len() - p);
+            let t = &w.new[p..p + span];
+            let agree = |o: i64| -> usize {
+                let Ok(o) = usize::try_from(o) else { return 0 };
+                let a = w.old.get(o..).unwrap_or(&[]);
+                count_equal(&a[..span.min(a.len())], t)
+            };
+            agree(i as i64) >= agree(p as i64 + d) + SWITCH
+        };
+        let stop = AtomicBool::new(false);
+        let mut answers = [0usize; 2];
+        for (seed, every) in [(1u64, 16usize), (2, 40), (3, 200)] {
+            let mut r = rnd(seed);
+            let old = crate::testkit::firmware(seed, 20_000);
+            // Changed bytes every `every` on average, and 600 bytes inserted at 9,000
+            // (from there on the true diagonal is 600 further).
+            let mut new = old.clone();
+            for b in new.iter_mut() {
+                if r() % every as u64 == 0 {
+                    *b ^= 0x21;
+                }
+            }
+            let fresh: Vec<u8> = (0..600).map(|_| r() as u8).collect();
+            new.splice(9_000..9_000, fresh);
+            let index = Index::new(&old);
+            let w = Walk::new(&index, &new, 0, &stop);
+            for p in 0..new.len() {
+                for d in [-700i64, -600, -1, 0, 1, 600] {
+                    let want = by_rule(&w, d, p);
+                    assert_eq!(w.better_diagonal(d, p), want, "seed {seed} d {d} at {p}");
+                    answers[usize::from(want)] += 1;
+                }
+            }
+        }
+        assert!(answers[0] > 0 && answers[1] > 0, "{answers:?}");
     }
 
     #[test]
