@@ -532,7 +532,7 @@ mod tests {
             // (from there on the true diagonal is 600 further).
             let mut new = old.clone();
             for b in new.iter_mut() {
-                if r() % every as u64 == 0 {
+                if r().is_multiple_of(every as u64) {
                     *b ^= 0x21;
                 }
             }
