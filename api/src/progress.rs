@@ -132,8 +132,8 @@ impl Cancel {
         &self.0
     }
 
-    /// The flag, shared, for a job's own threads.
-    pub(crate) fn shared(&self) -> Arc<AtomicBool> {
+    /// The flag, shared: for a job's own threads, or for a signal handler to set.
+    pub fn shared(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.0)
     }
 }

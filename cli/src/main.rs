@@ -23,7 +23,7 @@ Exit codes:
   5  mismatch (wrong base image, wrong hardware or product, missing component)
   6  key problem (unreadable key file, wrong or missing passphrase)
   7  device or link problem (no such port, permission, busy, no answer, device error)
-  130 cancelled";
+  130 cancelled (Ctrl-C or SIGTERM: the job stops with nothing written; a second one ends at once)";
 
 #[derive(Parser, Debug)]
 #[command(name = "bluesphere", version, about = "BlueSphere firmware-update toolchain", after_help = EXIT_CODES)]
@@ -476,6 +476,12 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, Error> {
 
 fn run(cli: &Cli, out: &Out) -> Result<serde_json::Value, Error> {
     let cancel = Cancel::new();
+    // Ctrl-C (or SIGTERM) asks the running job to stop: it ends as `cancelled` (exit 130)
+    // with nothing written and no temporary file left; a second one ends the process at once.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.shared());
+        let _ = signal_hook::flag::register(sig, cancel.shared());
+    }
     match &cli.cmd {
         Cmd::Keygen(KeygenArgs {
             out: path,

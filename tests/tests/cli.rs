@@ -1124,3 +1124,79 @@ fn info_and_push_over_ble_say_when_there_is_no_bluetooth() {
     assert_eq!(d.code, 2, "{d:?}");
     f.no_stray_files();
 }
+
+/// Ctrl-C during a long pack: the job ends as `cancelled` (exit 130, the JSON error says
+/// so) at once, with no package and no temporary file, and the inputs untouched.
+#[test]
+fn ctrl_c_cancels_a_long_pack_and_writes_nothing() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let f = fixture();
+    // One byte in 16 changed: nothing anchors, the whole source is sorted and every
+    // difference coded (several seconds), so the pack is still running when Ctrl-C comes.
+    let old = firmware(16, 32 << 20);
+    let mut new = old.clone();
+    for b in new.iter_mut().step_by(16) {
+        *b ^= 0x5A;
+    }
+    fs::write(f.p().join("big-old.bin"), &old).unwrap();
+    fs::write(f.p().join("big-new.bin"), &new).unwrap();
+    let names = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names(f.p());
+    let child = Command::new(bluesphere_tests::bin("bluesphere"))
+        .args([
+            "--json",
+            "pack",
+            "--old",
+            "big-old.bin",
+            "--new",
+            "big-new.bin",
+            "--key",
+            "k.pem",
+            "-o",
+            "big.bsp",
+        ])
+        .current_dir(f.p())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{stdout} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "cancelled", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing was written"),
+        "{v}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(names(f.p()), before, "a file was added or removed");
+    f.no_stray_files();
+    assert_eq!(fs::read(f.p().join("big-old.bin")).unwrap(), old);
+    assert_eq!(fs::read(f.p().join("big-new.bin")).unwrap(), new);
+    println!("Ctrl-C: cancelled {took:?} after the signal");
+}
