@@ -125,7 +125,26 @@ impl Session {
                 Err(m) if m.starts_with("HTTP 400") && t.elapsed() < Duration::from_secs(5) => {
                     std::thread::sleep(Duration::from_millis(200))
                 }
-                Err(m) => return Err(m),
+                Err(m) => {
+                    // What the page looked like to the driver: the element's box, the view,
+                    // and what is at the element's centre.
+                    let seen = self
+                        .script(
+                            "const e = arguments[0], r = e.getBoundingClientRect();
+                             const x = r.left + r.width / 2, y = r.top + r.height / 2;
+                             const at = document.elementFromPoint(x, y);
+                             return JSON.stringify({box: [r.left, r.top, r.width, r.height],
+                               view: [innerWidth, innerHeight],
+                               display: getComputedStyle(e).display,
+                               visibility: getComputedStyle(e).visibility,
+                               at: at ? at.outerHTML.slice(0, 160) : null,
+                               active: document.activeElement ? document.activeElement.outerHTML.slice(0, 120) : null})",
+                            vec![json!({ ELEMENT: e.0 })],
+                        )
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|e| e);
+                    return Err(format!("{m} (page: {seen})"));
+                }
             }
         }
     }
