@@ -106,16 +106,22 @@ impl Session {
         }
     }
 
+    /// Scroll `e` to the middle of the view.
+    fn to_middle(&self, e: &Element) -> Result<(), String> {
+        self.script(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![json!({ ELEMENT: e.0 })],
+        )?;
+        Ok(())
+    }
+
     /// Click, as a user would: the element brought to the middle of the view first (the
     /// driver's own scrolling puts it at the bottom edge, under the status bar), and asked
     /// again for up to 5 s while the page still moves (a page switch, an opening section).
     pub fn click(&self, e: &Element) -> Result<(), String> {
         let t = Instant::now();
         loop {
-            self.script(
-                "arguments[0].scrollIntoView({block: 'center'})",
-                vec![json!({ ELEMENT: e.0 })],
-            )?;
+            self.to_middle(e)?;
             match call(
                 "POST",
                 &self.url(&format!("/element/{}/click", e.0)),
@@ -153,10 +159,7 @@ impl Session {
     pub fn fill(&self, css: &str, text: &str) -> Result<(), String> {
         let e = self.find(css)?;
         // Typing needs the field in view (not under the status bar), as a user would see it.
-        self.script(
-            "arguments[0].scrollIntoView({block: 'center'})",
-            vec![json!({ ELEMENT: e.0 })],
-        )?;
+        self.to_middle(&e)?;
         call(
             "POST",
             &self.url(&format!("/element/{}/clear", e.0)),
