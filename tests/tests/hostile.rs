@@ -641,18 +641,26 @@ fn class1_one_process_per_device() {
     let p = d.path();
     device_with_old(p, "swap");
     let cable = bluesphere_tests::PtyCable::new();
-    let mut serving = std::process::Command::new(bluesphere_tests::bin("bluesphere-device"))
-        .arg("--flash")
-        .arg(p.join("dev"))
-        .args(["serve", "--port", &cable.device])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the server holds the device.
+    let serve = || {
+        std::process::Command::new(bluesphere_tests::bin("bluesphere-device"))
+            .arg("--flash")
+            .arg(p.join("dev"))
+            .args(["serve", "--port", &cable.device])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut serving = serve();
+    // Wait until the server holds the device. The `status` probes hold it for a moment
+    // too: a server starting during one is refused as busy (the rule under test) and
+    // exits, and is then started again.
     let t0 = std::time::Instant::now();
     while bluesphere_tests::device(p, &["status"]).code == 0 {
         assert!(t0.elapsed().as_secs() < 20, "serve never took the device");
+        if serving.try_wait().unwrap().is_some() {
+            serving = serve();
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let pkg = p.join("p.bsp");
