@@ -47,8 +47,9 @@ impl<'a> SourceIndex<'a> {
         Ok(())
     }
 
-    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`: the longest match
-    /// anywhere in the source, or one on the cursor's diagonal or at the last offset.
+    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`: one on the cursor's
+    /// diagonal or at the last offset, or (if `deep`) the longest match anywhere in the
+    /// source.
     pub(super) fn find(
         &self,
         new: &[u8],
@@ -56,6 +57,7 @@ impl<'a> SourceIndex<'a> {
         max: usize,
         cursor: u64,
         last_off: i64,
+        deep: bool,
     ) -> Option<(i64, u32, i64)> {
         let old = self.sa.s;
         let max = max.min(MAX_MATCH).min(new.len().saturating_sub(pos));
@@ -87,6 +89,9 @@ impl<'a> SourceIndex<'a> {
             }
         }
         // Matches under 4 bytes never pay for an offset.
+        if !deep {
+            return best;
+        }
         if let Some(r) = self.sa.search_lcp4(&new[pos..pos + max]) {
             let l = r.len().min(max);
             let off = r.start as i64 - cursor as i64;

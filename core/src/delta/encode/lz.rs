@@ -112,67 +112,42 @@ impl<'a> Lz<'a> {
         l
     }
 
-    /// Best `(dist, len, score)` at `pos` for at most `max` bytes.
-    pub(super) fn find(
+    /// Every useful candidate at `pos` for at most `max` bytes: along the hash chain, each
+    /// candidate longer than all nearer ones, as `(dist, len)` (so increasing in both).
+    pub(super) fn find_all(
         &mut self,
         pos: usize,
         max: usize,
-        rep0: u32,
         depth: usize,
-    ) -> Option<(u32, u32, i64)> {
-        if max < MIN_MATCH as usize {
-            return None;
+        out: &mut Vec<(u32, u32)>,
+    ) {
+        out.clear();
+        let max = max.min(MAX_MATCH);
+        if max < 3 || pos + 4 > self.new.len() {
+            return;
         }
         self.insert_upto(pos);
-        let mut best: Option<(u32, u32, i64)> = None;
-        let mut best_score = 0i64;
-        if rep0 > 0 && rep0 as usize <= pos {
-            let l = self.common(pos - rep0 as usize, pos, max);
-            if l >= MIN_MATCH as usize {
-                best_score = l as i64 * 8 - 4;
-                best = Some((rep0, l as u32, best_score));
+        let mut c = self.head[Self::hash(&self.new[pos..pos + 4], self.bits)];
+        let mut depth = depth;
+        let mut bl = 2usize;
+        while c != 0 && depth > 0 {
+            let cand = c as usize - 1;
+            if cand >= pos || pos - cand > LZ_WINDOW {
+                break;
             }
-        }
-        if pos + 4 <= self.new.len() && max >= 3 {
-            let mut c = self.head[Self::hash(&self.new[pos..pos + 4], self.bits)];
-            let mut depth = depth;
-            while c != 0 && depth > 0 {
-                let cand = c as usize - 1;
-                if cand >= pos || pos - cand > LZ_WINDOW {
-                    break; // a stale ring entry, or beyond the window
-                }
-                let dist = pos - cand;
-                // Quick reject: a candidate that differs at the best length cannot be longer.
-                let bl = best.map_or(0, |b| b.1 as usize);
-                if bl > 0 && bl < max && self.new[cand + bl] != self.new[pos + bl] {
-                    c = self.prev[cand % LZ_WINDOW];
-                    depth -= 1;
-                    continue;
-                }
+            if self.new[cand + bl] == self.new[pos + bl] {
                 let l = self.common(cand, pos, max);
-                let min_len = if dist < 1 << 10 {
-                    3
-                } else if dist < 1 << 16 {
-                    4
-                } else {
-                    5
-                };
-                if l >= min_len {
-                    // Bits saved over literals, minus an estimate of the distance's cost.
-                    let score = l as i64 * 8 - 8 - (64 - (dist as u64).leading_zeros()) as i64;
-                    if score > best_score {
-                        best_score = score;
-                        best = Some((dist as u32, l as u32, score));
+                if l > bl {
+                    bl = l;
+                    out.push(((pos - cand) as u32, l as u32));
+                    if l >= max || l >= GOOD_ENOUGH {
+                        break;
                     }
                 }
-                if l == max || l >= GOOD_ENOUGH {
-                    break;
-                }
-                c = self.prev[cand % LZ_WINDOW];
-                depth -= 1;
             }
+            c = self.prev[cand % LZ_WINDOW];
+            depth -= 1;
         }
-        best
     }
 }
 
