@@ -47,9 +47,9 @@ impl<'a> SourceIndex<'a> {
         Ok(())
     }
 
-    /// Best `(offset from cursor, len, score)` for `new[pos..pos+max]`: one on the cursor's
-    /// diagonal or at the last offset, or (if `deep`) the longest match anywhere in the
-    /// source.
+    /// Best `(offset from cursor, len)` for `new[pos..pos+max]` by bits saved: one on the
+    /// cursor's diagonal or at the last offset, or (if `deep`) the longest match anywhere in
+    /// the source.
     pub(super) fn find(
         &self,
         new: &[u8],
@@ -58,7 +58,7 @@ impl<'a> SourceIndex<'a> {
         cursor: u64,
         last_off: i64,
         deep: bool,
-    ) -> Option<(i64, u32, i64)> {
+    ) -> Option<(i64, u32)> {
         let old = self.sa.s;
         let max = max.min(MAX_MATCH).min(new.len().saturating_sub(pos));
         let common = |a: usize| {
@@ -75,7 +75,7 @@ impl<'a> SourceIndex<'a> {
                 12 + (64 - off.unsigned_abs().leading_zeros()) as i64
             }
         };
-        let mut best: Option<(i64, u32, i64)> = None;
+        let mut best: Option<(i64, u32)> = None;
         let mut best_score = 0;
         for off in [0, last_off] {
             let at = cursor as i64 + off;
@@ -84,7 +84,7 @@ impl<'a> SourceIndex<'a> {
                 let score = l as i64 * 8 - cost(off);
                 if l >= MIN_MATCH as usize && score > best_score {
                     best_score = score;
-                    best = Some((off, l as u32, score));
+                    best = Some((off, l as u32));
                 }
             }
         }
@@ -97,7 +97,7 @@ impl<'a> SourceIndex<'a> {
             let off = r.start as i64 - cursor as i64;
             let score = l as i64 * 8 - cost(off);
             if score > best_score {
-                best = Some((off, l as u32, score));
+                best = Some((off, l as u32));
             }
         }
         best

@@ -133,8 +133,9 @@ impl<'a> Lz<'a> {
         while c != 0 && depth > 0 {
             let cand = c as usize - 1;
             if cand >= pos || pos - cand > LZ_WINDOW {
-                break;
+                break; // a stale ring entry, or beyond the window
             }
+            // A candidate that differs at the best length so far cannot be longer.
             if self.new[cand + bl] == self.new[pos + bl] {
                 let l = self.common(cand, pos, max);
                 if l > bl {

@@ -194,7 +194,7 @@ impl<'a, 'b> Planner<'a, 'b> {
             diag: after_add,
             last_off: self.last_soff,
         };
-        let items = plan(
+        let (items, rep0, last_soff) = plan(
             self.lz,
             self.src,
             &mut self.lits,
@@ -202,13 +202,8 @@ impl<'a, 'b> Planner<'a, 'b> {
             lit_start + c.lit as usize,
             st,
         );
-        for it in &items {
-            match *it {
-                Item::Target(d, _) => self.rep0 = d,
-                Item::Source(off, _) => self.last_soff = off,
-                Item::Lit => {}
-            }
-        }
+        self.rep0 = rep0;
+        self.last_soff = last_soff;
         let raw = raw_literals(&items, self.new, lit_start);
         Ok(Planned {
             add: c.add,
@@ -344,6 +339,7 @@ const SOURCE_KEEP: u32 = 16;
 /// every candidate at every position, the repeat distances carried along each way), as
 /// LZMA's optimal parser and HDiffPatch's covers choose by price. Long runs of positions
 /// where nothing matched are searched shallowly and sparsely (incompressible content).
+/// Returns the items and the last target distance and source offset they leave.
 pub(super) fn plan(
     lz: &mut Lz<'_>,
     src: &SourceIndex<'_>,
@@ -351,7 +347,7 @@ pub(super) fn plan(
     start: usize,
     end: usize,
     mut st: ParseState,
-) -> Vec<Item> {
+) -> (Vec<Item>, u32, i64) {
     let cursor = st.diag;
     let new = lz.new;
     let full_depth = chain_depth(new.len());
@@ -438,9 +434,7 @@ pub(super) fn plan(
             }
             let diag = cursor + (at - start) as u64;
             let deep = p >= skip_to && src_prev.is_none_or(|(_, l)| l <= SOURCE_KEEP);
-            let mut found = src
-                .find(new, at, max, diag, n.last_off, deep)
-                .map(|f| (f.0, f.1));
+            let mut found = src.find(new, at, max, diag, n.last_off, deep);
             if !deep {
                 // The source match found before, one byte on.
                 if let Some((o, l)) = src_prev {
@@ -497,7 +491,7 @@ pub(super) fn plan(
         }
         i += e;
     }
-    items
+    (items, st.rep0, st.last_off)
 }
 
 #[cfg(test)]
@@ -521,7 +515,7 @@ mod tests {
             diag: 0,
             last_off: 0,
         };
-        let items = plan(&mut lz, &src, &mut LitPrices::new(), start, new.len(), st);
+        let (items, ..) = plan(&mut lz, &src, &mut LitPrices::new(), start, new.len(), st);
         let mut pos = start;
         for it in &items {
             match *it {
